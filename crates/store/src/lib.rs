@@ -1,1 +1,170 @@
+//! Latchkey's persistence. One [`Store`] trait; SQLite (the embedded default, WAL) and PostgreSQL
+//! (many nodes, one database) behind it, with the same SQL wherever the two agree.
+//!
+//! Every single-use thing is consumed by one conditional `UPDATE … RETURNING`, and every state
+//! change is one transaction, so two nodes racing cannot both succeed and a crash leaves nothing
+//! half-written. The conformance suite in `tests/` runs against both backends.
 
+mod records;
+mod sql;
+
+pub use records::*;
+pub use sql::SqlStore;
+
+use async_trait::async_trait;
+use latchkey_core::flows::email_link::LinkPurpose;
+use latchkey_core::secret::TokenHash;
+use latchkey_core::throttle::ThrottlePolicy;
+use latchkey_core::{CompanyDomain, Email, LoginName, UserState};
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write; the string names what was taken.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("not found")]
+    NotFound,
+    /// The database cannot be reached or answered with an error of its own.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Why a link could not be consumed: nothing was written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConsumeError {
+    /// No valid link with that hash (unknown, used, replaced or expired: read the link to tell).
+    #[error("link not usable")]
+    LinkNotUsable,
+    /// The link was valid but the account is not in the state the flow needs.
+    #[error("account in the wrong state")]
+    WrongAccountState,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A cheap round trip, for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Companies and accounts (C1).
+    async fn create_company(&self, name: &str, domain: &CompanyDomain, now: OffsetDateTime) -> StoreResult<Company>;
+    async fn company_by_domain(&self, domain: &str) -> StoreResult<Option<Company>>;
+    async fn list_companies(&self) -> StoreResult<Vec<Company>>;
+    /// Inserts the invited user and the welcome link in one transaction.
+    async fn create_user(&self, new: &NewUser, welcome: &NewLink, audit: &AuditEntry) -> StoreResult<User>;
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
+    async fn user_by_login_name(&self, login_name: &LoginName) -> StoreResult<Option<User>>;
+    /// Accounts whose designated email is `email` (any case), all companies, by login name.
+    async fn users_by_designated_email(&self, email: &Email) -> StoreResult<Vec<User>>;
+    async fn additional_emails(&self, user_id: i64) -> StoreResult<Vec<AdditionalEmail>>;
+
+    // Emailed links (C2, C4).
+    /// Stores a new link and marks every earlier unused link of that purpose replaced.
+    async fn issue_link(&self, user_id: i64, link: &NewLink) -> StoreResult<()>;
+    async fn link_by_token(&self, token: &TokenHash) -> StoreResult<Option<StoredLink>>;
+    /// Complete Setup: consume the welcome link, set password and PIN, mark the account active and
+    /// its designated email verified (the link went there) — one transaction.
+    async fn activate(
+        &self,
+        token: &TokenHash,
+        password_hash: &str,
+        pin_hash: &str,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<Result<User, ConsumeError>>;
+    /// Consume the reset link, replace the password and end every session — one transaction.
+    async fn reset_password(
+        &self,
+        token: &TokenHash,
+        password_hash: &str,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<Result<User, ConsumeError>>;
+
+    // Credentials of a signed-in user.
+    /// Replaces the password and ends every other session of the user.
+    async fn change_password(&self, user_id: i64, password_hash: &str, keep_session: &TokenHash, audit: &AuditEntry) -> StoreResult<()>;
+    async fn change_pin(&self, user_id: i64, pin_hash: &str, audit: &AuditEntry) -> StoreResult<()>;
+    /// Keeps a rehashed password (parameters raised since it was set); only if unchanged meanwhile.
+    async fn upgrade_password_hash(&self, user_id: i64, old_hash: &str, new_hash: &str) -> StoreResult<()>;
+
+    // Sessions (C5).
+    async fn create_session(&self, session: &NewSession, audit: &AuditEntry) -> StoreResult<()>;
+    async fn session_by_token(&self, token: &TokenHash) -> StoreResult<Option<Session>>;
+    async fn touch_session(&self, token: &TokenHash, now: OffsetDateTime) -> StoreResult<()>;
+    async fn sessions_of_user(&self, user_id: i64) -> StoreResult<Vec<Session>>;
+    /// Ends one session of the user by its handle; false when the user has no such session.
+    async fn delete_session_by_handle(&self, user_id: i64, handle: &str) -> StoreResult<bool>;
+    async fn delete_session(&self, token: &TokenHash) -> StoreResult<()>;
+    /// Ends every session of the user but `keep`; returns how many ended.
+    async fn delete_other_sessions(&self, user_id: i64, keep: &TokenHash) -> StoreResult<u64>;
+    /// Removes sessions whose idle or absolute time is over (housekeeping, not correctness).
+    async fn delete_expired_sessions(&self, idle_before: OffsetDateTime, created_before: OffsetDateTime) -> StoreResult<u64>;
+
+    // Throttling, shared by every node.
+    /// The latest lock among `keys`, when one is still running at `now`.
+    async fn throttle_locked_until(&self, keys: &[String], now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
+    /// Counts one failure against `key` (atomically) and returns the lock it now carries.
+    async fn throttle_fail(&self, key: &str, policy: &ThrottlePolicy, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
+    async fn throttle_clear(&self, key: &str) -> StoreResult<()>;
+
+    // Audit.
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    async fn audit_of_company(&self, company_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+
+    // Operator.
+    async fn set_user_state(&self, user_id: i64, state: UserState, audit: &AuditEntry) -> StoreResult<()>;
+    async fn link_purpose_count(&self, user_id: i64, purpose: LinkPurpose) -> StoreResult<i64>;
+}
+
+/// Opens the store a URL names: `sqlite://…` (or a bare path) or `postgres://…`.
+pub async fn open(url: &str, max_connections: u32) -> StoreResult<std::sync::Arc<dyn Store>> {
+    Ok(std::sync::Arc::new(SqlStore::connect(url, max_connections).await?))
+}
+
+/// Helpers for tests that need a real database (this crate's conformance suite and the server's
+/// HTTP tests). Not used by the product.
+#[doc(hidden)]
+pub mod testing {
+    use sqlx::Connection;
+
+    /// The PostgreSQL server tests use; `LATCHKEY_TEST_POSTGRES` overrides it.
+    pub fn admin_url() -> String {
+        std::env::var("LATCHKEY_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    /// Creates a database of its own for one test and returns its URL, so runs never collide.
+    /// Where no PostgreSQL answers, prints why and returns `None`; with `CI=true` that is a
+    /// failure, so a CI run can never pass by skipping PostgreSQL.
+    pub async fn fresh_postgres_url(test: &str) -> Option<String> {
+        let admin = admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin).await {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("PostgreSQL at {admin} is not reachable ({e}); skipping the PostgreSQL run of {test}");
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("{msg}: with CI=true this is a failure");
+                }
+                eprintln!("{msg}");
+                return None;
+            }
+        };
+        let name = format!("lk_test_{}_{}", std::process::id(), rand_suffix());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin.clone());
+        Some(format!("{base}/{name}"))
+    }
+
+    fn rand_suffix() -> String {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        format!("{:x}", n & 0xffff_ffff_ffff)
+    }
+}

@@ -1,0 +1,679 @@
+//! The SQL behind [`Store`]: one implementation over sqlx's `Any` driver, so SQLite and
+//! PostgreSQL run the very same statements; only migrations and connection settings differ.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use latchkey_core::flows::email_link::{EmailLink, LinkPurpose};
+use latchkey_core::secret::TokenHash;
+use latchkey_core::throttle::ThrottlePolicy;
+use latchkey_core::{CompanyDomain, Email, LoginName, Role, UserState};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use time::OffsetDateTime;
+
+use crate::records::*;
+use crate::{ConsumeError, Store, StoreError, StoreResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const USER_COLUMNS: &str = "u.id, u.company_id, c.name AS company_name, c.domain AS company_domain, \
+    c.password_min_length, u.extension, u.login_name, u.designated_email, u.designated_email_verified_at, \
+    u.role, u.state, u.password_hash, u.pin_hash, u.created_at, u.activated_at, u.last_sign_in_at";
+
+fn user_query(filter: &str) -> String {
+    format!("SELECT {USER_COLUMNS} FROM users u JOIN companies c ON c.id = u.company_id WHERE {filter}")
+}
+
+impl SqlStore {
+    /// `sqlite://path`, a bare file path, or `postgres://…`.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (url.to_owned(), Backend::Postgres)
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let sep = if path.contains('?') { '&' } else { '?' };
+            (format!("sqlite://{path}{sep}mode=rwc"), Backend::Sqlite)
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers and one writer work at once, and lets the CLI write
+                        // beside a running server; busy_timeout makes the other wait, not fail.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(map_err)?;
+        Ok(Self { pool, backend })
+    }
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let msg = db.message();
+            let what = if msg.contains("domain") {
+                "company domain"
+            } else if msg.contains("login_name") || msg.contains("extension") {
+                "extension"
+            } else {
+                "record"
+            };
+            StoreError::Conflict(what)
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+fn ts(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+fn to_time(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<OffsetDateTime>> {
+    Ok(row.try_get::<Option<i64>, _>(col).map_err(map_err)?.map(to_time))
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(row: &'r AnyRow, col: &str) -> StoreResult<T> {
+    row.try_get(col).map_err(map_err)
+}
+
+fn user_from_row(row: &AnyRow) -> StoreResult<User> {
+    let role: String = get(row, "role")?;
+    let state: String = get(row, "state")?;
+    Ok(User {
+        id: get(row, "id")?,
+        company_id: get(row, "company_id")?,
+        company_name: get(row, "company_name")?,
+        company_domain: get(row, "company_domain")?,
+        company_password_min_length: get(row, "password_min_length")?,
+        extension: get(row, "extension")?,
+        login_name: get(row, "login_name")?,
+        designated_email: get(row, "designated_email")?,
+        designated_email_verified_at: opt_time(row, "designated_email_verified_at")?,
+        role: Role::from_str(&role).map_err(|_| StoreError::Backend(format!("unknown role {role}")))?,
+        state: UserState::from_str(&state).map_err(|_| StoreError::Backend(format!("unknown state {state}")))?,
+        password_hash: get(row, "password_hash")?,
+        pin_hash: get(row, "pin_hash")?,
+        created_at: to_time(get(row, "created_at")?),
+        activated_at: opt_time(row, "activated_at")?,
+        last_sign_in_at: opt_time(row, "last_sign_in_at")?,
+    })
+}
+
+fn company_from_row(row: &AnyRow) -> StoreResult<Company> {
+    Ok(Company {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        domain: get(row, "domain")?,
+        password_min_length: get(row, "password_min_length")?,
+        created_at: to_time(get(row, "created_at")?),
+    })
+}
+
+fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
+    Ok(Session {
+        handle: get(row, "handle")?,
+        user_id: get(row, "user_id")?,
+        created_at: to_time(get(row, "created_at")?),
+        last_seen_at: to_time(get(row, "last_seen_at")?),
+        client_ip: get(row, "client_ip")?,
+        user_agent: get(row, "user_agent")?,
+    })
+}
+
+const AUDIT_INSERT: &str = "INSERT INTO audit_events \
+    (company_id, actor_user_id, target_user_id, kind, detail, client_ip, user_agent, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+async fn insert_audit<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(exec: E, a: &AuditEntry) -> StoreResult<()> {
+    sqlx::query(AUDIT_INSERT)
+        .bind(a.company_id)
+        .bind(a.actor_user_id)
+        .bind(a.target_user_id)
+        .bind(a.kind)
+        .bind(a.detail.as_str())
+        .bind(a.client_ip.as_deref())
+        .bind(a.user_agent.as_deref())
+        .bind(ts(a.at))
+        .execute(exec)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// Marks every unused link of `purpose` for the user replaced: sending a new one kills the old.
+const REPLACE_LINKS: &str = "UPDATE email_links SET replaced_at = $1 \
+    WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL AND replaced_at IS NULL";
+
+const INSERT_LINK: &str = "INSERT INTO email_links (token_hash, user_id, purpose, created_at, expires_at) \
+    VALUES ($1, $2, $3, $4, $5)";
+
+/// The single-use step: only a valid link of that purpose matches, and only once.
+const CONSUME_LINK: &str = "UPDATE email_links SET used_at = $1 \
+    WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND replaced_at IS NULL AND expires_at > $1 \
+    RETURNING user_id";
+
+impl SqlStore {
+    async fn consume_and<F>(
+        &self,
+        token: &TokenHash,
+        purpose: LinkPurpose,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+        apply: F,
+    ) -> StoreResult<Result<User, ConsumeError>>
+    where
+        F: FnOnce(i64) -> (String, Vec<Option<String>>),
+    {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let row = sqlx::query(CONSUME_LINK)
+            .bind(ts(now))
+            .bind(token.as_str())
+            .bind(purpose.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else {
+            return Ok(Err(ConsumeError::LinkNotUsable));
+        };
+        let user_id: i64 = get(&row, "user_id")?;
+        let (sql, binds) = apply(user_id);
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let changed = q.bind(ts(now)).bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
+        if changed.rows_affected() != 1 {
+            // Dropping the transaction rolls back the consumed link too: nothing half-written.
+            return Ok(Err(ConsumeError::WrongAccountState));
+        }
+        if purpose == LinkPurpose::PasswordReset {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
+        }
+        let audit = AuditEntry { target_user_id: Some(user_id), actor_user_id: Some(user_id), ..audit.clone() };
+        insert_audit(&mut *tx, &audit).await?;
+        let user = sqlx::query(&user_query("u.id = $1"))
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)
+            .and_then(|r| user_from_row(&r))?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Ok(user))
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.run(&self.pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_company(&self, name: &str, domain: &CompanyDomain, now: OffsetDateTime) -> StoreResult<Company> {
+        let row = sqlx::query(
+            "INSERT INTO companies (name, domain, password_min_length, created_at) VALUES ($1, $2, 8, $3) \
+             RETURNING id, name, domain, password_min_length, created_at",
+        )
+        .bind(name)
+        .bind(domain.as_str())
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        company_from_row(&row)
+    }
+
+    async fn company_by_domain(&self, domain: &str) -> StoreResult<Option<Company>> {
+        let row = sqlx::query("SELECT id, name, domain, password_min_length, created_at FROM companies WHERE domain = $1")
+            .bind(domain.trim().to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| company_from_row(&r)).transpose()
+    }
+
+    async fn list_companies(&self) -> StoreResult<Vec<Company>> {
+        let rows = sqlx::query("SELECT id, name, domain, password_min_length, created_at FROM companies ORDER BY domain")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(company_from_row).collect()
+    }
+
+    async fn create_user(&self, new: &NewUser, welcome: &NewLink, audit: &AuditEntry) -> StoreResult<User> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let row = sqlx::query(
+            "INSERT INTO users (company_id, extension, login_name, designated_email, designated_email_key, role, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'invited', $7) RETURNING id",
+        )
+        .bind(new.company_id)
+        .bind(new.extension.as_str())
+        .bind(new.login_name.as_str())
+        .bind(new.designated_email.as_str())
+        .bind(new.designated_email.key())
+        .bind(new.role.as_str())
+        .bind(ts(new.created_at))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let id: i64 = get(&row, "id")?;
+        sqlx::query(INSERT_LINK)
+            .bind(welcome.token_hash.as_str())
+            .bind(id)
+            .bind(welcome.purpose().as_str())
+            .bind(ts(welcome.link.created_at))
+            .bind(ts(welcome.link.expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_audit(&mut *tx, &AuditEntry { target_user_id: Some(id), ..audit.clone() }).await?;
+        let user = sqlx::query(&user_query("u.id = $1")).bind(id).fetch_one(&mut *tx).await.map_err(map_err)?;
+        let user = user_from_row(&user)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(user)
+    }
+
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&user_query("u.id = $1")).bind(id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    async fn user_by_login_name(&self, login_name: &LoginName) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&user_query("u.login_name = $1"))
+            .bind(login_name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    async fn users_by_designated_email(&self, email: &Email) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(&format!("{} ORDER BY u.login_name", user_query("u.designated_email_key = $1")))
+            .bind(email.key())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn additional_emails(&self, user_id: i64) -> StoreResult<Vec<AdditionalEmail>> {
+        let rows = sqlx::query("SELECT email, verified_at FROM user_emails WHERE user_id = $1 ORDER BY email_key")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok(AdditionalEmail { email: get(r, "email")?, verified_at: opt_time(r, "verified_at")? }))
+            .collect()
+    }
+
+    async fn issue_link(&self, user_id: i64, link: &NewLink) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(REPLACE_LINKS)
+            .bind(ts(link.link.created_at))
+            .bind(user_id)
+            .bind(link.purpose().as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(INSERT_LINK)
+            .bind(link.token_hash.as_str())
+            .bind(user_id)
+            .bind(link.purpose().as_str())
+            .bind(ts(link.link.created_at))
+            .bind(ts(link.link.expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn link_by_token(&self, token: &TokenHash) -> StoreResult<Option<StoredLink>> {
+        let row = sqlx::query(
+            "SELECT user_id, purpose, created_at, expires_at, used_at, replaced_at FROM email_links WHERE token_hash = $1",
+        )
+        .bind(token.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let purpose: String = get(&row, "purpose")?;
+        let purpose = LinkPurpose::parse(&purpose).ok_or_else(|| StoreError::Backend(format!("unknown link purpose {purpose}")))?;
+        Ok(Some(StoredLink {
+            user_id: get(&row, "user_id")?,
+            link: EmailLink {
+                purpose,
+                created_at: to_time(get(&row, "created_at")?),
+                expires_at: to_time(get(&row, "expires_at")?),
+                used_at: opt_time(&row, "used_at")?,
+                replaced_at: opt_time(&row, "replaced_at")?,
+            },
+        }))
+    }
+
+    async fn activate(
+        &self,
+        token: &TokenHash,
+        password_hash: &str,
+        pin_hash: &str,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<Result<User, ConsumeError>> {
+        let (pw, pin) = (password_hash.to_owned(), pin_hash.to_owned());
+        self.consume_and(token, LinkPurpose::Welcome, now, audit, move |_| {
+            (
+                "UPDATE users SET password_hash = $1, pin_hash = $2, state = 'active', activated_at = $3, \
+                 designated_email_verified_at = $3 WHERE id = $4 AND state = 'invited'"
+                    .to_owned(),
+                vec![Some(pw), Some(pin)],
+            )
+        })
+        .await
+    }
+
+    async fn reset_password(
+        &self,
+        token: &TokenHash,
+        password_hash: &str,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<Result<User, ConsumeError>> {
+        let pw = password_hash.to_owned();
+        // The reset link went to the designated email and was opened: that verifies it, too.
+        self.consume_and(token, LinkPurpose::PasswordReset, now, audit, move |_| {
+            (
+                "UPDATE users SET password_hash = $1, \
+                 designated_email_verified_at = COALESCE(designated_email_verified_at, $2) \
+                 WHERE id = $3 AND state = 'active'"
+                    .to_owned(),
+                vec![Some(pw)],
+            )
+        })
+        .await
+    }
+
+    async fn change_password(&self, user_id: i64, password_hash: &str, keep_session: &TokenHash, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
+            .bind(user_id)
+            .bind(keep_session.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn change_pin(&self, user_id: i64, pin_hash: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("UPDATE users SET pin_hash = $1 WHERE id = $2")
+            .bind(pin_hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn upgrade_password_hash(&self, user_id: i64, old_hash: &str, new_hash: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+            .bind(new_hash)
+            .bind(user_id)
+            .bind(old_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_session(&self, s: &NewSession, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, handle, user_id, created_at, last_seen_at, client_ip, user_agent) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6)",
+        )
+        .bind(s.token_hash.as_str())
+        .bind(s.handle.as_str())
+        .bind(s.user_id)
+        .bind(ts(s.created_at))
+        .bind(s.client_ip.as_deref())
+        .bind(s.user_agent.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("UPDATE users SET last_sign_in_at = $1 WHERE id = $2")
+            .bind(ts(s.created_at))
+            .bind(s.user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn session_by_token(&self, token: &TokenHash) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT handle, user_id, created_at, last_seen_at, client_ip, user_agent FROM sessions WHERE id_hash = $1",
+        )
+        .bind(token.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| session_from_row(&r)).transpose()
+    }
+
+    async fn touch_session(&self, token: &TokenHash, now: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
+            .bind(ts(now))
+            .bind(token.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn sessions_of_user(&self, user_id: i64) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(
+            "SELECT handle, user_id, created_at, last_seen_at, client_ip, user_agent FROM sessions \
+             WHERE user_id = $1 ORDER BY last_seen_at DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn delete_session_by_handle(&self, user_id: i64, handle: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND handle = $2")
+            .bind(user_id)
+            .bind(handle)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_session(&self, token: &TokenHash) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(token.as_str()).execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_other_sessions(&self, user_id: i64, keep: &TokenHash) -> StoreResult<u64> {
+        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
+            .bind(user_id)
+            .bind(keep.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn delete_expired_sessions(&self, idle_before: OffsetDateTime, created_before: OffsetDateTime) -> StoreResult<u64> {
+        let r = sqlx::query("DELETE FROM sessions WHERE last_seen_at <= $1 OR created_at <= $2")
+            .bind(ts(idle_before))
+            .bind(ts(created_before))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn throttle_locked_until(&self, keys: &[String], now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
+        let mut latest: Option<i64> = None;
+        for key in keys {
+            let row = sqlx::query("SELECT locked_until FROM throttle WHERE key = $1 AND locked_until > $2")
+                .bind(key.as_str())
+                .bind(ts(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+            if let Some(row) = row {
+                let until: Option<i64> = get(&row, "locked_until")?;
+                latest = latest.max(until);
+            }
+        }
+        Ok(latest.map(to_time))
+    }
+
+    async fn throttle_fail(&self, key: &str, policy: &ThrottlePolicy, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
+        // One statement: a fresh window starts when the old one is over; the lock is set when the
+        // count reaches the limit. Concurrent failures on any node all count.
+        let window_open_after = ts(now - policy.window);
+        let row = sqlx::query(
+            "INSERT INTO throttle (key, window_start, failures, locked_until) VALUES ($1, $2, 1, CASE WHEN 1 >= $4 THEN $5 ELSE NULL END) \
+             ON CONFLICT (key) DO UPDATE SET \
+               failures = CASE WHEN throttle.window_start <= $3 THEN 1 ELSE throttle.failures + 1 END, \
+               window_start = CASE WHEN throttle.window_start <= $3 THEN $2 ELSE throttle.window_start END, \
+               locked_until = CASE \
+                 WHEN (CASE WHEN throttle.window_start <= $3 THEN 1 ELSE throttle.failures + 1 END) >= $4 THEN $5 \
+                 ELSE throttle.locked_until END \
+             RETURNING locked_until",
+        )
+        .bind(key)
+        .bind(ts(now))
+        .bind(window_open_after)
+        .bind(i64::from(policy.max_failures))
+        .bind(ts(now + policy.lockout))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let until: Option<i64> = get(&row, "locked_until")?;
+        Ok(until.map(to_time).filter(|u| *u > now))
+    }
+
+    async fn throttle_clear(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM throttle WHERE key = $1").bind(key).execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        insert_audit(&self.pool, entry).await
+    }
+
+    async fn audit_of_company(&self, company_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, company_id, actor_user_id, target_user_id, kind, detail, client_ip, user_agent, created_at \
+             FROM audit_events WHERE company_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(company_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    id: get(r, "id")?,
+                    company_id: get(r, "company_id")?,
+                    actor_user_id: get(r, "actor_user_id")?,
+                    target_user_id: get(r, "target_user_id")?,
+                    kind: get(r, "kind")?,
+                    detail: get(r, "detail")?,
+                    client_ip: get(r, "client_ip")?,
+                    user_agent: get(r, "user_agent")?,
+                    created_at: to_time(get(r, "created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn set_user_state(&self, user_id: i64, state: UserState, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let r = sqlx::query("UPDATE users SET state = $1 WHERE id = $2")
+            .bind(state.as_str())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        if state == UserState::Disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn link_purpose_count(&self, user_id: i64, purpose: LinkPurpose) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM email_links WHERE user_id = $1 AND purpose = $2")
+            .bind(user_id)
+            .bind(purpose.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        get(&row, "n")
+    }
+}

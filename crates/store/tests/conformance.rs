@@ -1,0 +1,291 @@
+//! One behaviour, two stores: every test here runs against SQLite and against PostgreSQL.
+
+use std::sync::Arc;
+
+use latchkey_core::flows::email_link::{EmailLink, LinkPurpose};
+use latchkey_core::secret::{random_handle, Token};
+use latchkey_core::throttle::ThrottlePolicy;
+use latchkey_core::{CompanyDomain, Email, Extension, LoginName, Role, UserState};
+use latchkey_store::*;
+use time::{Duration, OffsetDateTime};
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let store = open(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    Fixture { store, _dir: Some(dir) }
+}
+
+async fn postgres(test: &str) -> Option<Fixture> {
+    let url = testing::fresh_postgres_url(test).await?;
+    let store = open(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    Some(Fixture { store, _dir: None })
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::sqlite().await.store).await } )*
+        }
+        mod on_postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() {
+                if let Some(f) = super::postgres(stringify!($name)).await { super::$name(f.store).await }
+            } )*
+        }
+    };
+}
+
+conformance!(
+    company_domains_are_unique_whatever_the_case,
+    users_are_found_by_login_name_and_shared_designated_email,
+    an_extension_is_taken_once_per_company,
+    activation_consumes_the_welcome_link_once_in_one_transaction,
+    a_new_link_replaces_the_old_one,
+    expired_links_cannot_be_consumed,
+    activation_of_a_disabled_account_writes_nothing,
+    a_password_reset_ends_every_session,
+    twenty_racing_activations_succeed_once,
+    sessions_are_listed_and_revoked_per_user,
+    failures_lock_after_the_limit_and_the_window_restarts,
+    racing_failures_all_count,
+);
+
+fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap()
+}
+
+fn audit(kind: &'static str) -> AuditEntry {
+    AuditEntry { company_id: None, actor_user_id: None, target_user_id: None, kind, detail: String::new(), client_ip: None, user_agent: None, at: t0() }
+}
+
+async fn company(store: &dyn Store, domain: &str) -> Company {
+    store.create_company("Organization Inc.", &CompanyDomain::parse(domain).unwrap(), t0()).await.unwrap()
+}
+
+/// Creates an invited user and returns it with its welcome token.
+async fn invite(store: &dyn Store, company: &Company, ext: &str, email: &str) -> (User, Token) {
+    let ext = Extension::parse(ext).unwrap();
+    let domain = CompanyDomain::parse(&company.domain).unwrap();
+    let new = NewUser {
+        company_id: company.id,
+        login_name: LoginName::new(&ext, &domain),
+        extension: ext,
+        designated_email: Email::parse(email).unwrap(),
+        role: Role::User,
+        created_at: t0(),
+    };
+    let token = Token::generate();
+    let link = NewLink { token_hash: token.hash(), link: EmailLink::issue(LinkPurpose::Welcome, t0()) };
+    (store.create_user(&new, &link, &audit("user_created")).await.unwrap(), token)
+}
+
+async fn active_user(store: &dyn Store, company: &Company, ext: &str) -> User {
+    let (u, token) = invite(store, company, ext, "someone@example.com").await;
+    store.activate(&token.hash(), "pw-hash", "pin-hash", t0(), &audit("account_activated")).await.unwrap().unwrap();
+    store.user_by_id(u.id).await.unwrap().unwrap()
+}
+
+async fn company_domains_are_unique_whatever_the_case(store: Arc<dyn Store>) {
+    company(&*store, "organization.com").await;
+    let again = store.create_company("Other", &CompanyDomain::parse("ORGANIZATION.com").unwrap(), t0()).await;
+    assert!(matches!(again, Err(StoreError::Conflict("company domain"))), "{again:?}");
+    assert_eq!(store.company_by_domain("Organization.COM").await.unwrap().unwrap().name, "Organization Inc.");
+    assert_eq!(store.list_companies().await.unwrap().len(), 1);
+}
+
+async fn users_are_found_by_login_name_and_shared_designated_email(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let other = company(&*store, "other.org").await;
+    let (a, _) = invite(&*store, &c, "101", "Front.Desk@example.com").await;
+    let (b, _) = invite(&*store, &other, "102", "front.desk@EXAMPLE.com").await;
+    assert_eq!(a.state, UserState::Invited);
+    assert_eq!(a.login_name, "101@organization.com");
+    let found = store.user_by_login_name(&LoginName::parse("101@ORGANIZATION.COM").unwrap()).await.unwrap().unwrap();
+    assert_eq!(found.id, a.id);
+    assert_eq!(found.company_name, "Organization Inc.");
+    let shared = store.users_by_designated_email(&Email::parse("FRONT.DESK@example.com").unwrap()).await.unwrap();
+    assert_eq!(shared.iter().map(|u| u.id).collect::<Vec<_>>(), vec![a.id, b.id]);
+    assert!(store.users_by_designated_email(&Email::parse("nobody@example.com").unwrap()).await.unwrap().is_empty());
+}
+
+async fn an_extension_is_taken_once_per_company(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    invite(&*store, &c, "101", "a@example.com").await;
+    let ext = Extension::parse("101").unwrap();
+    let new = NewUser {
+        company_id: c.id,
+        login_name: LoginName::new(&ext, &CompanyDomain::parse(&c.domain).unwrap()),
+        extension: ext,
+        designated_email: Email::parse("b@example.com").unwrap(),
+        role: Role::User,
+        created_at: t0(),
+    };
+    let link = NewLink { token_hash: Token::generate().hash(), link: EmailLink::issue(LinkPurpose::Welcome, t0()) };
+    let r = store.create_user(&new, &link, &audit("user_created")).await;
+    assert!(matches!(r, Err(StoreError::Conflict("extension"))), "{r:?}");
+    // The refused insert wrote nothing: still one user, one link.
+    assert_eq!(store.users_by_designated_email(&Email::parse("b@example.com").unwrap()).await.unwrap().len(), 0);
+    assert!(store.link_by_token(&link.token_hash).await.unwrap().is_none());
+}
+
+async fn activation_consumes_the_welcome_link_once_in_one_transaction(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let (u, token) = invite(&*store, &c, "101", "a@example.com").await;
+    let at = t0() + Duration::hours(1);
+    let audit_entry = AuditEntry { company_id: Some(c.id), ..audit("account_activated") };
+    let user = store.activate(&token.hash(), "pw", "pin", at, &audit_entry).await.unwrap().unwrap();
+    assert_eq!(user.state, UserState::Active);
+    assert_eq!(user.password_hash.as_deref(), Some("pw"));
+    assert_eq!(user.pin_hash.as_deref(), Some("pin"));
+    assert_eq!(user.designated_email_verified_at, Some(at));
+    let again = store.activate(&token.hash(), "pw2", "pin2", at, &audit("account_activated")).await.unwrap();
+    assert_eq!(again, Err(ConsumeError::LinkNotUsable));
+    assert_eq!(store.link_by_token(&token.hash()).await.unwrap().unwrap().link.used_at, Some(at));
+    let events = store.audit_of_company(c.id, 10).await.unwrap();
+    assert_eq!(events[0].kind, "account_activated");
+    assert_eq!(events[0].target_user_id, Some(u.id));
+}
+
+async fn a_new_link_replaces_the_old_one(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let (u, old) = invite(&*store, &c, "101", "a@example.com").await;
+    let new = Token::generate();
+    let later = t0() + Duration::minutes(5);
+    store.issue_link(u.id, &NewLink { token_hash: new.hash(), link: EmailLink::issue(LinkPurpose::Welcome, later) }).await.unwrap();
+    assert_eq!(store.link_by_token(&old.hash()).await.unwrap().unwrap().link.replaced_at, Some(later));
+    assert_eq!(store.activate(&old.hash(), "pw", "pin", later, &audit("a")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
+    assert!(store.activate(&new.hash(), "pw", "pin", later, &audit("a")).await.unwrap().is_ok());
+    assert_eq!(store.link_purpose_count(u.id, LinkPurpose::Welcome).await.unwrap(), 2);
+}
+
+async fn expired_links_cannot_be_consumed(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let (_, token) = invite(&*store, &c, "101", "a@example.com").await;
+    let expired = t0() + Duration::hours(24);
+    assert_eq!(store.activate(&token.hash(), "pw", "pin", expired, &audit("a")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
+    let ok = t0() + Duration::hours(24) - Duration::seconds(1);
+    assert!(store.activate(&token.hash(), "pw", "pin", ok, &audit("a")).await.unwrap().is_ok());
+}
+
+async fn activation_of_a_disabled_account_writes_nothing(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let (u, token) = invite(&*store, &c, "101", "a@example.com").await;
+    store.set_user_state(u.id, UserState::Disabled, &audit("user_disabled")).await.unwrap();
+    let r = store.activate(&token.hash(), "pw", "pin", t0(), &audit("account_activated")).await.unwrap();
+    assert_eq!(r, Err(ConsumeError::WrongAccountState));
+    // The link was not consumed and the account not touched: the transaction rolled back.
+    assert_eq!(store.link_by_token(&token.hash()).await.unwrap().unwrap().link.used_at, None);
+    let u = store.user_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!((u.state, u.password_hash), (UserState::Disabled, None));
+}
+
+async fn a_password_reset_ends_every_session(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    for _ in 0..3 {
+        let s = NewSession { token_hash: Token::generate().hash(), handle: random_handle(), user_id: u.id, created_at: t0(), client_ip: None, user_agent: None };
+        store.create_session(&s, &audit("sign_in")).await.unwrap();
+    }
+    assert_eq!(store.sessions_of_user(u.id).await.unwrap().len(), 3);
+    let reset = Token::generate();
+    store.issue_link(u.id, &NewLink { token_hash: reset.hash(), link: EmailLink::issue(LinkPurpose::PasswordReset, t0()) }).await.unwrap();
+    // A welcome link is not a reset link, and the other way round.
+    assert_eq!(store.activate(&reset.hash(), "x", "y", t0(), &audit("a")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
+    let user = store.reset_password(&reset.hash(), "new-pw", t0(), &audit("password_reset")).await.unwrap().unwrap();
+    assert_eq!(user.password_hash.as_deref(), Some("new-pw"));
+    assert!(store.sessions_of_user(u.id).await.unwrap().is_empty());
+    assert_eq!(store.reset_password(&reset.hash(), "again", t0(), &audit("password_reset")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
+}
+
+async fn twenty_racing_activations_succeed_once(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let (_, token) = invite(&*store, &c, "101", "a@example.com").await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let hash = token.hash();
+        tasks.push(tokio::spawn(async move {
+            store.activate(&hash, &format!("pw{i}"), "pin", t0(), &audit("account_activated")).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(Ok(_)) => wins += 1,
+            Ok(Err(ConsumeError::LinkNotUsable)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn sessions_are_listed_and_revoked_per_user(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let alice = active_user(&*store, &c, "101").await;
+    let bob = active_user(&*store, &c, "102").await;
+    let mine = Token::generate();
+    let other = Token::generate();
+    let bobs = Token::generate();
+    for (tok, user) in [(&mine, &alice), (&other, &alice), (&bobs, &bob)] {
+        let s = NewSession { token_hash: tok.hash(), handle: random_handle(), user_id: user.id, created_at: t0(), client_ip: Some("10.0.0.1".into()), user_agent: Some("test".into()) };
+        store.create_session(&s, &audit("sign_in")).await.unwrap();
+    }
+    let s = store.session_by_token(&mine.hash()).await.unwrap().unwrap();
+    assert_eq!(s.user_id, alice.id);
+    store.touch_session(&mine.hash(), t0() + Duration::minutes(3)).await.unwrap();
+    assert_eq!(store.session_by_token(&mine.hash()).await.unwrap().unwrap().last_seen_at, t0() + Duration::minutes(3));
+    let bob_handle = store.session_by_token(&bobs.hash()).await.unwrap().unwrap().handle;
+    assert!(!store.delete_session_by_handle(alice.id, &bob_handle).await.unwrap(), "one user cannot end another's session");
+    assert_eq!(store.delete_other_sessions(alice.id, &mine.hash()).await.unwrap(), 1);
+    assert!(store.session_by_token(&other.hash()).await.unwrap().is_none());
+    assert!(store.session_by_token(&bobs.hash()).await.unwrap().is_some());
+    assert_eq!(store.delete_expired_sessions(t0() + Duration::minutes(1), t0() - Duration::days(1)).await.unwrap(), 1, "bob idle");
+    store.delete_session(&mine.hash()).await.unwrap();
+    assert!(store.sessions_of_user(alice.id).await.unwrap().is_empty());
+    assert!(store.user_by_id(alice.id).await.unwrap().unwrap().last_sign_in_at.is_some());
+}
+
+async fn failures_lock_after_the_limit_and_the_window_restarts(store: Arc<dyn Store>) {
+    let p = ThrottlePolicy { max_failures: 3, window: Duration::minutes(15), lockout: Duration::minutes(10) };
+    let key = "sign_in:user:1".to_owned();
+    let now = t0();
+    assert_eq!(store.throttle_fail(&key, &p, now).await.unwrap(), None);
+    assert_eq!(store.throttle_fail(&key, &p, now + Duration::minutes(1)).await.unwrap(), None);
+    assert_eq!(store.throttle_locked_until(&[key.clone()], now).await.unwrap(), None);
+    let lock = store.throttle_fail(&key, &p, now + Duration::minutes(2)).await.unwrap();
+    assert_eq!(lock, Some(now + Duration::minutes(12)));
+    let other = "sign_in:client:10.0.0.1".to_owned();
+    assert_eq!(store.throttle_locked_until(&[other.clone(), key.clone()], now + Duration::minutes(5)).await.unwrap(), lock);
+    assert_eq!(store.throttle_locked_until(&[key.clone()], now + Duration::minutes(12)).await.unwrap(), None);
+    // A new window after the old one is over: counting starts again.
+    assert_eq!(store.throttle_fail(&key, &p, now + Duration::minutes(30)).await.unwrap(), None);
+    store.throttle_clear(&key).await.unwrap();
+    assert_eq!(store.throttle_fail(&key, &p, now + Duration::minutes(31)).await.unwrap(), None);
+}
+
+async fn racing_failures_all_count(store: Arc<dyn Store>) {
+    let p = ThrottlePolicy { max_failures: 10, window: Duration::minutes(15), lockout: Duration::minutes(15) };
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.throttle_fail("race", &p, t0()).await.unwrap() }));
+    }
+    let locks: Vec<_> = futures_join(tasks).await;
+    assert_eq!(locks.iter().filter(|l| l.is_some()).count(), 1, "exactly the tenth failure locks");
+    assert!(store.throttle_locked_until(&["race".into()], t0()).await.unwrap().is_some());
+}
+
+async fn futures_join<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
