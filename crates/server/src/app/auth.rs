@@ -1,0 +1,139 @@
+//! Sign-in and sessions (C5). The password step is throttled per login name and per client
+//! address in the store, so the limits hold across nodes; an unknown login name costs the same
+//! hash as a wrong password.
+
+use axum::http::StatusCode;
+use latchkey_core::flows::session::SessionState;
+use latchkey_core::flows::sign_in::{self, PasswordFacts, SecondFactorRequirement, SignInError, SignInState};
+use latchkey_core::flows::UserFacing;
+use latchkey_core::secret::{random_handle, Token, TokenHash};
+use latchkey_core::throttle::{client_key, retry_after};
+use latchkey_core::{LoginName, UserState};
+use latchkey_store::{NewSession, Session, User};
+
+use super::{Actor, Latchkey, RequestContext};
+use crate::error::ApiError;
+
+pub struct SignedIn {
+    /// The new session id: goes into the cookie, only its hash is stored.
+    pub token: Token,
+    pub user: User,
+}
+
+/// Throttle key per login name (not per account id): unknown names are throttled alike, so the
+/// throttle cannot tell which names exist.
+pub(super) fn login_throttle_key(login_name: &str) -> String {
+    format!("sign_in:login:{login_name}")
+}
+
+fn sign_in_error(e: SignInError) -> ApiError {
+    match e {
+        SignInError::Throttled { retry_after_secs } => ApiError::throttled(retry_after_secs, e.message()),
+        SignInError::InvalidCredentials => ApiError::from_flow(StatusCode::UNAUTHORIZED, &e),
+        SignInError::AccountDisabled => ApiError::from_flow(StatusCode::FORBIDDEN, &e),
+    }
+}
+
+impl Latchkey {
+    pub async fn sign_in(&self, login_name: &str, password: &str, ctx: &RequestContext) -> Result<SignedIn, ApiError> {
+        let login = LoginName::parse(login_name).map_err(|e| ApiError::field("login_name", e.0))?;
+        if password.is_empty() || password.len() > 1024 {
+            return Err(sign_in_error(SignInError::InvalidCredentials));
+        }
+        let now = self.now();
+        let account_key = login_throttle_key(login.as_str());
+        let client = ctx.client_ip.as_deref().map(|ip| client_key("sign_in", ip));
+        let keys: Vec<String> = std::iter::once(account_key.clone()).chain(client.clone()).collect();
+        if let Some(secs) = retry_after(self.store.throttle_locked_until(&keys, now).await?, now) {
+            metrics::counter!("latchkey_sign_ins_total", "outcome" => "throttled").increment(1);
+            return Err(sign_in_error(SignInError::Throttled { retry_after_secs: secs }));
+        }
+
+        let user = self.store.user_by_login_name(&login).await?;
+        let verified = self.hasher.verify(password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
+        let facts = PasswordFacts {
+            account: user.as_ref().map(|u| u.state),
+            password_matches: verified.matches,
+            second_factor: SecondFactorRequirement::NotNeeded,
+        };
+        match sign_in::after_password(&facts) {
+            Ok(SignInState::SignedIn) => {}
+            Err(e) => {
+                if e == SignInError::InvalidCredentials {
+                    self.store.throttle_fail(&account_key, &self.account_throttle, now).await?;
+                    if let Some(client) = &client {
+                        self.store.throttle_fail(client, &self.client_throttle, now).await?;
+                    }
+                }
+                if let Some(u) = &user {
+                    let mut audit = self.audit("sign_in_failed", Some(u.company_id), Actor::User(u.id), Some(u.id), ctx);
+                    audit.detail = e.code().to_owned();
+                    self.store.append_audit(&audit).await?;
+                }
+                metrics::counter!("latchkey_sign_ins_total", "outcome" => "failed").increment(1);
+                return Err(sign_in_error(e));
+            }
+        }
+        // `after_password` only signs in an existing, active account.
+        let Some(user) = user.filter(|u| u.state == UserState::Active) else {
+            return Err(ApiError::internal());
+        };
+        self.store.throttle_clear(&account_key).await?;
+        if verified.needs_rehash {
+            let old = user.password_hash.clone().unwrap_or_default();
+            let new = self.hasher.hash(password).await?;
+            self.store.upgrade_password_hash(user.id, &old, &new).await?;
+        }
+        let token = self.start_session(&user, ctx).await?;
+        metrics::counter!("latchkey_sign_ins_total", "outcome" => "signed_in").increment(1);
+        Ok(SignedIn { token, user })
+    }
+
+    /// A fresh session id for every sign-in: an id known before sign-in is never promoted.
+    async fn start_session(&self, user: &User, ctx: &RequestContext) -> Result<Token, ApiError> {
+        let token = Token::generate();
+        let session = NewSession {
+            token_hash: token.hash(),
+            handle: random_handle(),
+            user_id: user.id,
+            created_at: self.now(),
+            client_ip: ctx.client_ip.clone(),
+            user_agent: ctx.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
+        };
+        let audit = self.audit("sign_in", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        self.store.create_session(&session, &audit).await?;
+        Ok(token)
+    }
+
+    /// The live session a cookie names, with its active account; expired sessions are removed.
+    pub async fn resolve_session(&self, token: &str) -> Result<Option<(Session, User)>, ApiError> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(None);
+        }
+        let hash = Token::from_client(token).hash();
+        let Some(session) = self.store.session_by_token(&hash).await? else { return Ok(None) };
+        let now = self.now();
+        if self.session_policy.state(session.created_at, session.last_seen_at, now) != SessionState::Live {
+            self.store.delete_session(&hash).await?;
+            return Ok(None);
+        }
+        let Some(user) = self.store.user_by_id(session.user_id).await?.filter(|u| u.state == UserState::Active) else {
+            self.store.delete_session(&hash).await?;
+            return Ok(None);
+        };
+        if self.session_policy.needs_touch(session.last_seen_at, now) {
+            self.store.touch_session(&hash, now).await?;
+        }
+        Ok(Some((session, user)))
+    }
+
+    pub async fn sign_out(&self, token: &str, user: &User, ctx: &RequestContext) -> Result<(), ApiError> {
+        self.store.delete_session(&Token::from_client(token).hash()).await?;
+        self.store.append_audit(&self.audit("sign_out", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx)).await?;
+        Ok(())
+    }
+
+    pub fn session_hash(token: &str) -> TokenHash {
+        Token::from_client(token).hash()
+    }
+}

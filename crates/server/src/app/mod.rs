@@ -1,0 +1,120 @@
+//! The application services: what Latchkey does, once, for the pages, the JSON API and the CLI
+//! alike. Each method runs one step of a core flow: read what it needs from the store, ask core
+//! for the next state, write it in one transaction, then send the email it calls for.
+
+mod accounts;
+mod activation;
+mod auth;
+mod profile;
+mod recovery;
+
+pub use accounts::CreatedUser;
+pub use activation::ActivationView;
+pub use auth::SignedIn;
+pub use recovery::ResetView;
+
+use std::sync::Arc;
+
+use latchkey_core::flows::session::SessionPolicy;
+use latchkey_core::throttle::ThrottlePolicy;
+use latchkey_core::Clock;
+use latchkey_store::{AuditEntry, Store};
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::hashing::Hasher;
+use crate::mail::{Mailer, OutgoingEmail};
+
+/// Who asked, for the audit log and the throttles.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Who acts: the operator (CLI) or a signed-in user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Operator,
+    User(i64),
+}
+
+pub struct Latchkey {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub hasher: Hasher,
+    pub mailer: Arc<dyn Mailer>,
+    pub config: Config,
+    pub session_policy: SessionPolicy,
+    pub account_throttle: ThrottlePolicy,
+    pub client_throttle: ThrottlePolicy,
+}
+
+impl Latchkey {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, hasher: Hasher, mailer: Arc<dyn Mailer>, config: Config) -> Self {
+        let t = &config.throttle;
+        let window = time::Duration::minutes(t.window_minutes);
+        let lockout = time::Duration::minutes(t.lockout_minutes);
+        Self {
+            session_policy: SessionPolicy {
+                idle_timeout: time::Duration::minutes(config.session.idle_minutes),
+                absolute_timeout: time::Duration::hours(config.session.absolute_hours),
+            },
+            account_throttle: ThrottlePolicy { max_failures: t.account_max_failures, window, lockout },
+            client_throttle: ThrottlePolicy { max_failures: t.client_max_failures, window, lockout },
+            store,
+            clock,
+            hasher,
+            mailer,
+            config,
+        }
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.config.public_url(), path)
+    }
+
+    fn audit(&self, kind: &'static str, company_id: Option<i64>, actor: Actor, target: Option<i64>, ctx: &RequestContext) -> AuditEntry {
+        AuditEntry {
+            company_id,
+            actor_user_id: match actor {
+                Actor::Operator => None,
+                Actor::User(id) => Some(id),
+            },
+            target_user_id: target,
+            kind,
+            detail: match actor {
+                Actor::Operator => "by operator".into(),
+                Actor::User(_) => String::new(),
+            },
+            client_ip: ctx.client_ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+            at: self.now(),
+        }
+    }
+
+    /// Sends and reports whether it went out. A failed send is logged (without the body: it holds
+    /// links) and never undoes the change that asked for it.
+    async fn send(&self, email: OutgoingEmail) -> bool {
+        match self.mailer.send(&email).await {
+            Ok(()) => {
+                metrics::counter!("latchkey_emails_sent_total").increment(1);
+                true
+            }
+            Err(e) => {
+                metrics::counter!("latchkey_emails_failed_total").increment(1);
+                tracing::error!(error = %e, subject = %email.subject, "email not sent");
+                false
+            }
+        }
+    }
+}
+
+/// RFC 3339, as the API promises.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

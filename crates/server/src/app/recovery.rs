@@ -1,0 +1,139 @@
+//! Forgot password, password reset and forgot login name (C4). The two "forgot" requests answer
+//! at once and do their work in the background, so neither the answer nor its timing tells
+//! whether the address or login name exists.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use latchkey_core::flows::email_link::{EmailLink, LinkError, LinkPurpose};
+use latchkey_core::flows::password_reset::{self, offer_for, NewPasswordForm, ResetError, ResetOffer, ResetRequest};
+use latchkey_core::policy::PasswordPolicy;
+use latchkey_core::secret::Token;
+use latchkey_core::{Email, UserState};
+use latchkey_store::{ConsumeError, NewLink, User};
+use time::OffsetDateTime;
+
+use super::activation::link_status;
+use super::{Actor, Latchkey, RequestContext};
+use crate::error::ApiError;
+use crate::mail::templates::{self, LinkEntry, LinkKind, PasswordChange};
+
+pub struct ResetView {
+    pub login_name: String,
+    pub company_name: String,
+    pub expires_at: OffsetDateTime,
+    pub password_min_length: usize,
+}
+
+fn reset_error(e: ResetError) -> ApiError {
+    match e {
+        ResetError::Link(l) => ApiError::from_flow(link_status(&l), &l),
+        ResetError::NotActive => ApiError::from_flow(StatusCode::CONFLICT, &ResetError::NotActive),
+        ResetError::Invalid(fields) => ApiError::validation(fields),
+    }
+}
+
+impl Latchkey {
+    /// Accepts the request and returns at once; the links are made and sent in the background.
+    pub fn forgot_password(self: &Arc<Self>, email: Option<&str>, login_name: Option<&str>) -> Result<(), ApiError> {
+        let request = ResetRequest::parse(email, login_name).map_err(ApiError::validation)?;
+        let app = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = app.send_reset_links(request).await {
+                tracing::error!(code = e.code, "forgot password: could not send");
+            }
+        });
+        Ok(())
+    }
+
+    async fn send_reset_links(&self, request: ResetRequest) -> Result<(), ApiError> {
+        let (to, accounts): (String, Vec<User>) = match request {
+            ResetRequest::ByEmail(email) => (email.as_str().to_owned(), self.store.users_by_designated_email(&email).await?),
+            ResetRequest::ByLoginName(name) => match self.store.user_by_login_name(&name).await? {
+                Some(u) => (u.designated_email.clone(), vec![u]),
+                None => return Ok(()),
+            },
+        };
+        let now = self.now();
+        let mut entries = Vec::new();
+        for user in &accounts {
+            let (purpose, kind, path) = match offer_for(user.state) {
+                ResetOffer::ResetLink => (LinkPurpose::PasswordReset, LinkKind::PasswordReset, "reset-password"),
+                ResetOffer::WelcomeLink => (LinkPurpose::Welcome, LinkKind::CompleteSetup, "complete-setup"),
+                ResetOffer::Nothing => continue,
+            };
+            let token = Token::generate();
+            self.store.issue_link(user.id, &NewLink { token_hash: token.hash(), link: EmailLink::issue(purpose, now) }).await?;
+            let ctx = RequestContext::default();
+            self.store.append_audit(&self.audit("password_reset_requested", Some(user.company_id), Actor::User(user.id), Some(user.id), &ctx)).await?;
+            entries.push(LinkEntry {
+                login_name: user.login_name.clone(),
+                company_name: user.company_name.clone(),
+                url: self.url(&format!("/{path}/{}", token.expose())),
+                kind,
+            });
+        }
+        if !entries.is_empty() {
+            self.send(templates::password_reset(&to, &entries)).await;
+        }
+        Ok(())
+    }
+
+    pub fn forgot_login_name(self: &Arc<Self>, email: &str) -> Result<(), ApiError> {
+        let email = Email::parse(email).map_err(|e| ApiError::field("email", e.0))?;
+        let app = self.clone();
+        tokio::spawn(async move {
+            let accounts = match app.store.users_by_designated_email(&email).await {
+                Ok(a) => a,
+                Err(e) => return tracing::error!(error = %e, "forgot login name: store"),
+            };
+            let names: Vec<(String, String)> = accounts
+                .into_iter()
+                .filter(|u| u.state != UserState::Disabled)
+                .map(|u| (u.login_name, u.company_name))
+                .collect();
+            if !names.is_empty() {
+                app.send(templates::forgot_login_name(email.as_str(), &names, &app.url("/sign-in"))).await;
+            }
+        });
+        Ok(())
+    }
+
+    pub async fn open_reset(&self, token: &str) -> Result<ResetView, ApiError> {
+        let (link, user) = self.load_link(token, LinkPurpose::PasswordReset).await?;
+        password_reset::open(&link.link, user.state, self.now()).map_err(reset_error)?;
+        Ok(ResetView {
+            login_name: user.login_name,
+            company_name: user.company_name,
+            expires_at: link.link.expires_at,
+            password_min_length: PasswordPolicy::with_min_length(user.company_password_min_length as usize).min_length,
+        })
+    }
+
+    /// Sets the new password, ends every session of the account, and tells the owner.
+    pub async fn reset_password(&self, token: &str, form: &NewPasswordForm, ctx: &RequestContext) -> Result<User, ApiError> {
+        let (link, user) = self.load_link(token, LinkPurpose::PasswordReset).await?;
+        let policy = PasswordPolicy::with_min_length(user.company_password_min_length as usize);
+        password_reset::submit(&link.link, user.state, form, &policy, self.now()).map_err(reset_error)?;
+        let password_hash = self.hasher.hash(&form.password).await?;
+        let audit = self.audit("password_reset", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        let user = match self.store.reset_password(&Token::from_client(token).hash(), &password_hash, self.now(), &audit).await? {
+            Ok(user) => user,
+            Err(ConsumeError::LinkNotUsable) => {
+                return Err(ApiError::from_flow(StatusCode::GONE, &LinkError::Used(LinkPurpose::PasswordReset)))
+            }
+            Err(ConsumeError::WrongAccountState) => return Err(reset_error(ResetError::NotActive)),
+        };
+        // A successful reset proves the account's owner is back: lift the sign-in lock.
+        self.store.throttle_clear(&super::auth::login_throttle_key(&user.login_name)).await?;
+        self.send(templates::password_changed(
+            &user.designated_email,
+            &user.company_name,
+            &user.login_name,
+            PasswordChange::Reset,
+            &self.url("/forgot-password"),
+        ))
+        .await;
+        Ok(user)
+    }
+}

@@ -1,0 +1,237 @@
+//! Configuration: a TOML file, then `LATCHKEY_*` environment variables over it. Every key has an
+//! override: `LATCHKEY_LISTEN` sets `listen`, `LATCHKEY_SMTP__HOST` sets `smtp.host`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::mail::SmtpConfig;
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `postgres://…` for many nodes; empty means the SQLite file in `data_dir`.
+    pub database_url: String,
+    pub database_max_connections: u32,
+    /// Where people reach the server; links in emails start with it. Empty: `http://{listen}`.
+    pub public_url: String,
+    /// `Secure` session cookies with the `__Host-` prefix. Browsers accept them over plain HTTP on
+    /// localhost; turn off only for non-browser clients on plain HTTP.
+    pub cookie_secure: bool,
+    /// Key for CSRF tokens; all nodes of one deployment must share it. Empty: generated once into
+    /// `data_dir/secret.key`.
+    pub secret_key: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Header holding the client address when behind a reverse proxy (e.g. `x-forwarded-for`).
+    pub client_ip_header: String,
+    pub body_limit_bytes: usize,
+    pub request_timeout_secs: u64,
+    pub argon2: Argon2Config,
+    pub session: SessionConfig,
+    pub throttle: ThrottleConfig,
+    pub mail_from: String,
+    /// Absent: emails go to the outbox folder in `data_dir`.
+    pub smtp: Option<SmtpConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Argon2Config {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes computed at once; 0 means one per core.
+    pub pool_size: usize,
+    /// Hashes allowed to wait for the pool; beyond it a sign-in gets 503 with Retry-After.
+    pub queue: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub idle_minutes: i64,
+    pub absolute_hours: i64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleConfig {
+    pub account_max_failures: u32,
+    pub client_max_failures: u32,
+    pub window_minutes: i64,
+    pub lockout_minutes: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./latchkey-data"),
+            database_url: String::new(),
+            database_max_connections: 16,
+            public_url: String::new(),
+            cookie_secure: true,
+            secret_key: String::new(),
+            log_format: "text".into(),
+            client_ip_header: String::new(),
+            body_limit_bytes: 16 * 1024,
+            request_timeout_secs: 15,
+            argon2: Argon2Config::default(),
+            session: SessionConfig::default(),
+            throttle: ThrottleConfig::default(),
+            mail_from: "Latchkey <no-reply@latchkey.localhost>".into(),
+            smtp: None,
+        }
+    }
+}
+
+impl Default for Argon2Config {
+    /// OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane.
+    fn default() -> Self {
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, pool_size: 0, queue: 64 }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { idle_minutes: 30, absolute_hours: 12 }
+    }
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self { account_max_failures: 5, client_max_failures: 50, window_minutes: 15, lockout_minutes: 15 }
+    }
+}
+
+impl Config {
+    /// Reads `file` (when given) and applies the environment over it.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                text.parse::<toml::Table>().with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, std::env::vars())?;
+        let config: Config = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.argon2.memory_kib < 8 || self.argon2.iterations < 1 || self.argon2.parallelism < 1 {
+            bail!("argon2 parameters are too small to be valid");
+        }
+        if self.session.idle_minutes < 1 || self.session.absolute_hours < 1 {
+            bail!("session timeouts must be at least a minute and an hour");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("log_format is text or json");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("latchkey.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn public_url(&self) -> String {
+        let url = if self.public_url.is_empty() { format!("http://{}", self.listen) } else { self.public_url.clone() };
+        url.trim_end_matches('/').to_owned()
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+}
+
+// The secret key and SMTP password stay out of any debug print of the configuration.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database", &if self.database_url.is_empty() { "sqlite" } else { "postgres" })
+            .field("public_url", &self.public_url())
+            .field("argon2", &self.argon2)
+            .field("smtp", &self.smtp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `LATCHKEY_A__B=v` sets `a.b = v`; values that read as TOML integers or booleans become them.
+fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
+    for (name, value) in vars {
+        let Some(key) = name.strip_prefix("LATCHKEY_") else { continue };
+        let path: Vec<String> = key.to_ascii_lowercase().split("__").map(str::to_owned).collect();
+        let value = if let Ok(i) = value.parse::<i64>() {
+            toml::Value::Integer(i)
+        } else if let Ok(b) = value.parse::<bool>() {
+            toml::Value::Boolean(b)
+        } else {
+            toml::Value::String(value)
+        };
+        let mut node = &mut *table;
+        for part in &path[..path.len() - 1] {
+            let entry = node.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = match entry {
+                toml::Value::Table(t) => t,
+                _ => bail!("{name} sets a key inside {part}, which is not a table"),
+            };
+        }
+        node.insert(path[path.len() - 1].clone(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut t: toml::Table = "listen = \"0.0.0.0:9000\"\n[argon2]\nmemory_kib = 65536\n".parse().unwrap();
+        let env = [
+            ("LATCHKEY_LISTEN".to_owned(), "127.0.0.1:7000".to_owned()),
+            ("LATCHKEY_ARGON2__ITERATIONS".to_owned(), "3".to_owned()),
+            ("LATCHKEY_COOKIE_SECURE".to_owned(), "false".to_owned()),
+            ("LATCHKEY_SMTP__HOST".to_owned(), "mail.example.com".to_owned()),
+            ("LATCHKEY_SMTP__PORT".to_owned(), "587".to_owned()),
+            ("LATCHKEY_SMTP__SECURITY".to_owned(), "starttls".to_owned()),
+            ("LATCHKEY_SMTP__FROM".to_owned(), "a@example.com".to_owned()),
+            ("OTHER".to_owned(), "x".to_owned()),
+        ];
+        apply_env(&mut t, env.into_iter()).unwrap();
+        let c: Config = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!((c.argon2.memory_kib, c.argon2.iterations), (65536, 3));
+        assert!(!c.cookie_secure);
+        assert_eq!(c.smtp.unwrap().port, 587);
+        assert_eq!(c.public_url(), "http://127.0.0.1:7000");
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.database_url().starts_with("sqlite://./latchkey-data/latchkey.db"));
+        assert_eq!((c.argon2.memory_kib, c.argon2.iterations, c.argon2.parallelism), (19_456, 2, 1));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let t: toml::Table = "lisen = \"x\"".parse().unwrap();
+        assert!(toml::Value::Table(t).try_into::<Config>().is_err());
+    }
+}

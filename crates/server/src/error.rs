@@ -1,0 +1,130 @@
+//! The one place error responses are built. Every failure becomes a status, a stable code a
+//! client can match on, a sentence a person can read and, for forms, messages per field.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::flows::UserFacing;
+use latchkey_core::FieldErrors;
+use latchkey_store::StoreError;
+use serde::Serialize;
+
+use crate::hashing::HashError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub fields: FieldErrors,
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `link_expired`.
+    pub error: &'static str,
+    /// What happened and what to do, for a person.
+    pub message: String,
+    /// Messages per field, every broken rule at once.
+    #[serde(skip_serializing_if = "FieldErrors::is_empty")]
+    #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>)]
+    pub fields: FieldErrors,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), fields: FieldErrors::new(), retry_after: None }
+    }
+
+    /// A flow error with the status its kind calls for.
+    pub fn from_flow(status: StatusCode, e: &impl UserFacing) -> Self {
+        Self::new(status, e.code(), e.message())
+    }
+
+    pub fn validation(fields: FieldErrors) -> Self {
+        Self { fields, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Please correct the fields below.") }
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut f = FieldErrors::new();
+        f.add(field, message);
+        Self::validation(f)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "There is nothing here.")
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "not_signed_in", "Sign in first.")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn csrf() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "csrf_failed", "The form expired or came from another site. Reload the page and try again.")
+    }
+
+    pub fn throttled(retry_after_secs: u64, message: String) -> Self {
+        Self { retry_after: Some(retry_after_secs), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message) }
+    }
+
+    pub fn busy() -> Self {
+        Self {
+            retry_after: Some(2),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "The server is busy. Try again in a few seconds.")
+        }
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side. Try again.")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", format!("That {what} is already taken.")),
+            StoreError::NotFound => Self::not_found(),
+            StoreError::Unavailable(detail) => {
+                tracing::error!(%detail, "store unavailable");
+                Self { retry_after: Some(5), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "The service is temporarily unavailable. Try again shortly.") }
+            }
+            StoreError::Backend(detail) => {
+                tracing::error!(%detail, "store error");
+                Self { retry_after: Some(5), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "The service is temporarily unavailable. Try again shortly.") }
+            }
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::busy(),
+            HashError::Failed(detail) => {
+                tracing::error!(%detail, "hashing failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: self.code, message: self.message, fields: self.fields };
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}

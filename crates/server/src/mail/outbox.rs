@@ -1,0 +1,235 @@
+//! The development outbox (C10): every email becomes one `.eml` file in a directory and one log
+//! line, so a fresh checkout can activate accounts and reset passwords with no mail server.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use lettre::message::Mailbox;
+use time::OffsetDateTime;
+
+use super::{build_message, parse_from, random_hex, MailError, Mailer, OutgoingEmail};
+
+pub struct OutboxMailer {
+    dir: PathBuf,
+    from: Mailbox,
+}
+
+impl std::fmt::Debug for OutboxMailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxMailer").field("dir", &self.dir).field("from", &self.from.to_string()).finish()
+    }
+}
+
+impl OutboxMailer {
+    /// Creates `dir` (and its parents) so that the first email does not fail on a fresh checkout.
+    pub fn new(dir: PathBuf, from: String) -> io::Result<Self> {
+        let from = parse_from(&from).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir, from })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[async_trait::async_trait]
+impl Mailer for OutboxMailer {
+    async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
+        let raw = build_message(&self.from, email)?.formatted();
+        let name = file_name(OffsetDateTime::now_utc());
+        let path = self.dir.join(&name);
+        // The temporary name does not end in `.eml`, so a watcher of the outbox never picks up a
+        // half-written file.
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&tmp, &target, &raw))
+            .await
+            .map_err(|e| MailError::Outbox(io::Error::other(e.to_string())))?
+            .map_err(MailError::Outbox)?;
+
+        // Logging the links is deliberate and ONLY for the development outbox: the issue asks
+        // that a developer can click the Complete Setup / reset link straight from the log. The
+        // SMTP mailer must never do this: in production these links are bearer credentials.
+        let links = links_in(&email.text);
+        tracing::info!(
+            path = %path.display(),
+            to = %email.to,
+            subject = %email.subject,
+            links = ?links,
+            "email written to the development outbox"
+        );
+        Ok(())
+    }
+}
+
+/// `20261123T094501.123Z-1a2b3c4d.eml`: UTC to the millisecond so a directory listing is in
+/// sending order, plus random hex so two emails in the same millisecond do not overwrite each other.
+fn file_name(now: OffsetDateTime) -> String {
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z-{}.eml",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond(),
+        random_hex(4)
+    )
+}
+
+fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| std::fs::rename(tmp, target));
+    if result.is_err() {
+        // Best effort: a leftover temp file is harmless, the write error is what matters.
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
+/// The URLs of a plain-text part, which the templates write out on their own or at the end of a
+/// sentence.
+fn links_in(text: &str) -> Vec<&str> {
+    text.split_whitespace()
+        .map(|word| word.trim_start_matches(['<', '(']))
+        .filter(|word| word.starts_with("https://") || word.starts_with("http://"))
+        .map(|word| word.trim_end_matches(['>', ')', '.', ',', ';', ':']))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use mail_parser::MessageParser;
+
+    use super::*;
+    use crate::mail::templates::{self, LinkEntry, LinkKind};
+
+    fn eml_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn file_names_sort_by_time_and_differ_within_a_millisecond() {
+        let t = time::macros::datetime!(2026-11-23 09:45:01.123 UTC);
+        let a = file_name(t);
+        assert!(a.starts_with("20261123T094501.123Z-"), "{a}");
+        assert!(a.ends_with(".eml"));
+        assert_eq!(a.len(), "20261123T094501.123Z-1a2b3c4d.eml".len());
+        assert_ne!(a, file_name(t));
+        assert!(file_name(t + time::Duration::milliseconds(1)) > file_name(t));
+        assert!(file_name(t + time::Duration::seconds(1)) > file_name(t + time::Duration::milliseconds(999)));
+    }
+
+    #[test]
+    fn links_are_found_in_the_text_part() {
+        let text = "Open https://x.test/setup#abc.\nOr (https://x.test/b) or <http://y.test/c>, not ftp://z";
+        assert_eq!(links_in(text), vec!["https://x.test/setup#abc", "https://x.test/b", "http://y.test/c"]);
+    }
+
+    #[tokio::test]
+    async fn writes_one_parseable_eml_per_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("nested/outbox");
+        let mailer = OutboxMailer::new(dir.clone(), "no-reply@latchkey.test".into()).unwrap();
+        assert!(dir.is_dir(), "new() creates the directory");
+
+        let welcome = templates::welcome(
+            "ann@organization.com",
+            "Organization Inc.",
+            "101@organization.com",
+            "https://portal.test/setup#w1",
+        );
+        let reset = templates::password_reset(
+            "desk@organization.com",
+            &[LinkEntry {
+                login_name: "102@organization.com".into(),
+                company_name: "Organization Inc.".into(),
+                url: "https://portal.test/reset#r1".into(),
+                kind: LinkKind::PasswordReset,
+            }],
+        );
+        mailer.send(&welcome).await.unwrap();
+        mailer.send(&reset).await.unwrap();
+
+        let files = eml_files(&dir);
+        assert_eq!(files.len(), 2, "one file per email and no temp files left: {files:?}");
+        let mut seen = Vec::new();
+        for file in &files {
+            assert_eq!(file.extension().and_then(|e| e.to_str()), Some("eml"));
+            let raw = std::fs::read(file).unwrap();
+            let msg = MessageParser::default().parse(&raw[..]).expect("parseable RFC 5322");
+            let to = msg.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap().to_string();
+            let from = msg.from().and_then(|a| a.first()).unwrap();
+            assert_eq!(from.address(), Some("no-reply@latchkey.test"));
+            assert_eq!(from.name(), Some("Latchkey"));
+            let subject = msg.subject().unwrap().to_string();
+            let text = msg.body_text(0).unwrap().into_owned();
+            let html = msg.body_html(0).unwrap().into_owned();
+            assert!(html.contains("<table"), "a real HTML part, not text converted by the parser");
+            seen.push((to, subject, text, html));
+        }
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let (to, subject, text, html) = &seen[0];
+        assert_eq!(to, "ann@organization.com");
+        assert_eq!(subject, &welcome.subject);
+        assert!(text.contains("https://portal.test/setup#w1") && text.contains("101@organization.com"));
+        assert!(html.contains("href=\"https://portal.test/setup#w1\"") && html.contains("Complete Setup"));
+
+        let (to, subject, text, html) = &seen[1];
+        assert_eq!(to, "desk@organization.com");
+        assert_eq!(subject, &reset.subject);
+        assert!(text.contains("https://portal.test/reset#r1") && text.contains("102@organization.com"));
+        assert!(html.contains("href=\"https://portal.test/reset#r1\""));
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn logs_the_file_the_recipient_and_the_link() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let mailer = OutboxMailer::new(tmp.path().to_path_buf(), "no-reply@latchkey.test".into()).unwrap();
+        let email = templates::welcome("ann@organization.com", "Org", "101@org.test", "https://portal.test/setup#tok");
+        mailer.send(&email).await.unwrap();
+
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let file = eml_files(tmp.path()).remove(0);
+        assert!(log.contains(&file.display().to_string()), "{log}");
+        assert!(log.contains("ann@organization.com"), "{log}");
+        assert!(log.contains("https://portal.test/setup#tok"), "{log}");
+    }
+
+    #[test]
+    fn an_unusable_from_address_is_refused_at_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = OutboxMailer::new(tmp.path().to_path_buf(), "nope".into()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+}

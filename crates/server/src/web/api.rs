@@ -1,0 +1,451 @@
+//! The JSON API of ../shared/API.md over the same services as the pages. Handlers only move
+//! JSON in and out; every decision is in `app` and `core`.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use latchkey_core::flows::activation::CompleteSetupForm;
+use latchkey_core::flows::password_reset::NewPasswordForm;
+use latchkey_core::Role;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::session::{Client, CsrfBinding, MaybeSignedIn, SignedIn};
+use super::Web;
+use crate::app::{rfc3339, Actor};
+use crate::error::{ApiError, ErrorBody};
+
+type WebState = State<Arc<Web>>;
+
+pub fn routes() -> Router<Arc<Web>> {
+    Router::new()
+        .route("/api/v1/csrf", get(csrf))
+        .route("/api/v1/activation/{token}", get(activation_open).post(activation_complete))
+        .route("/api/v1/password/forgot", post(password_forgot))
+        .route("/api/v1/password/reset/{token}", get(reset_open).post(reset_complete))
+        .route("/api/v1/login-name/forgot", post(login_name_forgot))
+        .route("/api/v1/sign-in", post(sign_in))
+        .route("/api/v1/sign-out", post(sign_out))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/me/sessions", get(sessions))
+        .route("/api/v1/me/sessions/{id}", delete(revoke_session))
+        .route("/api/v1/me/sessions/revoke-others", post(revoke_other_sessions))
+        .route("/api/v1/me/password", post(change_password))
+        .route("/api/v1/me/pin", post(change_pin))
+        .route("/api/v1/companies/{domain}/users", post(create_user))
+        .route("/api/v1/companies/{domain}/users/{extension}/welcome", post(resend_welcome))
+}
+
+/// `Json` whose rejections speak our error format: 400 malformed, 415 not JSON, 413 too large,
+/// 422 wrong types or fields.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+                    _ => "malformed_json",
+                };
+                let message = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.".to_owned(),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "Send a JSON body with Content-Type: application/json.".to_owned(),
+                    _ => rejection.body_text(),
+                };
+                Err(ApiError::new(status, code, message))
+            }
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CsrfResponse {
+    csrf_token: String,
+}
+
+/// The CSRF token to send in `X-CSRF-Token` with cookie-authenticated calls.
+#[utoipa::path(get, path = "/api/v1/csrf", tag = "session", responses((status = 200, body = CsrfResponse)))]
+pub async fn csrf(State(web): WebState, headers: HeaderMap, MaybeSignedIn(current): MaybeSignedIn) -> Response {
+    let binding = CsrfBinding::of(&web, &headers, current.as_ref());
+    let body = Json(CsrfResponse { csrf_token: binding.token(&web) });
+    match binding.set_cookie {
+        Some(c) => ([(header::SET_COOKIE, c)], body).into_response(),
+        None => body.into_response(),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ActivationInfo {
+    login_name: String,
+    company: String,
+    /// RFC 3339.
+    expires_at: String,
+    password_min_length: usize,
+}
+
+#[utoipa::path(get, path = "/api/v1/activation/{token}", tag = "activation",
+    params(("token" = String, Path, description = "the token of the welcome email's Complete Setup link")),
+    responses((status = 200, body = ActivationInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, description = "link_expired, link_used or link_replaced", body = ErrorBody)))]
+pub async fn activation_open(State(web): WebState, Path(token): Path<String>) -> Result<Json<ActivationInfo>, ApiError> {
+    let v = web.app.open_activation(&token).await?;
+    Ok(Json(ActivationInfo {
+        login_name: v.login_name,
+        company: v.company_name,
+        expires_at: rfc3339(v.expires_at),
+        password_min_length: v.password_min_length,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteSetupBody {
+    password: String,
+    password_confirmation: String,
+    /// Voicemail PIN: at least 4 digits, not all the same, not sequential.
+    pin: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginNameBody {
+    login_name: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/activation/{token}", tag = "activation", request_body = CompleteSetupBody,
+    params(("token" = String, Path,)),
+    responses((status = 200, body = LoginNameBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn activation_complete(
+    State(web): WebState,
+    Path(token): Path<String>,
+    Client(ctx): Client,
+    ApiJson(body): ApiJson<CompleteSetupBody>,
+) -> Result<Json<LoginNameBody>, ApiError> {
+    let form = CompleteSetupForm { password: body.password, password_confirmation: body.password_confirmation, pin: body.pin };
+    let user = web.app.complete_setup(&token, &form, &ctx).await?;
+    Ok(Json(LoginNameBody { login_name: user.login_name }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotPasswordBody {
+    /// The designated email; or give `login_name` instead.
+    email: Option<String>,
+    login_name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    message: &'static str,
+}
+
+const FORGOT_PASSWORD_SENT: &str =
+    "If an account matches, an email with a password reset link is on its way to its designated email. The link works for 3 hours.";
+const FORGOT_LOGIN_SENT: &str = "If accounts use this email, an email listing their login names is on its way.";
+
+/// Always 202, known address or not.
+#[utoipa::path(post, path = "/api/v1/password/forgot", tag = "recovery", request_body = ForgotPasswordBody,
+    responses((status = 202, body = Accepted), (status = 422, body = ErrorBody)))]
+pub async fn password_forgot(State(web): WebState, ApiJson(body): ApiJson<ForgotPasswordBody>) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    web.app.forgot_password(body.email.as_deref(), body.login_name.as_deref())?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { message: FORGOT_PASSWORD_SENT })))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResetInfo {
+    login_name: String,
+    company: String,
+    expires_at: String,
+    password_min_length: usize,
+}
+
+#[utoipa::path(get, path = "/api/v1/password/reset/{token}", tag = "recovery", params(("token" = String, Path,)),
+    responses((status = 200, body = ResetInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+pub async fn reset_open(State(web): WebState, Path(token): Path<String>) -> Result<Json<ResetInfo>, ApiError> {
+    let v = web.app.open_reset(&token).await?;
+    Ok(Json(ResetInfo {
+        login_name: v.login_name,
+        company: v.company_name,
+        expires_at: rfc3339(v.expires_at),
+        password_min_length: v.password_min_length,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPasswordBody {
+    password: String,
+    password_confirmation: String,
+}
+
+/// Sets the new password and ends every session of the account.
+#[utoipa::path(post, path = "/api/v1/password/reset/{token}", tag = "recovery", request_body = NewPasswordBody, params(("token" = String, Path,)),
+    responses((status = 200, body = LoginNameBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn reset_complete(
+    State(web): WebState,
+    Path(token): Path<String>,
+    Client(ctx): Client,
+    ApiJson(body): ApiJson<NewPasswordBody>,
+) -> Result<Json<LoginNameBody>, ApiError> {
+    let form = NewPasswordForm { password: body.password, password_confirmation: body.password_confirmation };
+    let user = web.app.reset_password(&token, &form, &ctx).await?;
+    Ok(Json(LoginNameBody { login_name: user.login_name }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotLoginNameBody {
+    email: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/login-name/forgot", tag = "recovery", request_body = ForgotLoginNameBody,
+    responses((status = 202, body = Accepted), (status = 422, body = ErrorBody)))]
+pub async fn login_name_forgot(State(web): WebState, ApiJson(body): ApiJson<ForgotLoginNameBody>) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    web.app.forgot_login_name(&body.email)?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { message: FORGOT_LOGIN_SENT })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInBody {
+    /// `extension@company-domain`, any case.
+    login_name: String,
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignInResponse {
+    /// `signed_in` (the two-factor capability adds `second_factor` and `enrollment_required`).
+    state: &'static str,
+    login_name: String,
+    /// The new session's CSRF token, for `X-CSRF-Token`.
+    csrf_token: String,
+}
+
+/// Signs in with login name and password; the session cookie comes back in `Set-Cookie`.
+#[utoipa::path(post, path = "/api/v1/sign-in", tag = "session", request_body = SignInBody,
+    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn sign_in(State(web): WebState, Client(ctx): Client, ApiJson(body): ApiJson<SignInBody>) -> Result<Response, ApiError> {
+    let signed = web.app.sign_in(&body.login_name, &body.password, &ctx).await?;
+    let body = SignInResponse {
+        state: "signed_in",
+        login_name: signed.user.login_name.clone(),
+        csrf_token: web.csrf_token_for(signed.token.expose()),
+    };
+    Ok(([(header::SET_COOKIE, web.session_cookie(Some(&signed.token)))], Json(body)).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/sign-out", tag = "session", responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn sign_out(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn) -> Result<Response, ApiError> {
+    web.app.sign_out(&current.token, &current.user, &ctx).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, web.session_cookie(None))]).into_response())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CompanyRef {
+    name: String,
+    domain: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EmailEntry {
+    email: String,
+    verified: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    login_name: String,
+    extension: String,
+    /// `user`, `supervisor` or `office_manager`.
+    #[schema(value_type = String)]
+    role: Role,
+    company: CompanyRef,
+    designated_email: String,
+    email_verified: bool,
+    /// Additional emails (e.g. for voicemail notifications).
+    emails: Vec<EmailEntry>,
+    /// Filled by the two-factor capability; empty until it is enabled.
+    second_factors: Vec<serde_json::Value>,
+    preferred_method: Option<String>,
+    recovery_codes_left: Option<u32>,
+    sso_links: Vec<serde_json::Value>,
+}
+
+#[utoipa::path(get, path = "/api/v1/me", tag = "me", responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Json<Me>, ApiError> {
+    let u = current.user;
+    let emails = web.app.store.additional_emails(u.id).await?;
+    Ok(Json(Me {
+        login_name: u.login_name,
+        extension: u.extension,
+        role: u.role,
+        company: CompanyRef { name: u.company_name, domain: u.company_domain },
+        designated_email: u.designated_email,
+        email_verified: u.designated_email_verified_at.is_some(),
+        emails: emails.into_iter().map(|e| EmailEntry { email: e.email, verified: e.verified_at.is_some() }).collect(),
+        second_factors: vec![],
+        preferred_method: None,
+        recovery_codes_left: None,
+        sso_links: vec![],
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// Handle for `DELETE /api/v1/me/sessions/{id}` (not the session secret).
+    id: String,
+    created_at: String,
+    last_seen_at: String,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+    /// The session making this request.
+    current: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "me", responses((status = 200, body = [SessionInfo]), (status = 401, body = ErrorBody)))]
+pub async fn sessions(State(web): WebState, SignedIn(current): SignedIn) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    let list = web.app.sessions(&current.user).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|s| SessionInfo {
+                current: s.handle == current.session.handle,
+                id: s.handle,
+                created_at: rfc3339(s.created_at),
+                last_seen_at: rfc3339(s.last_seen_at),
+                client_ip: s.client_ip,
+                user_agent: s.user_agent,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "me", params(("id" = String, Path,)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_session(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    web.app.revoke_session(&current.user, &id, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signs out every other session of the account.
+#[utoipa::path(post, path = "/api/v1/me/sessions/revoke-others", tag = "me",
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn revoke_other_sessions(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn) -> Result<StatusCode, ApiError> {
+    web.app.revoke_other_sessions(&current.user, &current.token, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordBody {
+    current_password: String,
+    password: String,
+    password_confirmation: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Done {
+    message: &'static str,
+}
+
+/// Changes the password; every other session ends.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "me", request_body = ChangePasswordBody,
+    responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn change_password(
+    State(web): WebState,
+    Client(ctx): Client,
+    SignedIn(current): SignedIn,
+    ApiJson(b): ApiJson<ChangePasswordBody>,
+) -> Result<Json<Done>, ApiError> {
+    web.app.change_password(&current.user, &current.token, &b.current_password, &b.password, &b.password_confirmation, &ctx).await?;
+    Ok(Json(Done { message: "Your password was changed. Your other sessions were signed out." }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePinBody {
+    current_password: String,
+    pin: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/me/pin", tag = "me", request_body = ChangePinBody,
+    responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn change_pin(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<ChangePinBody>) -> Result<Json<Done>, ApiError> {
+    web.app.change_pin(&current.user, &b.current_password, &b.pin, &ctx).await?;
+    Ok(Json(Done { message: "Your voicemail PIN was changed." }))
+}
+
+/// An office manager of `domain`. Anyone of another company gets 404, as if it did not exist.
+fn office_manager_of(current: &super::session::Current, domain: &str) -> Result<(), ApiError> {
+    if !current.user.company_domain.eq_ignore_ascii_case(domain.trim()) {
+        return Err(ApiError::not_found());
+    }
+    if current.user.role != Role::OfficeManager {
+        return Err(ApiError::forbidden("Only an office manager can do this."));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserBody {
+    extension: String,
+    designated_email: String,
+    /// `user` (default), `supervisor` or `office_manager`.
+    #[schema(value_type = Option<String>)]
+    role: Option<Role>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedUserBody {
+    login_name: String,
+    welcome_email_sent: bool,
+}
+
+/// Creates an invited user and sends the welcome email (office manager of that company).
+#[utoipa::path(post, path = "/api/v1/companies/{domain}/users", tag = "office manager", request_body = CreateUserBody, params(("domain" = String, Path,)),
+    responses((status = 201, body = CreatedUserBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_user(
+    State(web): WebState,
+    Client(ctx): Client,
+    SignedIn(current): SignedIn,
+    Path(domain): Path<String>,
+    ApiJson(b): ApiJson<CreateUserBody>,
+) -> Result<(StatusCode, Json<CreatedUserBody>), ApiError> {
+    office_manager_of(&current, &domain)?;
+    let created = web
+        .app
+        .create_user(&domain, &b.extension, &b.designated_email, b.role.unwrap_or(Role::User), Actor::User(current.user.id), &ctx)
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreatedUserBody { login_name: created.user.login_name, welcome_email_sent: created.email_sent })))
+}
+
+/// Sends a new welcome email; the old link stops working.
+#[utoipa::path(post, path = "/api/v1/companies/{domain}/users/{extension}/welcome", tag = "office manager",
+    params(("domain" = String, Path,), ("extension" = String, Path,)),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn resend_welcome(
+    State(web): WebState,
+    Client(ctx): Client,
+    SignedIn(current): SignedIn,
+    Path((domain, extension)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    office_manager_of(&current, &domain)?;
+    web.app.resend_welcome(&domain, &extension, Actor::User(current.user.id), &ctx).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { message: "A new welcome email was sent; the previous link no longer works." })))
+}

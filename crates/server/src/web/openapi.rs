@@ -1,0 +1,23 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations and served at
+//! `/api/openapi.json` (nothing is downloaded at build or run time).
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::api;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Latchkey API", description = "Account security for the business phone-system portal: activation, recovery, sign-in, sessions."),
+    paths(
+        api::csrf, api::activation_open, api::activation_complete, api::password_forgot, api::reset_open, api::reset_complete,
+        api::login_name_forgot, api::sign_in, api::sign_out, api::me, api::sessions, api::revoke_session,
+        api::revoke_other_sessions, api::change_password, api::change_pin, api::create_user, api::resend_welcome,
+    ),
+    tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "office manager"))
+)]
+pub struct ApiDoc;
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

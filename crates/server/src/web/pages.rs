@@ -1,0 +1,657 @@
+//! Server-rendered pages, usable without JavaScript: sign in, Complete Setup, forgot password,
+//! reset password, forgot login name, and My Account. Each form carries a CSRF token; each error
+//! stands next to its field.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use latchkey_core::flows::activation::CompleteSetupForm;
+use latchkey_core::flows::password_reset::NewPasswordForm;
+use latchkey_core::{FieldErrors, LoginName};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::session::{Client, CsrfBinding, Current, MaybeSignedIn, PageUser};
+use super::Web;
+use crate::app::rfc3339;
+use crate::error::ApiError;
+
+type WebState = State<Arc<Web>>;
+
+pub fn routes() -> Router<Arc<Web>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/static/latchkey.css", get(stylesheet))
+        .route("/sign-in", get(sign_in_page).post(sign_in_submit))
+        .route("/sign-out", post(sign_out))
+        .route("/complete-setup/{token}", get(complete_setup_page).post(complete_setup_submit))
+        .route("/forgot-password", get(forgot_password_page).post(forgot_password_submit))
+        .route("/reset-password/{token}", get(reset_password_page).post(reset_password_submit))
+        .route("/forgot-login-name", get(forgot_login_page).post(forgot_login_submit))
+        .route("/account", get(account_page))
+        .route("/account/password", post(account_password))
+        .route("/account/pin", post(account_pin))
+        .route("/account/sessions/revoke-others", post(account_revoke_others))
+        .route("/account/sessions/{id}/revoke", post(account_revoke_session))
+}
+
+const CSS: &str = include_str!("../../static/latchkey.css");
+
+async fn stylesheet() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], CSS).into_response()
+}
+
+/// Renders a template with a status, and the anonymous CSRF cookie when one was just made.
+fn render(status: StatusCode, page: &impl Template, set_cookie: Option<String>) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut resp = (status, Html(html)).into_response();
+            if let Some(c) = set_cookie.and_then(|c| c.parse().ok()) {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side.").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/notice.html")]
+struct Notice<'a> {
+    title: &'a str,
+    message: &'a str,
+    action_href: &'a str,
+    action_label: &'a str,
+}
+
+/// A page for an error with no form to go back to: what happened and where to go next.
+pub fn error_page(e: &ApiError) -> Response {
+    let (href, label) = match e.code {
+        "link_expired" | "link_replaced" | "link_used" | "link_not_found" => ("/forgot-password", "Forgot Password"),
+        _ => ("/sign-in", "Go to sign in"),
+    };
+    let title = match e.code {
+        "link_expired" => "This link has expired",
+        "link_used" => "This link was already used",
+        "link_replaced" => "This link was replaced",
+        "link_not_found" => "This link is not valid",
+        "too_many_attempts" => "Too many attempts",
+        "csrf_failed" => "Please try again",
+        _ => "Something is not right",
+    };
+    let (href, label) = if e.code == "link_used" && e.message.contains("account is set up") { ("/sign-in", "Go to sign in") } else { (href, label) };
+    let mut resp = render(e.status, &Notice { title, message: &e.message, action_href: href, action_label: label }, None);
+    if let Some(secs) = e.retry_after.and_then(|s| s.to_string().parse().ok()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, secs);
+    }
+    resp
+}
+
+pub fn not_found_page() -> Response {
+    render(
+        StatusCode::NOT_FOUND,
+        &Notice { title: "Page not found", message: "There is nothing at this address.", action_href: "/sign-in", action_label: "Go to sign in" },
+        None,
+    )
+}
+
+/// `Form` whose rejections become a readable page instead of plain text.
+struct PageForm<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for PageForm<T> {
+    type Rejection = Response;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Form::<T>::from_request(req, state)
+            .await
+            .map(|Form(v)| PageForm(v))
+            .map_err(|r| error_page(&ApiError::new(r.status(), "bad_request", "The form could not be read. Reload the page and try again.")))
+    }
+}
+
+/// Checks the form's CSRF token against the request's binding.
+fn check_csrf(web: &Web, headers: &HeaderMap, current: Option<&Current>, presented: &str) -> Result<(), Response> {
+    let binding = CsrfBinding::of(web, headers, current);
+    if binding.set_cookie.is_some() || !web.csrf_valid(&binding.binding, presented) {
+        return Err(error_page(&ApiError::csrf()));
+    }
+    Ok(())
+}
+
+async fn home(MaybeSignedIn(current): MaybeSignedIn) -> Redirect {
+    Redirect::to(if current.is_some() { "/account" } else { "/sign-in" })
+}
+
+// ---------------------------------------------------------------- sign in / sign out
+
+#[derive(Template)]
+#[template(path = "pages/sign_in.html")]
+struct SignInPage<'a> {
+    csrf: String,
+    login_name: &'a str,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    errors: FieldErrors,
+}
+
+#[derive(Deserialize)]
+struct DoneQuery {
+    done: Option<String>,
+}
+
+/// Only fixed sentences can appear from the query: nothing a link can inject.
+fn done_notice(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "setup" => Some("Your account is set up. Sign in with your login name and new password."),
+        "reset" => Some("Your password was reset and every session was signed out. Sign in with your new password."),
+        "signed-out" => Some("You are signed out."),
+        _ => None,
+    }
+}
+
+async fn sign_in_page(State(web): WebState, headers: HeaderMap, Query(q): Query<DoneQuery>, MaybeSignedIn(current): MaybeSignedIn) -> Response {
+    if current.is_some() {
+        return Redirect::to("/account").into_response();
+    }
+    let binding = CsrfBinding::of(&web, &headers, None);
+    let page = SignInPage { csrf: binding.token(&web), login_name: "", notice: done_notice(q.done.as_deref()), error: None, errors: FieldErrors::new() };
+    render(StatusCode::OK, &page, binding.set_cookie)
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    csrf_token: String,
+    login_name: String,
+    password: String,
+}
+
+async fn sign_in_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageForm(f): PageForm<SignInForm>) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, None, &f.csrf_token) {
+        return r;
+    }
+    match web.app.sign_in(&f.login_name, &f.password, &ctx).await {
+        Ok(signed) => {
+            let mut resp = Redirect::to("/account").into_response();
+            if let Ok(v) = web.session_cookie(Some(&signed.token)).parse() {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e) if e.status.is_client_error() => {
+            let binding = CsrfBinding::of(&web, &headers, None);
+            let login_name: String = f.login_name.chars().take(300).collect();
+            let page = SignInPage { csrf: binding.token(&web), login_name: &login_name, notice: None, error: Some(e.message.clone()), errors: e.fields.clone() };
+            let mut resp = render(e.status, &page, binding.set_cookie);
+            if let Some(v) = e.retry_after.and_then(|s| s.to_string().parse().ok()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    csrf_token: String,
+}
+
+async fn sign_out(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageUser(current): PageUser, PageForm(f): PageForm<CsrfOnly>) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, Some(&current), &f.csrf_token) {
+        return r;
+    }
+    if let Err(e) = web.app.sign_out(&current.token, &current.user, &ctx).await {
+        return error_page(&e);
+    }
+    let mut resp = Redirect::to("/sign-in?done=signed-out").into_response();
+    if let Ok(v) = web.session_cookie(None).parse() {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+// ---------------------------------------------------------------- Complete Setup
+
+fn password_hint(min_length: usize) -> String {
+    format!("At least {min_length} characters, with at least 1 capital letter and 1 number.")
+}
+
+#[derive(Template)]
+#[template(path = "pages/complete_setup.html")]
+struct CompleteSetupPage {
+    csrf: String,
+    token: String,
+    login_name: String,
+    company_name: String,
+    expires_at: String,
+    password_hint: String,
+    error: Option<String>,
+    errors: FieldErrors,
+}
+
+async fn complete_setup_page(State(web): WebState, headers: HeaderMap, Path(token): Path<String>) -> Response {
+    match web.app.open_activation(&token).await {
+        Ok(v) => {
+            let binding = CsrfBinding::of(&web, &headers, None);
+            let page = CompleteSetupPage {
+                csrf: binding.token(&web),
+                token,
+                login_name: v.login_name,
+                company_name: v.company_name,
+                expires_at: rfc3339(v.expires_at),
+                password_hint: password_hint(v.password_min_length),
+                error: None,
+                errors: FieldErrors::new(),
+            };
+            render(StatusCode::OK, &page, binding.set_cookie)
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CompleteSetupFields {
+    csrf_token: String,
+    password: String,
+    password_confirmation: String,
+    pin: String,
+}
+
+async fn complete_setup_submit(
+    State(web): WebState,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Client(ctx): Client,
+    PageForm(f): PageForm<CompleteSetupFields>,
+) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, None, &f.csrf_token) {
+        return r;
+    }
+    let form = CompleteSetupForm { password: f.password, password_confirmation: f.password_confirmation, pin: f.pin };
+    match web.app.complete_setup(&token, &form, &ctx).await {
+        Ok(_) => Redirect::to("/sign-in?done=setup").into_response(),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::SERVICE_UNAVAILABLE => {
+            let Ok(v) = web.app.open_activation(&token).await else { return error_page(&e) };
+            let binding = CsrfBinding::of(&web, &headers, None);
+            let page = CompleteSetupPage {
+                csrf: binding.token(&web),
+                token,
+                login_name: v.login_name,
+                company_name: v.company_name,
+                expires_at: rfc3339(v.expires_at),
+                password_hint: password_hint(v.password_min_length),
+                error: Some(e.message.clone()),
+                errors: e.fields.clone(),
+            };
+            render(e.status, &page, binding.set_cookie)
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+// ---------------------------------------------------------------- forgot password / reset
+
+#[derive(Template)]
+#[template(path = "pages/forgot_password.html")]
+struct ForgotPasswordPage<'a> {
+    csrf: String,
+    value: &'a str,
+    errors: FieldErrors,
+}
+
+async fn forgot_password_page(State(web): WebState, headers: HeaderMap) -> Response {
+    let binding = CsrfBinding::of(&web, &headers, None);
+    render(StatusCode::OK, &ForgotPasswordPage { csrf: binding.token(&web), value: "", errors: FieldErrors::new() }, binding.set_cookie)
+}
+
+#[derive(Deserialize)]
+struct ForgotPasswordFields {
+    csrf_token: String,
+    /// Designated email or login name: one field, as people do not know which they have.
+    account: String,
+}
+
+async fn forgot_password_submit(State(web): WebState, headers: HeaderMap, PageForm(f): PageForm<ForgotPasswordFields>) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, None, &f.csrf_token) {
+        return r;
+    }
+    let value = f.account.trim();
+    // `101@organization.com` reads as a login name and as an address: ask both ways; each answer
+    // goes only to the designated email of what matched.
+    let as_login = LoginName::parse(value).is_ok();
+    let as_email = latchkey_core::Email::parse(value).is_ok();
+    let outcome = match (as_login, as_email) {
+        (true, true) => web.app.forgot_password(None, Some(value)).and_then(|_| web.app.forgot_password(Some(value), None)),
+        (true, false) => web.app.forgot_password(None, Some(value)),
+        _ => web.app.forgot_password(Some(value), None),
+    };
+    match outcome {
+        Ok(()) => render(
+            StatusCode::OK,
+            &Notice {
+                title: "Check your email",
+                message: "If an account matches, we sent a password reset link to its designated email. The link works for 3 hours and only once. Check your spam folder too.",
+                action_href: "/sign-in",
+                action_label: "Back to sign in",
+            },
+            None,
+        ),
+        Err(e) => {
+            let mut errors = FieldErrors::new();
+            errors.add("account", "Enter your designated email or your login name (like 101@organization.com).");
+            let binding = CsrfBinding::of(&web, &headers, None);
+            let value: String = value.chars().take(300).collect();
+            render(e.status, &ForgotPasswordPage { csrf: binding.token(&web), value: &value, errors }, binding.set_cookie)
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/reset_password.html")]
+struct ResetPasswordPage {
+    csrf: String,
+    token: String,
+    login_name: String,
+    company_name: String,
+    password_hint: String,
+    error: Option<String>,
+    errors: FieldErrors,
+}
+
+async fn reset_password_page(State(web): WebState, headers: HeaderMap, Path(token): Path<String>) -> Response {
+    match web.app.open_reset(&token).await {
+        Ok(v) => {
+            let binding = CsrfBinding::of(&web, &headers, None);
+            let page = ResetPasswordPage {
+                csrf: binding.token(&web),
+                token,
+                login_name: v.login_name,
+                company_name: v.company_name,
+                password_hint: password_hint(v.password_min_length),
+                error: None,
+                errors: FieldErrors::new(),
+            };
+            render(StatusCode::OK, &page, binding.set_cookie)
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewPasswordFields {
+    csrf_token: String,
+    password: String,
+    password_confirmation: String,
+}
+
+async fn reset_password_submit(
+    State(web): WebState,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Client(ctx): Client,
+    PageForm(f): PageForm<NewPasswordFields>,
+) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, None, &f.csrf_token) {
+        return r;
+    }
+    let form = NewPasswordForm { password: f.password, password_confirmation: f.password_confirmation };
+    match web.app.reset_password(&token, &form, &ctx).await {
+        Ok(_) => Redirect::to("/sign-in?done=reset").into_response(),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::SERVICE_UNAVAILABLE => {
+            let Ok(v) = web.app.open_reset(&token).await else { return error_page(&e) };
+            let binding = CsrfBinding::of(&web, &headers, None);
+            let page = ResetPasswordPage {
+                csrf: binding.token(&web),
+                token,
+                login_name: v.login_name,
+                company_name: v.company_name,
+                password_hint: password_hint(v.password_min_length),
+                error: Some(e.message.clone()),
+                errors: e.fields.clone(),
+            };
+            render(e.status, &page, binding.set_cookie)
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+// ---------------------------------------------------------------- forgot login name
+
+#[derive(Template)]
+#[template(path = "pages/forgot_login_name.html")]
+struct ForgotLoginPage<'a> {
+    csrf: String,
+    value: &'a str,
+    errors: FieldErrors,
+}
+
+async fn forgot_login_page(State(web): WebState, headers: HeaderMap) -> Response {
+    let binding = CsrfBinding::of(&web, &headers, None);
+    render(StatusCode::OK, &ForgotLoginPage { csrf: binding.token(&web), value: "", errors: FieldErrors::new() }, binding.set_cookie)
+}
+
+#[derive(Deserialize)]
+struct ForgotLoginFields {
+    csrf_token: String,
+    email: String,
+}
+
+async fn forgot_login_submit(State(web): WebState, headers: HeaderMap, PageForm(f): PageForm<ForgotLoginFields>) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, None, &f.csrf_token) {
+        return r;
+    }
+    match web.app.forgot_login_name(&f.email) {
+        Ok(()) => render(
+            StatusCode::OK,
+            &Notice {
+                title: "Check your email",
+                message: "If accounts use this email, we sent it the list of their login names.",
+                action_href: "/sign-in",
+                action_label: "Back to sign in",
+            },
+            None,
+        ),
+        Err(e) => {
+            let binding = CsrfBinding::of(&web, &headers, None);
+            let value: String = f.email.chars().take(300).collect();
+            render(e.status, &ForgotLoginPage { csrf: binding.token(&web), value: &value, errors: e.fields.clone() }, binding.set_cookie)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- My Account
+
+struct SessionRow {
+    handle: String,
+    created_at: String,
+    last_seen_at: String,
+    client: String,
+    current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/account.html")]
+struct AccountPage {
+    csrf: String,
+    login_name: String,
+    extension: String,
+    company_name: String,
+    role: &'static str,
+    designated_email: String,
+    email_verified: bool,
+    additional_emails: Vec<String>,
+    sessions: Vec<SessionRow>,
+    notice: Option<&'static str>,
+    password_errors: FieldErrors,
+    pin_errors: FieldErrors,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AccountQuery {
+    done: Option<String>,
+}
+
+fn account_notice(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "password" => Some("Your password was changed. Your other sessions were signed out."),
+        "pin" => Some("Your voicemail PIN was changed."),
+        "sessions" => Some("Your other sessions were signed out."),
+        "session" => Some("That session was signed out."),
+        _ => None,
+    }
+}
+
+fn role_label(role: latchkey_core::Role) -> &'static str {
+    match role {
+        latchkey_core::Role::User => "User",
+        latchkey_core::Role::Supervisor => "Call Center Supervisor",
+        latchkey_core::Role::OfficeManager => "Office Manager",
+    }
+}
+
+async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>) -> Result<AccountPage, ApiError> {
+    let u = &current.user;
+    let sessions = web.app.sessions(u).await?;
+    let emails = web.app.store.additional_emails(u.id).await?;
+    Ok(AccountPage {
+        csrf: web.csrf_token_for(&current.token),
+        login_name: u.login_name.clone(),
+        extension: u.extension.clone(),
+        company_name: u.company_name.clone(),
+        role: role_label(u.role),
+        designated_email: u.designated_email.clone(),
+        email_verified: u.designated_email_verified_at.is_some(),
+        additional_emails: emails.into_iter().map(|e| e.email).collect(),
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionRow {
+                current: s.handle == current.session.handle,
+                created_at: s.created_at.format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC")).unwrap_or_default(),
+                last_seen_at: s.last_seen_at.format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC")).unwrap_or_default(),
+                client: describe_client(s.user_agent.as_deref(), s.client_ip.as_deref()),
+                handle: s.handle,
+            })
+            .collect(),
+        notice,
+        password_errors: FieldErrors::new(),
+        pin_errors: FieldErrors::new(),
+        error: None,
+    })
+}
+
+/// "Chrome on Linux · 10.0.0.7": enough to recognise a device, nothing more.
+fn describe_client(ua: Option<&str>, ip: Option<&str>) -> String {
+    let ua = ua.unwrap_or("");
+    let browser = ["Edg", "Firefox", "Chrome", "Safari"].into_iter().find(|b| ua.contains(b)).map(|b| if b == "Edg" { "Edge" } else { b });
+    let os = ["Windows", "Android", "iPhone", "Mac OS", "Linux"].into_iter().find(|o| ua.contains(o)).map(|o| if o == "Mac OS" { "macOS" } else { o });
+    let device = match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.to_owned(),
+        _ if ua.is_empty() => "Unknown device".to_owned(),
+        _ => ua.chars().take(40).collect(),
+    };
+    match ip {
+        Some(ip) => format!("{device} · {ip}"),
+        None => device,
+    }
+}
+
+async fn account_page(State(web): WebState, Query(q): Query<AccountQuery>, PageUser(current): PageUser) -> Response {
+    match account_view(&web, &current, account_notice(q.done.as_deref())).await {
+        Ok(page) => render(StatusCode::OK, &page, None),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// Shows My Account again with the error of one of its forms.
+async fn account_with_error(web: &Web, current: &Current, e: ApiError, pin_form: bool) -> Response {
+    match account_view(web, current, None).await {
+        Ok(mut page) => {
+            let mut fields = e.fields.clone();
+            if fields.is_empty() {
+                page.error = Some(e.message.clone());
+            }
+            if pin_form {
+                std::mem::swap(&mut page.pin_errors, &mut fields);
+            } else {
+                std::mem::swap(&mut page.password_errors, &mut fields);
+            }
+            render(e.status, &page, None)
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PasswordFields {
+    csrf_token: String,
+    current_password: String,
+    password: String,
+    password_confirmation: String,
+}
+
+async fn account_password(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageUser(current): PageUser, PageForm(f): PageForm<PasswordFields>) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, Some(&current), &f.csrf_token) {
+        return r;
+    }
+    match web.app.change_password(&current.user, &current.token, &f.current_password, &f.password, &f.password_confirmation, &ctx).await {
+        Ok(()) => Redirect::to("/account?done=password").into_response(),
+        Err(e) => account_with_error(&web, &current, e, false).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct PinFields {
+    csrf_token: String,
+    // Its own name: the page has a second "current password" field, and ids must be unique.
+    #[serde(rename = "pin_current_password")]
+    current_password: String,
+    pin: String,
+}
+
+async fn account_pin(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageUser(current): PageUser, PageForm(f): PageForm<PinFields>) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, Some(&current), &f.csrf_token) {
+        return r;
+    }
+    match web.app.change_pin(&current.user, &f.current_password, &f.pin, &ctx).await {
+        Ok(()) => Redirect::to("/account?done=pin").into_response(),
+        Err(e) => account_with_error(&web, &current, e, true).await,
+    }
+}
+
+async fn account_revoke_others(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageUser(current): PageUser, PageForm(f): PageForm<CsrfOnly>) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, Some(&current), &f.csrf_token) {
+        return r;
+    }
+    match web.app.revoke_other_sessions(&current.user, &current.token, &ctx).await {
+        Ok(_) => Redirect::to("/account?done=sessions").into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
+async fn account_revoke_session(
+    State(web): WebState,
+    headers: HeaderMap,
+    Client(ctx): Client,
+    PageUser(current): PageUser,
+    Path(id): Path<String>,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, Some(&current), &f.csrf_token) {
+        return r;
+    }
+    match web.app.revoke_session(&current.user, &id, &ctx).await {
+        Ok(()) if id == current.session.handle => Redirect::to("/sign-in?done=signed-out").into_response(),
+        Ok(()) => Redirect::to("/account?done=session").into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
