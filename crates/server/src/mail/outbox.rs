@@ -108,7 +108,7 @@ fn links_in(text: &str) -> Vec<&str> {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use mail_parser::MessageParser;
+    use mail_parser::{MessageParser, PartType};
 
     use super::*;
     use crate::mail::templates::{self, LinkEntry, LinkKind};
@@ -174,9 +174,16 @@ mod tests {
             assert_eq!(from.address(), Some("no-reply@latchkey.test"));
             assert_eq!(from.name(), Some("Latchkey"));
             let subject = msg.subject().unwrap().to_string();
-            let text = msg.body_text(0).unwrap().into_owned();
-            let html = msg.body_html(0).unwrap().into_owned();
-            assert!(html.contains("<table"), "a real HTML part, not text converted by the parser");
+            // The parts themselves: `body_text`/`body_html` would convert one into the other and
+            // hide a missing part.
+            let text = match msg.text_part(0).map(|p| &p.body) {
+                Some(PartType::Text(t)) => t.to_string(),
+                other => panic!("no text/plain part: {other:?}"),
+            };
+            let html = match msg.html_part(0).map(|p| &p.body) {
+                Some(PartType::Html(h)) => h.to_string(),
+                other => panic!("no text/html part: {other:?}"),
+            };
             seen.push((to, subject, text, html));
         }
         seen.sort_by(|a, b| a.0.cmp(&b.0));

@@ -281,7 +281,12 @@ pub fn pin_changed(to: &str, company_name: &str, login_name: &str) -> OutgoingEm
 }
 
 fn email(to: &str, subject: &str, text: &impl Template, html: &impl Template) -> OutgoingEmail {
-    OutgoingEmail { to: to.to_owned(), subject: subject.to_owned(), text: render(text), html: render(html) }
+    let mut text = render(text);
+    // askama drops the template file's final newline; a text part should end with one.
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    OutgoingEmail { to: to.to_owned(), subject: subject.to_owned(), text, html: render(html) }
 }
 
 /// Rendering only fails if a value's `Display` fails, which `&str` and integers never do. Should it
@@ -490,30 +495,5 @@ mod tests {
         assert_eq!(distinct(["A", "B", "A"].into_iter()), vec!["A", "B"]);
         let t = time::macros::datetime!(2026-11-23 09:05:01 UTC);
         assert_eq!(when(t), "23 November 2026 at 09:05 UTC");
-    }
-}
-#[cfg(test)]
-mod dump_tmp {
-    #[test]
-    fn dump() {
-        use super::*;
-        let entries = [
-            LinkEntry { login_name: "101@org.test".into(), company_name: "Org A".into(), url: "https://portal.test/reset#a".into(), kind: LinkKind::PasswordReset },
-            LinkEntry { login_name: "7@other.test".into(), company_name: "Other B".into(), url: "https://portal.test/setup#b".into(), kind: LinkKind::CompleteSetup },
-        ];
-        let all = [
-            ("welcome", welcome("ann@organization.com", "Organization Inc.", "101@organization.com", "https://portal.test/setup#w1")),
-            ("reset", password_reset("x@y.test", &entries)),
-            ("reset1", password_reset("x@y.test", &entries[..1])),
-            ("forgot", forgot_login_name("x@y.test", &[("101@o.test".into(), "Org".into()), ("102@o.test".into(), "Org".into())], "https://portal.test/sign-in")),
-            ("forgot0", forgot_login_name("x@y.test", &[], "https://portal.test/sign-in")),
-            ("changed", password_changed("x@y.test", "Org", "101@o.test", PasswordChange::Reset, "https://portal.test/forgot")),
-            ("pin", pin_changed("x@y.test", "Org", "101@o.test")),
-        ];
-        std::fs::create_dir_all("/tmp/maildump").unwrap();
-        for (n, e) in all {
-            std::fs::write(format!("/tmp/maildump/{n}.txt"), format!("SUBJECT: {}\n{}", e.subject, e.text)).unwrap();
-            std::fs::write(format!("/tmp/maildump/{n}.html"), &e.html).unwrap();
-        }
     }
 }
