@@ -170,11 +170,22 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// The top-level keys; other `LATCHKEY_*` variables (`LATCHKEY_CONFIG`, `LATCHKEY_LOG`, test
+/// settings) are not configuration and are left alone.
+const KEYS: &[&str] = &[
+    "listen", "data_dir", "database_url", "database_max_connections", "public_url", "cookie_secure", "secret_key",
+    "log_format", "client_ip_header", "body_limit_bytes", "request_timeout_secs", "argon2", "session", "throttle",
+    "mail_from", "smtp",
+];
+
 /// `LATCHKEY_A__B=v` sets `a.b = v`; values that read as TOML integers or booleans become them.
 fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
     for (name, value) in vars {
         let Some(key) = name.strip_prefix("LATCHKEY_") else { continue };
         let path: Vec<String> = key.to_ascii_lowercase().split("__").map(str::to_owned).collect();
+        if !KEYS.contains(&path[0].as_str()) {
+            continue;
+        }
         let value = if let Ok(i) = value.parse::<i64>() {
             toml::Value::Integer(i)
         } else if let Ok(b) = value.parse::<bool>() {
@@ -211,6 +222,8 @@ mod tests {
             ("LATCHKEY_SMTP__SECURITY".to_owned(), "starttls".to_owned()),
             ("LATCHKEY_SMTP__FROM".to_owned(), "a@example.com".to_owned()),
             ("OTHER".to_owned(), "x".to_owned()),
+            ("LATCHKEY_LOG".to_owned(), "debug".to_owned()),
+            ("LATCHKEY_CONFIG".to_owned(), "/etc/latchkey.toml".to_owned()),
         ];
         apply_env(&mut t, env.into_iter()).unwrap();
         let c: Config = toml::Value::Table(t).try_into().unwrap();

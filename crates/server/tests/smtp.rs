@@ -102,7 +102,11 @@ async fn several_emails_arrive_in_order_through_one_mailer() {
     let sink = SmtpSink::start().await;
     let mailer = mailer_for(&sink);
     for n in 0..3 {
-        let email = templates::pin_changed(&format!("user{n}@organization.com"), "Organization Inc.", &format!("10{n}@organization.com"));
+        let email = templates::pin_changed(
+            &format!("user{n}@organization.com"),
+            "Organization Inc.",
+            &format!("10{n}@organization.com"),
+        );
         mailer.send(&email).await.expect("sent");
     }
     let received = sink.wait_for(3, Duration::from_secs(10)).await;
@@ -125,7 +129,8 @@ async fn a_refused_connection_is_an_error_that_names_no_link() {
         timeout_secs: Some(2),
     })
     .expect("SMTP mailer");
-    let email = templates::welcome("ann@organization.com", "Org", "101@org.test", "https://portal.test/setup#secret-token");
+    let email =
+        templates::welcome("ann@organization.com", "Org", "101@org.test", "https://portal.test/setup#secret-token");
     let err = mailer.send(&email).await.expect_err("nobody listens");
     assert!(matches!(err, MailError::Connection), "{err:?}");
     let shown = format!("{err} / {err:?}");

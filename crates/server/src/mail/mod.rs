@@ -58,10 +58,7 @@ pub enum MailError {
 impl MailError {
     /// Whether sending the same email again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            MailError::Connection | MailError::Timeout | MailError::Transient { .. } | MailError::Outbox(_)
-        )
+        matches!(self, MailError::Connection | MailError::Timeout | MailError::Transient { .. } | MailError::Outbox(_))
     }
 }
 

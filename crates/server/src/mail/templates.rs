@@ -350,12 +350,19 @@ mod tests {
         let after = &html[at..];
         let cell = before.rfind("<td").map(|i| &before[i..]).unwrap_or("");
         let label_end = after.find("</a>").unwrap_or(after.len());
-        cell.contains("bgcolor=\"#1d4ed8\"") && before.contains("<table role=\"presentation\"") && after[..label_end].ends_with(label)
+        cell.contains("bgcolor=\"#1d4ed8\"")
+            && before.contains("<table role=\"presentation\"")
+            && after[..label_end].ends_with(label)
     }
 
     #[test]
     fn welcome_has_the_company_the_login_name_the_button_and_24_hours() {
-        let e = welcome("ann@organization.com", "Organization Inc.", "101@organization.com", "https://portal.test/setup#w1");
+        let e = welcome(
+            "ann@organization.com",
+            "Organization Inc.",
+            "101@organization.com",
+            "https://portal.test/setup#w1",
+        );
         assert_eq!(e.to, "ann@organization.com");
         assert!(e.subject.contains("Organization Inc."), "{}", e.subject);
         for part in [&e.text, &e.html] {
@@ -376,8 +383,18 @@ mod tests {
     #[test]
     fn reset_lists_every_login_name_with_its_own_link_and_3_hours() {
         let entries = [
-            reset_entry("101@organization.com", "Organization Inc.", "https://portal.test/reset#a", LinkKind::PasswordReset),
-            reset_entry("102@organization.com", "Organization Inc.", "https://portal.test/reset#b", LinkKind::PasswordReset),
+            reset_entry(
+                "101@organization.com",
+                "Organization Inc.",
+                "https://portal.test/reset#a",
+                LinkKind::PasswordReset,
+            ),
+            reset_entry(
+                "102@organization.com",
+                "Organization Inc.",
+                "https://portal.test/reset#b",
+                LinkKind::PasswordReset,
+            ),
         ];
         let e = password_reset("desk@organization.com", &entries);
         assert_eq!(e.subject, "Organization Inc.: reset your password");
@@ -435,8 +452,15 @@ mod tests {
 
     #[test]
     fn password_changed_is_a_security_notification_with_a_way_out() {
-        let reset = password_changed("a@org.test", "Org", "101@org.test", PasswordChange::Reset, "https://portal.test/forgot");
-        let changed = password_changed("a@org.test", "Org", "101@org.test", PasswordChange::Changed, "https://portal.test/forgot");
+        let reset =
+            password_changed("a@org.test", "Org", "101@org.test", PasswordChange::Reset, "https://portal.test/forgot");
+        let changed = password_changed(
+            "a@org.test",
+            "Org",
+            "101@org.test",
+            PasswordChange::Changed,
+            "https://portal.test/forgot",
+        );
         assert_eq!(reset.subject, "Org: your password was reset");
         assert_eq!(changed.subject, "Org: your password was changed");
         for e in [&reset, &changed] {

@@ -36,6 +36,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::serve))
+        .route_layer(axum::middleware::from_fn(observe))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
@@ -51,6 +52,29 @@ pub fn router(web: Arc<Web>) -> Router {
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .with_state(web)
+}
+
+/// One log line and two metrics per request, named by the route's template: the path itself can
+/// hold a link token (`/complete-setup/{token}`) and must never reach a log.
+async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics::counter!("latchkey_http_requests_total", "route" => route.clone(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("latchkey_http_request_seconds", "route" => route.clone()).record(elapsed.as_secs_f64());
+    if status >= 500 {
+        tracing::warn!(%method, %route, status, ms = elapsed.as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(%method, %route, status, ms = elapsed.as_millis() as u64, "request");
+    }
+    resp
 }
 
 async fn healthz() -> &'static str {

@@ -171,11 +171,8 @@ fn delivery_order(path: &Path) -> (u64, u64, String) {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
     let mut parts = name.split('.');
     let seconds = parts.next().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
-    let counter = parts
-        .next()
-        .and_then(|unique| unique.rsplit_once('Q'))
-        .and_then(|(_, q)| q.parse().ok())
-        .unwrap_or(u64::MAX);
+    let counter =
+        parts.next().and_then(|unique| unique.rsplit_once('Q')).and_then(|(_, q)| q.parse().ok()).unwrap_or(u64::MAX);
     (seconds, counter, name)
 }
 

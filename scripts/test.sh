@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README's quick start runs it: unit and property tests (core),
+# the store conformance suite and the HTTP tests on SQLite and on PostgreSQL, the mail tests
+# against a real SMTP server, then the end-to-end browser test in headless Chromium.
+# With CI=true, a PostgreSQL that cannot be reached fails the run instead of being skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+cargo test --workspace --locked
+cargo build --locked -p latchkey
+LATCHKEY_BIN=target/debug/latchkey node tests/browser/e2e.mjs
+echo "all tests passed"
