@@ -218,7 +218,7 @@ function cli(env, args) {
 
 function tail(file, lines = 30) {
   try {
-    return redact(fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'));
+    return redact(fs.readFileSync(file, 'utf8').replace(/\x1b\[[0-9;]*m/g, '').trimEnd().split('\n').slice(-lines).join('\n'));
   } catch {
     return '(no log)';
   }
@@ -376,8 +376,14 @@ async function main() {
     page = await desktop.newPage();
     const watch = (p, label) => {
       p.on('pageerror', (e) => problems.push(`${label}: script error: ${e.message}`));
+      // Pages answer 4xx on purpose (422 form errors, 401, 410): only a failed subresource is a problem.
+      p.on('response', (r) => {
+        if (r.status() >= 400 && r.request().resourceType() !== 'document' && !/\/favicon\.ico$/.test(new URL(r.url()).pathname)) {
+          problems.push(`${label}: ${r.request().resourceType()} ${redact(new URL(r.url()).pathname)} answered ${r.status()}`);
+        }
+      });
       p.on('console', (m) => {
-        if (m.type() === 'error' && !/favicon/i.test(m.location()?.url || '')) problems.push(`${label}: console error: ${redact(m.text())}`);
+        if (m.type() === 'error' && !/^Failed to load resource/.test(m.text())) problems.push(`${label}: console error: ${redact(m.text())}`);
       });
     };
     watch(page, 'desktop');

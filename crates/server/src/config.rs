@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
         assert_eq!((c.argon2.memory_kib, c.argon2.iterations), (65536, 3));
         assert!(!c.cookie_secure);
-        assert_eq!(c.smtp.unwrap().port, 587);
+        assert_eq!(c.smtp.as_ref().map(|s| s.port), Some(587));
         assert_eq!(c.public_url(), "http://127.0.0.1:7000");
     }
 
