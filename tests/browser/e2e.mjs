@@ -228,10 +228,13 @@ async function stopServer(server) {
   if (!server || server.exitCode !== null || server.signalCode !== null) return;
   const exited = new Promise((r) => server.once('exit', r));
   server.kill('SIGTERM');
-  if ((await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) === false) {
+  let timer;
+  const timedOut = new Promise((r) => (timer = setTimeout(() => r(true), 5000)));
+  if (await Promise.race([exited.then(() => false), timedOut])) {
     server.kill('SIGKILL');
     await exited;
   }
+  clearTimeout(timer);
 }
 
 // ------------------------------------------------------------------------------------------ page helpers
