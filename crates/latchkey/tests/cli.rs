@@ -1,0 +1,128 @@
+//! The binary as an operator uses it: `serve` on SQLite, and the CLI beside the running server on
+//! the same file, all configured through `LATCHKEY_*` variables and a TOML file.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn latchkey(dir: &std::path::Path, port: u16, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    c.args(args)
+        .env("LATCHKEY_DATA_DIR", dir)
+        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .env_remove("LATCHKEY_CONFIG");
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{:?} failed: {}", cmd, String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_ready(base: &str) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("server not ready");
+}
+
+fn link_in(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    text.split_whitespace().find(|w| w.contains("/complete-setup/")).expect("the Complete Setup link").to_owned()
+}
+
+#[tokio::test]
+async fn the_cli_works_beside_a_running_server_on_the_same_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Server(latchkey(dir.path(), port, &["serve"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    wait_ready(&base).await;
+
+    run(&mut latchkey(dir.path(), port, &["company", "create", "--name", "Organization Inc.", "--domain", "Organization.com"]));
+    let created = run(&mut latchkey(dir.path(), port, &["user", "create", "--company", "organization.com", "--extension", "101", "--email", "alice@example.com", "--role", "office-manager"]));
+    assert_eq!(String::from_utf8_lossy(&created.stdout).trim(), "101@organization.com", "prints the login name");
+    let first = link_in(&created.stderr);
+    let again = run(&mut latchkey(dir.path(), port, &["user", "resend-welcome", "--company", "organization.com", "--extension", "101"]));
+    let second = link_in(&again.stderr);
+    assert!(second.starts_with(&base), "links start with the public URL: {second}");
+
+    // The running server sees what the CLI wrote: the new link works, the old one was replaced.
+    let token = |l: &str| l.rsplit('/').next().unwrap().to_owned();
+    let old = reqwest::get(format!("{base}/api/v1/activation/{}", token(&first))).await.unwrap();
+    assert_eq!(old.status(), 410);
+    let new = reqwest::get(format!("{base}/api/v1/activation/{}", token(&second))).await.unwrap();
+    assert_eq!(new.status(), 200);
+    let outbox = std::fs::read_dir(dir.path().join("outbox")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml")).count();
+    assert_eq!(outbox, 2, "two welcome emails in the outbox");
+
+    let dup = latchkey(dir.path(), port, &["user", "create", "--company", "organization.com", "--extension", "101", "--email", "b@example.com"]).output().unwrap();
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already taken"));
+    let bad = latchkey(dir.path(), port, &["company", "create", "--name", "X", "--domain", "not a domain"]).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("domain"));
+    let listed = run(&mut latchkey(dir.path(), port, &["company", "list"]));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("organization.com\tOrganization Inc."));
+}
+
+#[tokio::test]
+async fn serve_demo_prints_a_working_complete_setup_link_and_a_config_file_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("latchkey.toml");
+    // The file sets the listen address; the environment sets the data dir.
+    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n[session]\nidle_minutes = 10\n")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.args(["--config", config.to_str().unwrap(), "serve", "--demo"])
+        .env("LATCHKEY_DATA_DIR", dir.path().join("data"))
+        .env_remove("LATCHKEY_LISTEN")
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    let link = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.contains("/complete-setup/")).unwrap()
+    })
+    .await
+    .unwrap();
+    let page = reqwest::get(link.trim()).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("100@demo.example"));
+    assert!(dir.path().join("data/latchkey.db").exists());
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "lisen = \"127.0.0.1:1\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey")).args(["--config", config.to_str().unwrap(), "migrate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `lisen`"));
+}
