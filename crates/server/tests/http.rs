@@ -50,6 +50,35 @@ on_both_stores!(
     pages_complete_setup_and_sign_in_with_forms,
 );
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_are_throttled_per_client_address_on_sqlite() {
+    let s = TestServer::start_with(Backend::Sqlite, "client_throttle", |c| c.throttle.client_max_failures = 3).await.unwrap();
+    wrong_passwords_are_throttled_per_client_address(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_are_throttled_per_client_address_on_postgres() {
+    if let Some(s) = TestServer::start_with(Backend::Postgres, "client_throttle", |c| c.throttle.client_max_failures = 3).await {
+        wrong_passwords_are_throttled_per_client_address(&s).await;
+    }
+}
+
+/// Credential stuffing tries many names from one address: the per-address limit stops it even
+/// though no single name reaches its own limit.
+async fn wrong_passwords_are_throttled_per_client_address(s: &TestServer) {
+    activate(s, &invite(s, "organization.com", "101", "alice@example.com").await).await;
+    let mut b = s.browser();
+    for ext in ["201", "202", "203"] {
+        let a = b.sign_in(&format!("{ext}@organization.com"), "Guess2Password").await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+    let blocked = b.sign_in("101@organization.com", "Welcome2Sonar").await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(blocked.headers.contains_key("retry-after"));
+    s.clock.advance(Duration::minutes(15));
+    assert_eq!(b.sign_in("101@organization.com", "Welcome2Sonar").await.status, StatusCode::OK);
+}
+
 /// Creates a company and an invited user; returns the welcome email's link.
 async fn invite(s: &TestServer, domain: &str, ext: &str, email: &str) -> String {
     if s.app.store.company_by_domain(domain).await.unwrap().is_none() {
