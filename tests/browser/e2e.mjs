@@ -331,7 +331,8 @@ async function main() {
   process.once('SIGTERM', onSignal);
 
   try {
-    console.log(`latchkey e2e: binary ${path.relative(process.cwd(), BIN) || BIN}, chromium ${CHROMIUM}, screenshots -> ${WRITE_SCREENSHOTS ? path.relative(process.cwd(), shotsDir) : shotsDir}`);
+    const show = (p) => (path.relative(process.cwd(), p).startsWith('..') ? p : path.relative(process.cwd(), p));
+    console.log(`latchkey e2e: binary ${show(BIN)}, chromium ${CHROMIUM}, screenshots -> ${show(shotsDir)}`);
 
     // ---------------------------------------------------------------- 1. setup
     let env;
@@ -373,7 +374,10 @@ async function main() {
       return `${base}`;
     });
 
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+    await step('launch headless Chromium', async () => {
+      browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+      return `Chromium ${browser.version()}`;
+    });
     const desktop = await browser.newContext(DESKTOP);
     desktop.setDefaultTimeout(TIMEOUT_MS);
     page = await desktop.newPage();
@@ -574,7 +578,7 @@ async function main() {
     process.removeListener('SIGTERM', onSignal);
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     if (ok) {
-      console.log(`PASS ${stepNo} steps in ${secs} s; ${shots.length} screenshots in ${WRITE_SCREENSHOTS ? path.relative(process.cwd(), shotsDir) : shotsDir}`);
+      console.log(`PASS ${stepNo} steps in ${secs} s; ${shots.length} screenshots in ${WRITE_SCREENSHOTS ? path.relative(process.cwd(), shotsDir) || shotsDir : shotsDir}`);
       if (!KEEP_TMP && WRITE_SCREENSHOTS) fs.rmSync(tmp, { recursive: true, force: true });
       else if (!KEEP_TMP) fs.rmSync(dataDir, { recursive: true, force: true });
     } else {

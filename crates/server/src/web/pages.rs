@@ -219,6 +219,11 @@ async fn sign_out(State(web): WebState, headers: HeaderMap, Client(ctx): Client,
 
 // ---------------------------------------------------------------- Complete Setup
 
+/// "24 Nov 2026, 09:00 UTC": what a person reads; the machine form stays in `datetime`.
+fn human_time(t: time::OffsetDateTime) -> String {
+    t.format(&time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute] UTC")).unwrap_or_default()
+}
+
 fn password_hint(min_length: usize) -> String {
     format!("At least {min_length} characters, with at least 1 capital letter and 1 number.")
 }
@@ -231,6 +236,7 @@ struct CompleteSetupPage {
     login_name: String,
     company_name: String,
     expires_at: String,
+    expires_human: String,
     password_hint: String,
     error: Option<String>,
     errors: FieldErrors,
@@ -246,6 +252,7 @@ async fn complete_setup_page(State(web): WebState, headers: HeaderMap, Path(toke
                 login_name: v.login_name,
                 company_name: v.company_name,
                 expires_at: rfc3339(v.expires_at),
+                expires_human: human_time(v.expires_at),
                 password_hint: password_hint(v.password_min_length),
                 error: None,
                 errors: FieldErrors::new(),
@@ -286,6 +293,7 @@ async fn complete_setup_submit(
                 login_name: v.login_name,
                 company_name: v.company_name,
                 expires_at: rfc3339(v.expires_at),
+                expires_human: human_time(v.expires_at),
                 password_hint: password_hint(v.password_min_length),
                 error: Some(e.message.clone()),
                 errors: e.fields.clone(),
@@ -488,6 +496,7 @@ struct AccountPage {
     email_verified: bool,
     additional_emails: Vec<String>,
     sessions: Vec<SessionRow>,
+    password_hint: String,
     notice: Option<&'static str>,
     password_errors: FieldErrors,
     pin_errors: FieldErrors,
@@ -534,12 +543,13 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
             .into_iter()
             .map(|s| SessionRow {
                 current: s.handle == current.session.handle,
-                created_at: s.created_at.format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC")).unwrap_or_default(),
-                last_seen_at: s.last_seen_at.format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC")).unwrap_or_default(),
+                created_at: human_time(s.created_at),
+                last_seen_at: human_time(s.last_seen_at),
                 client: describe_client(s.user_agent.as_deref(), s.client_ip.as_deref()),
                 handle: s.handle,
             })
             .collect(),
+        password_hint: password_hint(latchkey_core::policy::PasswordPolicy::with_min_length(u.company_password_min_length as usize).min_length),
         notice,
         password_errors: FieldErrors::new(),
         pin_errors: FieldErrors::new(),
