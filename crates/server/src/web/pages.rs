@@ -243,24 +243,30 @@ struct CompleteSetupPage {
 }
 
 async fn complete_setup_page(State(web): WebState, headers: HeaderMap, Path(token): Path<String>) -> Response {
-    match web.app.open_activation(&token).await {
-        Ok(v) => {
-            let binding = CsrfBinding::of(&web, &headers, None);
-            let page = CompleteSetupPage {
-                csrf: binding.token(&web),
-                token,
-                login_name: v.login_name,
-                company_name: v.company_name,
-                expires_at: rfc3339(v.expires_at),
-                expires_human: human_time(v.expires_at),
-                password_hint: password_hint(v.password_min_length),
-                error: None,
-                errors: FieldErrors::new(),
-            };
-            render(StatusCode::OK, &page, binding.set_cookie)
-        }
-        Err(e) => error_page(&e),
-    }
+    complete_setup_view(&web, &headers, token, None).await
+}
+
+/// The Complete Setup page for a link, showing `failed` (a refused Save) next to its fields; a
+/// link that no longer works shows its own page instead.
+async fn complete_setup_view(web: &Web, headers: &HeaderMap, token: String, failed: Option<ApiError>) -> Response {
+    let v = match web.app.open_activation(&token).await {
+        Ok(v) => v,
+        Err(e) => return error_page(failed.as_ref().unwrap_or(&e)),
+    };
+    let binding = CsrfBinding::of(web, headers, None);
+    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status);
+    let page = CompleteSetupPage {
+        csrf: binding.token(web),
+        token,
+        login_name: v.login_name,
+        company_name: v.company_name,
+        expires_at: rfc3339(v.expires_at),
+        expires_human: human_time(v.expires_at),
+        password_hint: password_hint(v.password_min_length),
+        error: failed.as_ref().map(|e| e.message.clone()),
+        errors: failed.map(|e| e.fields).unwrap_or_default(),
+    };
+    render(status, &page, binding.set_cookie)
 }
 
 #[derive(Deserialize)]
@@ -285,20 +291,7 @@ async fn complete_setup_submit(
     match web.app.complete_setup(&token, &form, &ctx).await {
         Ok(_) => Redirect::to("/sign-in?done=setup").into_response(),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::SERVICE_UNAVAILABLE => {
-            let Ok(v) = web.app.open_activation(&token).await else { return error_page(&e) };
-            let binding = CsrfBinding::of(&web, &headers, None);
-            let page = CompleteSetupPage {
-                csrf: binding.token(&web),
-                token,
-                login_name: v.login_name,
-                company_name: v.company_name,
-                expires_at: rfc3339(v.expires_at),
-                expires_human: human_time(v.expires_at),
-                password_hint: password_hint(v.password_min_length),
-                error: Some(e.message.clone()),
-                errors: e.fields.clone(),
-            };
-            render(e.status, &page, binding.set_cookie)
+            complete_setup_view(&web, &headers, token, Some(e)).await
         }
         Err(e) => error_page(&e),
     }
@@ -374,22 +367,26 @@ struct ResetPasswordPage {
 }
 
 async fn reset_password_page(State(web): WebState, headers: HeaderMap, Path(token): Path<String>) -> Response {
-    match web.app.open_reset(&token).await {
-        Ok(v) => {
-            let binding = CsrfBinding::of(&web, &headers, None);
-            let page = ResetPasswordPage {
-                csrf: binding.token(&web),
-                token,
-                login_name: v.login_name,
-                company_name: v.company_name,
-                password_hint: password_hint(v.password_min_length),
-                error: None,
-                errors: FieldErrors::new(),
-            };
-            render(StatusCode::OK, &page, binding.set_cookie)
-        }
-        Err(e) => error_page(&e),
-    }
+    reset_password_view(&web, &headers, token, None).await
+}
+
+async fn reset_password_view(web: &Web, headers: &HeaderMap, token: String, failed: Option<ApiError>) -> Response {
+    let v = match web.app.open_reset(&token).await {
+        Ok(v) => v,
+        Err(e) => return error_page(failed.as_ref().unwrap_or(&e)),
+    };
+    let binding = CsrfBinding::of(web, headers, None);
+    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status);
+    let page = ResetPasswordPage {
+        csrf: binding.token(web),
+        token,
+        login_name: v.login_name,
+        company_name: v.company_name,
+        password_hint: password_hint(v.password_min_length),
+        error: failed.as_ref().map(|e| e.message.clone()),
+        errors: failed.map(|e| e.fields).unwrap_or_default(),
+    };
+    render(status, &page, binding.set_cookie)
 }
 
 #[derive(Deserialize)]
@@ -413,18 +410,7 @@ async fn reset_password_submit(
     match web.app.reset_password(&token, &form, &ctx).await {
         Ok(_) => Redirect::to("/sign-in?done=reset").into_response(),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::SERVICE_UNAVAILABLE => {
-            let Ok(v) = web.app.open_reset(&token).await else { return error_page(&e) };
-            let binding = CsrfBinding::of(&web, &headers, None);
-            let page = ResetPasswordPage {
-                csrf: binding.token(&web),
-                token,
-                login_name: v.login_name,
-                company_name: v.company_name,
-                password_hint: password_hint(v.password_min_length),
-                error: Some(e.message.clone()),
-                errors: e.fields.clone(),
-            };
-            render(e.status, &page, binding.set_cookie)
+            reset_password_view(&web, &headers, token, Some(e)).await
         }
         Err(e) => error_page(&e),
     }

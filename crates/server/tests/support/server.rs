@@ -133,11 +133,7 @@ impl Answer {
 
 impl Browser {
     pub async fn send(&mut self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
-        if !self.cookies.is_empty() {
-            let header: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            req = req.header(COOKIE, header.join("; "));
-        }
+        let mut req = self.with_cookies(self.http.request(method, format!("{}{}", self.base, path)));
         if let Some(t) = &self.csrf {
             req = req.header("x-csrf-token", t);
         }
@@ -148,15 +144,19 @@ impl Browser {
     }
 
     pub async fn raw(&mut self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Answer {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path)).header("content-type", content_type).body(body);
-        if !self.cookies.is_empty() {
-            let header: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            req = req.header(COOKIE, header.join("; "));
-        }
+        let mut req = self.with_cookies(self.http.request(method, format!("{}{}", self.base, path)).header("content-type", content_type).body(body));
         if let Some(t) = &self.csrf {
             req = req.header("x-csrf-token", t);
         }
         self.finish(req).await
+    }
+
+    fn with_cookies(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if self.cookies.is_empty() {
+            return req;
+        }
+        let header: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        req.header(COOKIE, header.join("; "))
     }
 
     async fn finish(&mut self, req: reqwest::RequestBuilder) -> Answer {
@@ -195,11 +195,7 @@ impl Browser {
 
     /// Posts an HTML form the way a browser does.
     pub async fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
-        let mut req = self.http.post(format!("{}{}", self.base, path)).form(fields);
-        if !self.cookies.is_empty() {
-            let header: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            req = req.header(COOKIE, header.join("; "));
-        }
+        let req = self.with_cookies(self.http.post(format!("{}{}", self.base, path)).form(fields));
         self.finish(req).await
     }
 }
