@@ -7,9 +7,11 @@
 
 mod records;
 mod sql;
+mod two_factor;
 
 pub use records::*;
 pub use sql::SqlStore;
+pub use two_factor::*;
 
 use async_trait::async_trait;
 use latchkey_core::flows::email_link::LinkPurpose;
@@ -46,7 +48,7 @@ pub enum ConsumeError {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: TwoFactorStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;

@@ -23,7 +23,7 @@ enum Backend {
 }
 
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
@@ -69,7 +69,7 @@ impl SqlStore {
     }
 }
 
-fn map_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             let msg = db.message();
@@ -89,19 +89,19 @@ fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn ts(t: OffsetDateTime) -> i64 {
+pub(crate) fn ts(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
-fn to_time(secs: i64) -> OffsetDateTime {
+pub(crate) fn to_time(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<OffsetDateTime>> {
+pub(crate) fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<OffsetDateTime>> {
     Ok(row.try_get::<Option<i64>, _>(col).map_err(map_err)?.map(to_time))
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(row: &'r AnyRow, col: &str) -> StoreResult<T> {
+pub(crate) fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(row: &'r AnyRow, col: &str) -> StoreResult<T> {
     row.try_get(col).map_err(map_err)
 }
 
@@ -153,7 +153,7 @@ const AUDIT_INSERT: &str = "INSERT INTO audit_events \
     (company_id, actor_user_id, target_user_id, kind, detail, client_ip, user_agent, created_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-async fn insert_audit<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(exec: E, a: &AuditEntry) -> StoreResult<()> {
+pub(crate) async fn insert_audit<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(exec: E, a: &AuditEntry) -> StoreResult<()> {
     sqlx::query(AUDIT_INSERT)
         .bind(a.company_id)
         .bind(a.actor_user_id)

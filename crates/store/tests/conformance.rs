@@ -55,6 +55,14 @@ conformance!(
     sessions_are_listed_and_revoked_per_user,
     failures_lock_after_the_limit_and_the_window_restarts,
     racing_failures_all_count,
+    two_factor_policy_round_trips,
+    the_first_method_brings_recovery_codes_and_the_last_takes_them,
+    twenty_racing_uses_of_one_totp_step_succeed_once,
+    twenty_racing_uses_of_one_recovery_code_succeed_once,
+    one_time_codes_work_once_expire_and_are_replaced,
+    a_sign_in_flow_completes_once,
+    send_counts_are_atomic,
+    an_office_manager_reset_clears_every_factor,
 );
 
 fn t0() -> OffsetDateTime {
@@ -288,4 +296,120 @@ async fn futures_join<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>)
         out.push(t.await.unwrap());
     }
     out
+}
+
+fn totp_method(at: OffsetDateTime) -> StoredMethod {
+    StoredMethod { method: "totp".into(), detail: None, totp_sealed: Some("sealed".into()), totp_key_id: Some("k1".into()), totp_last_step: None, enabled_at: at }
+}
+
+fn codes(prefix: &str) -> Vec<String> {
+    (0..10).map(|i| format!("{prefix}-hash-{i}")).collect()
+}
+
+async fn two_factor_policy_round_trips(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let default = store.two_factor_policy(c.id).await.unwrap();
+    assert!(!default.enabled, "2FA is a pilot feature, off until the operator turns it on");
+    let p = TwoFactorPolicy {
+        enabled: true,
+        mode: "required".into(),
+        allowed_methods: vec!["totp".into(), "email".into()],
+        default_method: Some("email".into()),
+        default_method_locked: true,
+    };
+    store.set_two_factor_policy(c.id, &p, &AuditEntry { company_id: Some(c.id), ..audit("policy_changed") }).await.unwrap();
+    assert_eq!(store.two_factor_policy(c.id).await.unwrap(), p);
+    assert_eq!(store.audit_of_company(c.id, 1).await.unwrap()[0].kind, "policy_changed");
+}
+
+async fn the_first_method_brings_recovery_codes_and_the_last_takes_them(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    store.begin_totp_enrollment(u.id, "pending", "k1", t0()).await.unwrap();
+    assert!(store.totp_enrollment(u.id).await.unwrap().is_some());
+    assert!(store.enable_method(u.id, &totp_method(t0()), &codes("a"), &audit("2fa_enabled")).await.unwrap());
+    assert!(store.totp_enrollment(u.id).await.unwrap().is_none(), "confirming ends the pending enrolment");
+    assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
+    let sms = StoredMethod { method: "sms".into(), detail: Some("+15145550100".into()), totp_sealed: None, totp_key_id: None, totp_last_step: None, enabled_at: t0() };
+    assert!(!store.enable_method(u.id, &sms, &codes("b"), &audit("2fa_enabled")).await.unwrap(), "not the first method");
+    assert_eq!(store.consume_recovery_code(u.id, "b-hash-0", t0()).await.unwrap(), None, "the second method brought no new codes");
+    assert_eq!(store.methods_of_user(u.id).await.unwrap().iter().map(|m| m.method.as_str()).collect::<Vec<_>>(), vec!["sms", "totp"]);
+    assert_eq!(store.remove_method(u.id, "sms", &audit("2fa_disabled")).await.unwrap(), 1);
+    assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
+    assert_eq!(store.remove_method(u.id, "totp", &audit("2fa_disabled")).await.unwrap(), 0);
+    assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 0, "no method, no recovery codes");
+    assert!(matches!(store.remove_method(u.id, "totp", &audit("2fa_disabled")).await, Err(StoreError::NotFound)));
+}
+
+async fn twenty_racing_uses_of_one_totp_step_succeed_once(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    store.enable_method(u.id, &totp_method(t0()), &[], &audit("2fa_enabled")).await.unwrap();
+    let tasks: Vec<_> = (0..20).map(|_| { let s = store.clone(); tokio::spawn(async move { s.advance_totp_step(u.id, 1000).await.unwrap() }) }).collect();
+    assert_eq!(futures_join(tasks).await.into_iter().filter(|ok| *ok).count(), 1);
+    assert!(!store.advance_totp_step(u.id, 999).await.unwrap(), "an earlier step after a later one is a replay");
+    assert!(store.advance_totp_step(u.id, 1001).await.unwrap());
+}
+
+async fn twenty_racing_uses_of_one_recovery_code_succeed_once(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    store.enable_method(u.id, &totp_method(t0()), &codes("r"), &audit("2fa_enabled")).await.unwrap();
+    let tasks: Vec<_> = (0..20).map(|_| { let s = store.clone(); tokio::spawn(async move { s.consume_recovery_code(u.id, "r-hash-3", t0()).await.unwrap() }) }).collect();
+    let wins: Vec<_> = futures_join(tasks).await.into_iter().flatten().collect();
+    assert_eq!(wins, vec![9]);
+    store.replace_recovery_codes(u.id, &codes("n"), t0(), &audit("recovery_codes_regenerated")).await.unwrap();
+    assert_eq!(store.consume_recovery_code(u.id, "r-hash-4", t0()).await.unwrap(), None, "the old set is gone");
+    assert_eq!(store.consume_recovery_code(u.id, "n-hash-4", t0()).await.unwrap(), Some(9));
+}
+
+async fn one_time_codes_work_once_expire_and_are_replaced(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    let code = |hash: &str, at: OffsetDateTime| StoredCode { code_hash: hash.into(), target: Some("+15145550100".into()), created_at: at, expires_at: at + Duration::minutes(10), used_at: None };
+    store.issue_code(u.id, "sign_in_sms", &code("h1", t0())).await.unwrap();
+    assert!(!store.consume_code(u.id, "sign_in_sms", "wrong", t0()).await.unwrap());
+    assert!(!store.consume_code(u.id, "sign_in_email", "h1", t0()).await.unwrap(), "codes are per purpose");
+    assert!(store.consume_code(u.id, "sign_in_sms", "h1", t0()).await.unwrap());
+    assert!(!store.consume_code(u.id, "sign_in_sms", "h1", t0()).await.unwrap(), "once");
+    store.issue_code(u.id, "sign_in_sms", &code("h2", t0())).await.unwrap();
+    store.issue_code(u.id, "sign_in_sms", &code("h3", t0())).await.unwrap();
+    assert!(!store.consume_code(u.id, "sign_in_sms", "h2", t0()).await.unwrap(), "a new code replaces the old");
+    assert_eq!(store.code(u.id, "sign_in_sms").await.unwrap().unwrap().code_hash, "h3");
+    assert!(!store.consume_code(u.id, "sign_in_sms", "h3", t0() + Duration::minutes(10)).await.unwrap(), "expired after 10 minutes");
+    assert!(store.consume_code(u.id, "sign_in_sms", "h3", t0() + Duration::minutes(9)).await.unwrap());
+}
+
+async fn a_sign_in_flow_completes_once(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    let flow = SignInFlow { user_id: u.id, state: "second_factor".into(), created_at: t0(), expires_at: t0() + Duration::minutes(10), completed_at: None };
+    store.create_sign_in_flow("f1", &flow).await.unwrap();
+    store.create_sign_in_flow("f2", &flow).await.unwrap();
+    assert_eq!(store.sign_in_flow("f1").await.unwrap().unwrap().state, "second_factor");
+    let tasks: Vec<_> = (0..10).map(|_| { let s = store.clone(); tokio::spawn(async move { s.complete_sign_in_flow("f1", t0()).await.unwrap() }) }).collect();
+    assert_eq!(futures_join(tasks).await.into_iter().filter(|ok| *ok).count(), 1);
+    assert!(!store.complete_sign_in_flow("f2", t0() + Duration::minutes(10)).await.unwrap(), "expired flows do not complete");
+    assert!(!store.complete_sign_in_flow("nope", t0()).await.unwrap());
+}
+
+async fn send_counts_are_atomic(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..10).map(|_| { let s = store.clone(); tokio::spawn(async move { s.count_send("sms:number:+15145550100", t0()).await.unwrap() }) }).collect();
+    let mut counts = futures_join(tasks).await;
+    counts.sort();
+    assert_eq!(counts, (1..=10).collect::<Vec<i64>>());
+    assert_eq!(store.count_send("sms:number:+15145550100", t0() + Duration::hours(1)).await.unwrap(), 1, "a new window counts afresh");
+}
+
+async fn an_office_manager_reset_clears_every_factor(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    store.enable_method(u.id, &totp_method(t0()), &codes("r"), &audit("2fa_enabled")).await.unwrap();
+    store.set_preferred_method(u.id, Some("totp")).await.unwrap();
+    store.begin_totp_enrollment(u.id, "pending", "k1", t0()).await.unwrap();
+    store.reset_two_factor(u.id, &AuditEntry { company_id: Some(c.id), ..audit("2fa_reset") }).await.unwrap();
+    assert!(store.methods_of_user(u.id).await.unwrap().is_empty());
+    assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 0);
+    assert!(store.totp_enrollment(u.id).await.unwrap().is_none());
+    assert_eq!(store.audit_of_company(c.id, 1).await.unwrap()[0].kind, "2fa_reset");
 }

@@ -1,0 +1,446 @@
+//! What two-factor authentication keeps: the company's policy, each user's methods (TOTP seeds
+//! sealed), recovery codes, SMS/email codes, and sign-ins waiting for their second factor.
+//!
+//! Everything single-use is consumed by one conditional statement: a TOTP step only moves
+//! forward, a recovery code or a one-time code is marked used only if it was not, a sign-in flow
+//! completes once. Two nodes racing therefore cannot both succeed.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::records::AuditEntry;
+use crate::sql::{get, insert_audit, map_err, opt_time, to_time, ts, SqlStore};
+use crate::StoreResult;
+
+/// The company's rules (C6). `enabled` is the operator's pilot switch; the rest is the office
+/// manager's. Methods are their API spellings (`totp`, `sms`, `email`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwoFactorPolicy {
+    pub enabled: bool,
+    pub mode: String,
+    pub allowed_methods: Vec<String>,
+    pub default_method: Option<String>,
+    pub default_method_locked: bool,
+}
+
+/// An enabled method. For TOTP the seed is sealed; `totp_key_id` names the key that sealed it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredMethod {
+    pub method: String,
+    /// The phone number (SMS) or address (email) codes go to.
+    pub detail: Option<String>,
+    pub totp_sealed: Option<String>,
+    pub totp_key_id: Option<String>,
+    pub totp_last_step: Option<i64>,
+    pub enabled_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for StoredMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMethod").field("method", &self.method).field("enabled_at", &self.enabled_at).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCode {
+    pub code_hash: String,
+    pub target: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInFlow {
+    pub user_id: i64,
+    pub state: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+#[async_trait]
+pub trait TwoFactorStore: Send + Sync {
+    async fn two_factor_policy(&self, company_id: i64) -> StoreResult<TwoFactorPolicy>;
+    async fn set_two_factor_policy(&self, company_id: i64, policy: &TwoFactorPolicy, audit: &AuditEntry) -> StoreResult<()>;
+
+    async fn methods_of_user(&self, user_id: i64) -> StoreResult<Vec<StoredMethod>>;
+    /// Keeps a TOTP secret shown to the user until a code confirms it (replaces an earlier one).
+    async fn begin_totp_enrollment(&self, user_id: i64, sealed: &str, key_id: &str, now: OffsetDateTime) -> StoreResult<()>;
+    async fn totp_enrollment(&self, user_id: i64) -> StoreResult<Option<(String, String, OffsetDateTime)>>;
+    /// Enables (or replaces) a method in one transaction. When it is the user's first method and
+    /// `first_recovery_codes` is given, those code hashes become the user's recovery codes.
+    /// Returns whether it was the first method.
+    async fn enable_method(&self, user_id: i64, method: &StoredMethod, first_recovery_codes: &[String], audit: &AuditEntry) -> StoreResult<bool>;
+    /// Accepts `step` only if it is later than the last accepted one: the atomic check-and-advance
+    /// that makes a TOTP code single use on every node.
+    async fn advance_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool>;
+    /// Removes a method; when none is left, the recovery codes go too. Returns how many remain.
+    async fn remove_method(&self, user_id: i64, method: &str, audit: &AuditEntry) -> StoreResult<i64>;
+    /// The office manager's reset: methods, pending enrolment, recovery codes and preference go.
+    async fn reset_two_factor(&self, user_id: i64, audit: &AuditEntry) -> StoreResult<()>;
+    async fn set_preferred_method(&self, user_id: i64, method: Option<&str>) -> StoreResult<()>;
+
+    async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()>;
+    /// Marks one unused code used; `Some(left)` on success, `None` when it was not an unused code.
+    async fn consume_recovery_code(&self, user_id: i64, hash: &str, now: OffsetDateTime) -> StoreResult<Option<i64>>;
+    async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<i64>;
+
+    /// Stores a new SMS/email code for `purpose`; the previous one of that purpose stops working.
+    async fn issue_code(&self, user_id: i64, purpose: &str, code: &StoredCode) -> StoreResult<()>;
+    async fn code(&self, user_id: i64, purpose: &str) -> StoreResult<Option<StoredCode>>;
+    /// Marks the code used if it is still the live, unused, unexpired one with that hash.
+    async fn consume_code(&self, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool>;
+
+    async fn create_sign_in_flow(&self, id_hash: &str, flow: &SignInFlow) -> StoreResult<()>;
+    async fn sign_in_flow(&self, id_hash: &str) -> StoreResult<Option<SignInFlow>>;
+    /// Completes a live flow once; false when it was completed, expired or never existed.
+    async fn complete_sign_in_flow(&self, id_hash: &str, now: OffsetDateTime) -> StoreResult<bool>;
+
+    /// Counts one send against `key` in the window starting at `window_start`; returns the count
+    /// including this one. Used for the SMS and email send limits.
+    async fn count_send(&self, key: &str, window_start: OffsetDateTime) -> StoreResult<i64>;
+}
+
+fn split_methods(csv: &str) -> Vec<String> {
+    csv.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect()
+}
+
+fn method_from_row(r: &sqlx::any::AnyRow) -> StoreResult<StoredMethod> {
+    Ok(StoredMethod {
+        method: get(r, "method")?,
+        detail: get(r, "detail")?,
+        totp_sealed: get(r, "totp_sealed")?,
+        totp_key_id: get(r, "totp_key_id")?,
+        totp_last_step: get(r, "totp_last_step")?,
+        enabled_at: to_time(get(r, "enabled_at")?),
+    })
+}
+
+#[async_trait]
+impl TwoFactorStore for SqlStore {
+    async fn two_factor_policy(&self, company_id: i64) -> StoreResult<TwoFactorPolicy> {
+        let r = sqlx::query(
+            "SELECT two_factor_enabled, two_factor_mode, allowed_methods, default_method, default_method_locked FROM companies WHERE id = $1",
+        )
+        .bind(company_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(crate::StoreError::NotFound)?;
+        Ok(TwoFactorPolicy {
+            enabled: get::<i64>(&r, "two_factor_enabled")? != 0,
+            mode: get(&r, "two_factor_mode")?,
+            allowed_methods: split_methods(&get::<String>(&r, "allowed_methods")?),
+            default_method: get(&r, "default_method")?,
+            default_method_locked: get::<i64>(&r, "default_method_locked")? != 0,
+        })
+    }
+
+    async fn set_two_factor_policy(&self, company_id: i64, p: &TwoFactorPolicy, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let r = sqlx::query(
+            "UPDATE companies SET two_factor_enabled = $1, two_factor_mode = $2, allowed_methods = $3, default_method = $4, \
+             default_method_locked = $5 WHERE id = $6",
+        )
+        .bind(i64::from(p.enabled))
+        .bind(p.mode.as_str())
+        .bind(p.allowed_methods.join(","))
+        .bind(p.default_method.as_deref())
+        .bind(i64::from(p.default_method_locked))
+        .bind(company_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(crate::StoreError::NotFound);
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn methods_of_user(&self, user_id: i64) -> StoreResult<Vec<StoredMethod>> {
+        let rows = sqlx::query(
+            "SELECT method, detail, totp_sealed, totp_key_id, totp_last_step, enabled_at FROM two_factor_methods \
+             WHERE user_id = $1 ORDER BY enabled_at, method",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(method_from_row).collect()
+    }
+
+    async fn begin_totp_enrollment(&self, user_id: i64, sealed: &str, key_id: &str, now: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO totp_enrollments (user_id, totp_sealed, totp_key_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id) DO UPDATE SET totp_sealed = $2, totp_key_id = $3, created_at = $4",
+        )
+        .bind(user_id)
+        .bind(sealed)
+        .bind(key_id)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn totp_enrollment(&self, user_id: i64) -> StoreResult<Option<(String, String, OffsetDateTime)>> {
+        let row = sqlx::query("SELECT totp_sealed, totp_key_id, created_at FROM totp_enrollments WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| Ok((get(&r, "totp_sealed")?, get(&r, "totp_key_id")?, to_time(get(&r, "created_at")?)))).transpose()
+    }
+
+    async fn enable_method(&self, user_id: i64, m: &StoredMethod, first_recovery_codes: &[String], audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let before: i64 = get(
+            &sqlx::query("SELECT COUNT(*) AS n FROM two_factor_methods WHERE user_id = $1").bind(user_id).fetch_one(&mut *tx).await.map_err(map_err)?,
+            "n",
+        )?;
+        sqlx::query("DELETE FROM two_factor_methods WHERE user_id = $1 AND method = $2")
+            .bind(user_id)
+            .bind(m.method.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO two_factor_methods (user_id, method, detail, totp_sealed, totp_key_id, totp_last_step, enabled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(user_id)
+        .bind(m.method.as_str())
+        .bind(m.detail.as_deref())
+        .bind(m.totp_sealed.as_deref())
+        .bind(m.totp_key_id.as_deref())
+        .bind(m.totp_last_step)
+        .bind(ts(m.enabled_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if m.method == "totp" {
+            sqlx::query("DELETE FROM totp_enrollments WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
+        }
+        let first = before == 0;
+        if first && !first_recovery_codes.is_empty() {
+            sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
+            for hash in first_recovery_codes {
+                sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)")
+                    .bind(user_id)
+                    .bind(hash.as_str())
+                    .bind(ts(m.enabled_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(first)
+    }
+
+    async fn advance_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE two_factor_methods SET totp_last_step = $1 \
+             WHERE user_id = $2 AND method = 'totp' AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        )
+        .bind(step)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn remove_method(&self, user_id: i64, method: &str, audit: &AuditEntry) -> StoreResult<i64> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let r = sqlx::query("DELETE FROM two_factor_methods WHERE user_id = $1 AND method = $2")
+            .bind(user_id)
+            .bind(method)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(crate::StoreError::NotFound);
+        }
+        let left: i64 = get(
+            &sqlx::query("SELECT COUNT(*) AS n FROM two_factor_methods WHERE user_id = $1").bind(user_id).fetch_one(&mut *tx).await.map_err(map_err)?,
+            "n",
+        )?;
+        if left == 0 {
+            sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
+            sqlx::query("UPDATE users SET preferred_method = NULL WHERE id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(left)
+    }
+
+    async fn reset_two_factor(&self, user_id: i64, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for sql in [
+            "DELETE FROM two_factor_methods WHERE user_id = $1",
+            "DELETE FROM totp_enrollments WHERE user_id = $1",
+            "DELETE FROM recovery_codes WHERE user_id = $1",
+            "DELETE FROM one_time_codes WHERE user_id = $1",
+            "UPDATE users SET preferred_method = NULL WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn set_preferred_method(&self, user_id: i64, method: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET preferred_method = $1 WHERE id = $2").bind(method).bind(user_id).execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
+        for hash in hashes {
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)")
+                .bind(user_id)
+                .bind(hash.as_str())
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn consume_recovery_code(&self, user_id: i64, hash: &str, now: OffsetDateTime) -> StoreResult<Option<i64>> {
+        let r = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
+            .bind(ts(now))
+            .bind(user_id)
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() != 1 {
+            return Ok(None);
+        }
+        Ok(Some(self.recovery_codes_left(user_id).await?))
+    }
+
+    async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        get(&row, "n")
+    }
+
+    async fn issue_code(&self, user_id: i64, purpose: &str, c: &StoredCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO one_time_codes (user_id, purpose, code_hash, target, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL) \
+             ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = $3, target = $4, created_at = $5, expires_at = $6, used_at = NULL",
+        )
+        .bind(user_id)
+        .bind(purpose)
+        .bind(c.code_hash.as_str())
+        .bind(c.target.as_deref())
+        .bind(ts(c.created_at))
+        .bind(ts(c.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn code(&self, user_id: i64, purpose: &str) -> StoreResult<Option<StoredCode>> {
+        let row = sqlx::query("SELECT code_hash, target, created_at, expires_at, used_at FROM one_time_codes WHERE user_id = $1 AND purpose = $2")
+            .bind(user_id)
+            .bind(purpose)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(StoredCode {
+                code_hash: get(&r, "code_hash")?,
+                target: get(&r, "target")?,
+                created_at: to_time(get(&r, "created_at")?),
+                expires_at: to_time(get(&r, "expires_at")?),
+                used_at: opt_time(&r, "used_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn consume_code(&self, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE one_time_codes SET used_at = $1 \
+             WHERE user_id = $2 AND purpose = $3 AND code_hash = $4 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(ts(now))
+        .bind(user_id)
+        .bind(purpose)
+        .bind(hash)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn create_sign_in_flow(&self, id_hash: &str, f: &SignInFlow) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sign_in_flows (id_hash, user_id, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id_hash)
+            .bind(f.user_id)
+            .bind(f.state.as_str())
+            .bind(ts(f.created_at))
+            .bind(ts(f.expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn sign_in_flow(&self, id_hash: &str) -> StoreResult<Option<SignInFlow>> {
+        let row = sqlx::query("SELECT user_id, state, created_at, expires_at, completed_at FROM sign_in_flows WHERE id_hash = $1")
+            .bind(id_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(SignInFlow {
+                user_id: get(&r, "user_id")?,
+                state: get(&r, "state")?,
+                created_at: to_time(get(&r, "created_at")?),
+                expires_at: to_time(get(&r, "expires_at")?),
+                completed_at: opt_time(&r, "completed_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn complete_sign_in_flow(&self, id_hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE sign_in_flows SET completed_at = $1 WHERE id_hash = $2 AND completed_at IS NULL AND expires_at > $1")
+            .bind(ts(now))
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn count_send(&self, key: &str, window_start: OffsetDateTime) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO send_counters (key, window_start, sent) VALUES ($1, $2, 1) \
+             ON CONFLICT (key, window_start) DO UPDATE SET sent = send_counters.sent + 1 RETURNING sent",
+        )
+        .bind(key)
+        .bind(ts(window_start))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        get(&row, "sent")
+    }
+}
