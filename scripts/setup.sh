@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need and is missing: Debian's Chromium for the browser test, Python's
+# Installs what the tests need and is missing: Debian's Chromium for the browser test, oathtool and
+# zbarimg for the two-factor tests, Python's
 # aiosmtpd (the real SMTP server the mail tests talk to), and the browser test's npm packages.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
@@ -8,6 +9,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+# The independent authenticator app and QR decoder the two-factor tests check against.
+command -v oathtool >/dev/null 2>&1 || need_apt+=(oathtool)
+command -v zbarimg >/dev/null 2>&1 || need_apt+=(zbar-tools)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
   export DEBIAN_FRONTEND=noninteractive
