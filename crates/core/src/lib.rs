@@ -9,8 +9,10 @@ pub mod clock;
 pub mod error;
 pub mod flows;
 pub mod policy;
+pub mod seal;
 pub mod secret;
 pub mod throttle;
+pub mod two_factor;
 
 pub use account::{CompanyDomain, Email, Extension, LoginName, Role, UserState};
 pub use clock::{Clock, ManualClock, SystemClock};

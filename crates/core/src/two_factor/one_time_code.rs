@@ -1,0 +1,180 @@
+//! The codes sent by SMS and by email (C6): 6 digits, 10 minutes, single use. Also the code that
+//! verifies the designated email and the one that confirms disabling 2FA: same rules, same check.
+//!
+//! A six-digit code's hash can be reversed by trying all million values, so hashing only keeps
+//! codes out of plain sight in the store; what protects them is the short lifetime, single use, a
+//! new code replacing the old, and the per-account throttle on wrong codes.
+
+use rand::rngs::OsRng;
+use rand::Rng;
+use time::{Duration, OffsetDateTime};
+
+use crate::flows::UserFacing;
+use crate::secret::{constant_time_eq, TokenHash};
+
+/// The seeds' "verification code": six digits, easy to read off a text message and type.
+pub const DIGITS: usize = 6;
+/// C6: SMS and email codes expire within 10 minutes.
+pub const LIFETIME: Duration = Duration::minutes(10);
+
+/// A code to send. Only its [`TokenHash`] is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OneTimeCode(String);
+
+impl OneTimeCode {
+    /// Six digits from the operating system's generator, every value equally likely: `gen_range`
+    /// samples by rejection, so there is no modulo bias towards low codes.
+    pub fn generate() -> Self {
+        let n: u32 = OsRng.gen_range(0..1_000_000);
+        Self(format!("{n:06}"))
+    }
+
+    /// The code for the SMS or email body, and nowhere else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+
+    /// When a code issued at `now` stops working.
+    pub fn expires_at(now: OffsetDateTime) -> OffsetDateTime {
+        now + LIFETIME
+    }
+}
+
+// Codes never print themselves, so a stray `{:?}` cannot leak one into a log.
+impl std::fmt::Debug for OneTimeCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneTimeCode(<redacted>)")
+    }
+}
+
+/// Why a presented SMS or email code was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    #[error("code expired")]
+    Expired,
+    /// Used already, or replaced by a newer code (the store reports both as used).
+    #[error("code already used")]
+    Used,
+    #[error("wrong code")]
+    Wrong,
+    /// Not six digits: a typo, not a guess, so it need not count against the throttle.
+    #[error("not a 6-digit code")]
+    Malformed,
+}
+
+impl UserFacing for CodeError {
+    fn code(&self) -> &'static str {
+        match self {
+            CodeError::Expired => "code_expired",
+            CodeError::Used => "code_used",
+            CodeError::Wrong => "invalid_code",
+            CodeError::Malformed => "malformed_code",
+        }
+    }
+    fn message(&self) -> String {
+        match self {
+            CodeError::Expired => "This code has expired: codes work for 10 minutes. Send a new code and enter it.".into(),
+            CodeError::Used => "This code was already used or a newer one was sent. Enter the latest code, or send a new one.".into(),
+            CodeError::Wrong => "That code is not right. Check the latest message and try again.".into(),
+            CodeError::Malformed => "Enter the 6-digit verification code.".into(),
+        }
+    }
+}
+
+/// Checks `presented` against a stored code. Spaces are ignored ("123 456").
+///
+/// Malformed input is told first (it says nothing about the stored code); then used, then expired,
+/// as either means "send a new one" whatever was typed; only a live code is compared, in constant
+/// time. `Ok` does not consume the code: the caller marks it used with one atomic statement
+/// (`UPDATE … SET used_at = $now WHERE id = $id AND used_at IS NULL`) and treats "no row changed"
+/// as [`CodeError::Used`], so two nodes racing cannot both accept it.
+pub fn check(
+    stored_hash: &TokenHash,
+    expires_at: OffsetDateTime,
+    used: bool,
+    presented: &str,
+    now: OffsetDateTime,
+) -> Result<(), CodeError> {
+    let presented: String = presented.chars().filter(|c| *c != ' ').collect();
+    if presented.len() != DIGITS || !presented.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CodeError::Malformed);
+    }
+    if used {
+        return Err(CodeError::Used);
+    }
+    if now >= expires_at {
+        return Err(CodeError::Expired);
+    }
+    if constant_time_eq(TokenHash::of(&presented).as_str().as_bytes(), stored_hash.as_str().as_bytes()) {
+        Ok(())
+    } else {
+        Err(CodeError::Wrong)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-23 10:00 UTC);
+
+    #[test]
+    fn a_live_code_passes_once_the_rest_says_why_not() {
+        let code = OneTimeCode::generate();
+        let hash = code.hash();
+        let expires = OneTimeCode::expires_at(NOW);
+        assert_eq!(expires - NOW, Duration::minutes(10));
+        assert_eq!(check(&hash, expires, false, code.expose(), NOW), Ok(()));
+        let spaced = format!("{} {}", &code.expose()[..3], &code.expose()[3..]);
+        assert_eq!(check(&hash, expires, false, &spaced, NOW), Ok(()));
+        assert_eq!(check(&hash, expires, true, code.expose(), NOW), Err(CodeError::Used));
+        assert_eq!(check(&hash, expires, false, code.expose(), expires - Duration::seconds(1)), Ok(()));
+        assert_eq!(check(&hash, expires, false, code.expose(), expires), Err(CodeError::Expired));
+        let wrong = if code.expose() == "000000" { "000001" } else { "000000" };
+        assert_eq!(check(&hash, expires, false, wrong, NOW), Err(CodeError::Wrong));
+        for bad in ["", "12345", "1234567", "12345a", "１２３４５６", "123-456"] {
+            assert_eq!(check(&hash, expires, false, bad, NOW), Err(CodeError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn codes_are_six_digits_and_vary() {
+        let codes: Vec<OneTimeCode> = (0..200).map(|_| OneTimeCode::generate()).collect();
+        for c in &codes {
+            assert_eq!(c.expose().len(), 6);
+            assert!(c.expose().bytes().all(|b| b.is_ascii_digit()));
+            assert_eq!(format!("{c:?}"), "OneTimeCode(<redacted>)");
+        }
+        let distinct: std::collections::HashSet<&str> = codes.iter().map(|c| c.expose()).collect();
+        assert!(distinct.len() > 190, "200 draws from a million should barely collide");
+        // Leading zeros are kept: a tenth of codes start with 0 (none in 200 has odds below 1e-9).
+        assert!(codes.iter().any(|c| c.expose().starts_with('0')));
+    }
+
+    #[test]
+    fn every_error_speaks_to_a_person() {
+        for e in [CodeError::Expired, CodeError::Used, CodeError::Wrong, CodeError::Malformed] {
+            assert!(!e.code().is_empty());
+            assert!(e.message().ends_with('.'));
+        }
+        assert_eq!(CodeError::Wrong.code(), "invalid_code", "the API's 401 code for a wrong code");
+    }
+
+    proptest! {
+        /// Only the exact code passes, whatever else is typed.
+        #[test]
+        fn only_the_code_itself_passes(n in 0u32..1_000_000, typed in "\\PC{0,8}") {
+            let code = format!("{n:06}");
+            let hash = TokenHash::of(&code);
+            let expires = OneTimeCode::expires_at(NOW);
+            let result = check(&hash, expires, false, &typed, NOW);
+            prop_assert_eq!(result.is_ok(), typed.replace(' ', "") == code);
+        }
+    }
+}
