@@ -50,6 +50,20 @@ enum CompanyCommand {
         domain: String,
     },
     List,
+    /// Turn a pilot feature on for a company.
+    Enable {
+        #[arg(long)]
+        domain: String,
+        #[arg(long, value_parser = ["two-factor"])]
+        feature: String,
+    },
+    /// Turn a pilot feature off for a company.
+    Disable {
+        #[arg(long)]
+        domain: String,
+        #[arg(long, value_parser = ["two-factor"])]
+        feature: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +143,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Company(CompanyCommand::Enable { domain, feature }) => switch_feature(config, &domain, &feature, true, &ctx).await,
+        Command::Company(CompanyCommand::Disable { domain, feature }) => switch_feature(config, &domain, &feature, false, &ctx).await,
         Command::User(UserCommand::Create { company, extension, email, role }) => {
             let role: Role = role.parse().map_err(|e: latchkey_core::account::InvalidName| anyhow::anyhow!(e.0))?;
             let outbox = config.smtp.is_none();
@@ -145,6 +161,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The operator's pilot switches. `feature` is checked by clap; two-factor is the one there is.
+async fn switch_feature(config: Config, domain: &str, feature: &str, on: bool, ctx: &RequestContext) -> anyhow::Result<()> {
+    let app = latchkey_server::open(config, Arc::new(SystemClock)).await?;
+    app.set_two_factor_feature(domain, on, Actor::Operator, ctx).await.map_err(api_error)?;
+    println!("{feature} {} for {domain}", if on { "enabled" } else { "disabled" });
+    Ok(())
 }
 
 /// Prints the login name; the link only in development (outbox) mode, where it sits in a file

@@ -34,6 +34,7 @@ pub struct Config {
     pub argon2: Argon2Config,
     pub session: SessionConfig,
     pub throttle: ThrottleConfig,
+    pub two_factor: TwoFactorConfig,
     pub mail_from: String,
     /// Absent: emails go to the outbox folder in `data_dir`.
     pub smtp: Option<SmtpConfig>,
@@ -67,6 +68,38 @@ pub struct ThrottleConfig {
     pub lockout_minutes: i64,
 }
 
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwoFactorConfig {
+    /// `id:base64-32-byte-key` sealing TOTP seeds. Empty: generated once into `data_dir/seal.key`.
+    /// Every node must share it.
+    pub seal_key: String,
+    /// Earlier keys, still able to open what they sealed (comma-separated `id:key`).
+    pub old_seal_keys: String,
+    /// The name authenticator apps show next to the code.
+    pub issuer: String,
+    /// Wrong codes per account within `window_minutes` before the second-factor step locks.
+    pub max_failures: u32,
+    pub window_minutes: i64,
+    pub lockout_minutes: i64,
+    /// How long a sign-in may wait at the second-factor step.
+    pub flow_minutes: i64,
+}
+
+impl Default for TwoFactorConfig {
+    fn default() -> Self {
+        Self {
+            seal_key: String::new(),
+            old_seal_keys: String::new(),
+            issuer: "Latchkey".into(),
+            max_failures: 5,
+            window_minutes: 15,
+            lockout_minutes: 15,
+            flow_minutes: 10,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -84,6 +117,7 @@ impl Default for Config {
             argon2: Argon2Config::default(),
             session: SessionConfig::default(),
             throttle: ThrottleConfig::default(),
+            two_factor: TwoFactorConfig::default(),
             mail_from: "Latchkey <no-reply@latchkey.localhost>".into(),
             smtp: None,
         }
@@ -174,7 +208,7 @@ impl std::fmt::Debug for Config {
 /// settings) are not configuration and are left alone.
 const KEYS: &[&str] = &[
     "listen", "data_dir", "database_url", "database_max_connections", "public_url", "cookie_secure", "secret_key",
-    "log_format", "client_ip_header", "body_limit_bytes", "request_timeout_secs", "argon2", "session", "throttle",
+    "log_format", "client_ip_header", "body_limit_bytes", "request_timeout_secs", "argon2", "session", "throttle", "two_factor",
     "mail_from", "smtp",
 ];
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod mail;
+pub mod sms;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -37,7 +38,28 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<L
         None => Arc::new(mail::OutboxMailer::new(config.outbox_dir(), config.mail_from.clone()).context("creating the outbox")?),
     };
     let hasher = hashing::Hasher::new(&config.argon2).context("argon2 parameters")?;
-    Ok(Arc::new(Latchkey::new(store, clock, hasher, mailer, config)))
+    let keyring = keyring(&config)?;
+    Ok(Arc::new(Latchkey::new(store, clock, hasher, mailer, keyring, config)))
+}
+
+/// The keys that seal TOTP seeds: from the configuration, else made once into the data dir.
+fn keyring(config: &Config) -> anyhow::Result<latchkey_core::seal::Keyring> {
+    use latchkey_core::seal::{Keyring, SealKey};
+    let tf = &config.two_factor;
+    let current = if tf.seal_key.is_empty() {
+        let path = config.data_dir.join("seal.key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().to_owned(),
+            Err(_) => {
+                let key = SealKey::generate("k1").context("generating the seal key")?;
+                write_private(&path, &key.expose_config_text()).with_context(|| format!("writing {}", path.display()))?;
+                key.expose_config_text()
+            }
+        }
+    } else {
+        tf.seal_key.clone()
+    };
+    Keyring::from_config(&current, &tf.old_seal_keys).context("two_factor.seal_key")
 }
 
 /// The CSRF key: from the configuration, else made once and kept in the data dir (mode 0600).

@@ -101,6 +101,8 @@ pub trait Store: TwoFactorStore + Send + Sync + 'static {
     async fn create_session(&self, session: &NewSession, audit: &AuditEntry) -> StoreResult<()>;
     async fn session_by_token(&self, token: &TokenHash) -> StoreResult<Option<Session>>;
     async fn touch_session(&self, token: &TokenHash, now: OffsetDateTime) -> StoreResult<()>;
+    /// Turns a restricted (enrolment-only) session into a full one; false when it was not restricted.
+    async fn promote_session(&self, token: &TokenHash) -> StoreResult<bool>;
     async fn sessions_of_user(&self, user_id: i64) -> StoreResult<Vec<Session>>;
     /// Ends one session of the user by its handle; false when the user has no such session.
     async fn delete_session_by_handle(&self, user_id: i64, handle: &str) -> StoreResult<bool>;

@@ -87,6 +87,8 @@ pub struct NewSession {
     pub token_hash: TokenHash,
     pub handle: String,
     pub user_id: i64,
+    /// Restricted sessions reach only two-factor enrolment (2FA required, no method yet).
+    pub restricted: bool,
     pub created_at: OffsetDateTime,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
@@ -96,6 +98,7 @@ pub struct NewSession {
 pub struct Session {
     pub handle: String,
     pub user_id: i64,
+    pub restricted: bool,
     pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
     pub client_ip: Option<String>,

@@ -142,6 +142,7 @@ fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
     Ok(Session {
         handle: get(row, "handle")?,
         user_id: get(row, "user_id")?,
+        restricted: get::<String>(row, "kind")? == "restricted",
         created_at: to_time(get(row, "created_at")?),
         last_seen_at: to_time(get(row, "last_seen_at")?),
         client_ip: get(row, "client_ip")?,
@@ -480,8 +481,8 @@ impl Store for SqlStore {
     async fn create_session(&self, s: &NewSession, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query(
-            "INSERT INTO sessions (id_hash, handle, user_id, created_at, last_seen_at, client_ip, user_agent) \
-             VALUES ($1, $2, $3, $4, $4, $5, $6)",
+            "INSERT INTO sessions (id_hash, handle, user_id, created_at, last_seen_at, client_ip, user_agent, kind) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
         )
         .bind(s.token_hash.as_str())
         .bind(s.handle.as_str())
@@ -489,6 +490,7 @@ impl Store for SqlStore {
         .bind(ts(s.created_at))
         .bind(s.client_ip.as_deref())
         .bind(s.user_agent.as_deref())
+        .bind(if s.restricted { "restricted" } else { "full" })
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -504,13 +506,22 @@ impl Store for SqlStore {
 
     async fn session_by_token(&self, token: &TokenHash) -> StoreResult<Option<Session>> {
         let row = sqlx::query(
-            "SELECT handle, user_id, created_at, last_seen_at, client_ip, user_agent FROM sessions WHERE id_hash = $1",
+            "SELECT handle, user_id, kind, created_at, last_seen_at, client_ip, user_agent FROM sessions WHERE id_hash = $1",
         )
         .bind(token.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
         row.map(|r| session_from_row(&r)).transpose()
+    }
+
+    async fn promote_session(&self, token: &TokenHash) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE sessions SET kind = 'full' WHERE id_hash = $1 AND kind = 'restricted'")
+            .bind(token.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn touch_session(&self, token: &TokenHash, now: OffsetDateTime) -> StoreResult<()> {
@@ -525,7 +536,7 @@ impl Store for SqlStore {
 
     async fn sessions_of_user(&self, user_id: i64) -> StoreResult<Vec<Session>> {
         let rows = sqlx::query(
-            "SELECT handle, user_id, created_at, last_seen_at, client_ip, user_agent FROM sessions \
+            "SELECT handle, user_id, kind, created_at, last_seen_at, client_ip, user_agent FROM sessions \
              WHERE user_id = $1 ORDER BY last_seen_at DESC",
         )
         .bind(user_id)

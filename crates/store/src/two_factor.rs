@@ -80,6 +80,7 @@ pub trait TwoFactorStore: Send + Sync {
     /// The office manager's reset: methods, pending enrolment, recovery codes and preference go.
     async fn reset_two_factor(&self, user_id: i64, audit: &AuditEntry) -> StoreResult<()>;
     async fn set_preferred_method(&self, user_id: i64, method: Option<&str>) -> StoreResult<()>;
+    async fn preferred_method(&self, user_id: i64) -> StoreResult<Option<String>>;
 
     async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()>;
     /// Marks one unused code used; `Some(left)` on success, `None` when it was not an unused code.
@@ -297,6 +298,14 @@ impl TwoFactorStore for SqlStore {
     async fn set_preferred_method(&self, user_id: i64, method: Option<&str>) -> StoreResult<()> {
         sqlx::query("UPDATE users SET preferred_method = $1 WHERE id = $2").bind(method).bind(user_id).execute(&self.pool).await.map_err(map_err)?;
         Ok(())
+    }
+
+    async fn preferred_method(&self, user_id: i64) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT preferred_method FROM users WHERE id = $1").bind(user_id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        Ok(match row {
+            Some(r) => get(&r, "preferred_method")?,
+            None => None,
+        })
     }
 
     async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {

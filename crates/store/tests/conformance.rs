@@ -198,7 +198,7 @@ async fn a_password_reset_ends_every_session(store: Arc<dyn Store>) {
     let c = company(&*store, "organization.com").await;
     let u = active_user(&*store, &c, "101").await;
     for _ in 0..3 {
-        let s = NewSession { token_hash: Token::generate().hash(), handle: random_handle(), user_id: u.id, created_at: t0(), client_ip: None, user_agent: None };
+        let s = NewSession { token_hash: Token::generate().hash(), handle: random_handle(), user_id: u.id, restricted: false, created_at: t0(), client_ip: None, user_agent: None };
         store.create_session(&s, &audit("sign_in")).await.unwrap();
     }
     assert_eq!(store.sessions_of_user(u.id).await.unwrap().len(), 3);
@@ -242,11 +242,15 @@ async fn sessions_are_listed_and_revoked_per_user(store: Arc<dyn Store>) {
     let other = Token::generate();
     let bobs = Token::generate();
     for (tok, user) in [(&mine, &alice), (&other, &alice), (&bobs, &bob)] {
-        let s = NewSession { token_hash: tok.hash(), handle: random_handle(), user_id: user.id, created_at: t0(), client_ip: Some("10.0.0.1".into()), user_agent: Some("test".into()) };
+        let s = NewSession { token_hash: tok.hash(), handle: random_handle(), user_id: user.id, restricted: tok == &other, created_at: t0(), client_ip: Some("10.0.0.1".into()), user_agent: Some("test".into()) };
         store.create_session(&s, &audit("sign_in")).await.unwrap();
     }
     let s = store.session_by_token(&mine.hash()).await.unwrap().unwrap();
-    assert_eq!(s.user_id, alice.id);
+    assert_eq!((s.user_id, s.restricted), (alice.id, false));
+    assert!(store.session_by_token(&other.hash()).await.unwrap().unwrap().restricted);
+    assert!(store.promote_session(&other.hash()).await.unwrap());
+    assert!(!store.session_by_token(&other.hash()).await.unwrap().unwrap().restricted, "enrolment turns it into a full session");
+    assert!(!store.promote_session(&other.hash()).await.unwrap(), "only once");
     store.touch_session(&mine.hash(), t0() + Duration::minutes(3)).await.unwrap();
     assert_eq!(store.session_by_token(&mine.hash()).await.unwrap().unwrap().last_seen_at, t0() + Duration::minutes(3));
     let bob_handle = store.session_by_token(&bobs.hash()).await.unwrap().unwrap().handle;
@@ -406,10 +410,12 @@ async fn an_office_manager_reset_clears_every_factor(store: Arc<dyn Store>) {
     let u = active_user(&*store, &c, "101").await;
     store.enable_method(u.id, &totp_method(t0()), &codes("r"), &audit("2fa_enabled")).await.unwrap();
     store.set_preferred_method(u.id, Some("totp")).await.unwrap();
+    assert_eq!(store.preferred_method(u.id).await.unwrap().as_deref(), Some("totp"));
     store.begin_totp_enrollment(u.id, "pending", "k1", t0()).await.unwrap();
     store.reset_two_factor(u.id, &AuditEntry { company_id: Some(c.id), ..audit("2fa_reset") }).await.unwrap();
     assert!(store.methods_of_user(u.id).await.unwrap().is_empty());
     assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 0);
     assert!(store.totp_enrollment(u.id).await.unwrap().is_none());
+    assert_eq!(store.preferred_method(u.id).await.unwrap(), None);
     assert_eq!(store.audit_of_company(c.id, 1).await.unwrap()[0].kind, "2fa_reset");
 }

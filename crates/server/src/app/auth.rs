@@ -4,7 +4,8 @@
 
 use axum::http::StatusCode;
 use latchkey_core::flows::session::SessionState;
-use latchkey_core::flows::sign_in::{self, PasswordFacts, SecondFactorRequirement, SignInError, SignInState};
+use latchkey_core::flows::sign_in::{self, PasswordFacts, SignInError, SignInState};
+use latchkey_core::two_factor::Method;
 use latchkey_core::flows::UserFacing;
 use latchkey_core::secret::{random_handle, Token, TokenHash};
 use latchkey_core::throttle::{client_key, retry_after};
@@ -18,6 +19,15 @@ pub struct SignedIn {
     /// The new session id: goes into the cookie, only its hash is stored.
     pub token: Token,
     pub user: User,
+}
+
+/// Where a right password leads.
+pub enum SignInOutcome {
+    SignedIn(SignedIn),
+    /// Ask for a second factor on the flow `flow` (its token goes back to the client).
+    SecondFactor { flow: Token, methods: Vec<Method>, default: Method },
+    /// 2FA is required and the user has none: `session` is restricted to enrolment.
+    EnrollmentRequired { session: SignedIn, allowed: Vec<Method> },
 }
 
 /// Throttle key per login name (not per account id): unknown names are throttled alike, so the
@@ -35,7 +45,7 @@ fn sign_in_error(e: SignInError) -> ApiError {
 }
 
 impl Latchkey {
-    pub async fn sign_in(&self, login_name: &str, password: &str, ctx: &RequestContext) -> Result<SignedIn, ApiError> {
+    pub async fn sign_in(&self, login_name: &str, password: &str, ctx: &RequestContext) -> Result<SignInOutcome, ApiError> {
         let login = LoginName::parse(login_name).map_err(|e| ApiError::field("login_name", e.0))?;
         if password.is_empty() || password.len() > 1024 {
             return Err(sign_in_error(SignInError::InvalidCredentials));
@@ -51,13 +61,15 @@ impl Latchkey {
 
         let user = self.store.user_by_login_name(&login).await?;
         let verified = self.hasher.verify(password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
-        let facts = PasswordFacts {
-            account: user.as_ref().map(|u| u.state),
-            password_matches: verified.matches,
-            second_factor: SecondFactorRequirement::NotNeeded,
+        // What follows a right password; only asked when the password was right (no extra queries
+        // for wrong guesses, and nothing learned about accounts whose password is unknown).
+        let second_factor = match (&user, verified.matches) {
+            (Some(u), true) => self.second_factor_requirement(u).await?,
+            _ => latchkey_core::flows::sign_in::SecondFactorRequirement::NotNeeded,
         };
-        match sign_in::after_password(&facts) {
-            Ok(SignInState::SignedIn) => {}
+        let facts = PasswordFacts { account: user.as_ref().map(|u| u.state), password_matches: verified.matches, second_factor };
+        let next = match sign_in::after_password(&facts) {
+            Ok(next) => next,
             Err(e) => {
                 if e == SignInError::InvalidCredentials {
                     self.store.throttle_fail(&account_key, &self.account_throttle, now).await?;
@@ -73,7 +85,7 @@ impl Latchkey {
                 metrics::counter!("latchkey_sign_ins_total", "outcome" => "failed").increment(1);
                 return Err(sign_in_error(e));
             }
-        }
+        };
         // `after_password` only signs in an existing, active account.
         let Some(user) = user.filter(|u| u.state == UserState::Active) else {
             return Err(ApiError::internal());
@@ -84,18 +96,34 @@ impl Latchkey {
             let new = self.hasher.hash(password).await?;
             self.store.upgrade_password_hash(user.id, &old, &new).await?;
         }
-        let token = self.start_session(&user, ctx).await?;
-        metrics::counter!("latchkey_sign_ins_total", "outcome" => "signed_in").increment(1);
-        Ok(SignedIn { token, user })
+        match next {
+            SignInState::SignedIn => {
+                let token = self.start_session(&user, false, ctx).await?;
+                metrics::counter!("latchkey_sign_ins_total", "outcome" => "signed_in").increment(1);
+                Ok(SignInOutcome::SignedIn(SignedIn { token, user }))
+            }
+            SignInState::SecondFactor { methods, default } => {
+                let flow = self.start_second_factor_flow(&user).await?;
+                metrics::counter!("latchkey_sign_ins_total", "outcome" => "second_factor").increment(1);
+                Ok(SignInOutcome::SecondFactor { flow, methods, default })
+            }
+            SignInState::EnrollmentRequired { allowed } => {
+                let token = self.start_session(&user, true, ctx).await?;
+                metrics::counter!("latchkey_sign_ins_total", "outcome" => "enrollment_required").increment(1);
+                Ok(SignInOutcome::EnrollmentRequired { session: SignedIn { token, user }, allowed })
+            }
+        }
     }
 
     /// A fresh session id for every sign-in: an id known before sign-in is never promoted.
-    async fn start_session(&self, user: &User, ctx: &RequestContext) -> Result<Token, ApiError> {
+    /// A `restricted` session reaches only two-factor enrolment.
+    pub(super) async fn start_session(&self, user: &User, restricted: bool, ctx: &RequestContext) -> Result<Token, ApiError> {
         let token = Token::generate();
         let session = NewSession {
             token_hash: token.hash(),
             handle: random_handle(),
             user_id: user.id,
+            restricted,
             created_at: self.now(),
             client_ip: ctx.client_ip.clone(),
             user_agent: ctx.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),

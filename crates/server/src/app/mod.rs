@@ -7,11 +7,13 @@ mod activation;
 mod auth;
 mod profile;
 mod recovery;
+mod two_factor;
 
 pub use accounts::CreatedUser;
 pub use activation::ActivationView;
-pub use auth::SignedIn;
+pub use auth::{SignInOutcome, SignedIn};
 pub use recovery::ResetView;
+pub use two_factor::{SecondFactorChallenge, TotpEnrollment};
 
 use std::sync::Arc;
 
@@ -48,10 +50,26 @@ pub struct Latchkey {
     pub session_policy: SessionPolicy,
     pub account_throttle: ThrottlePolicy,
     pub client_throttle: ThrottlePolicy,
+    /// Wrong second-factor codes per account, for every flow of that account.
+    pub second_factor_throttle: ThrottlePolicy,
+    pub keyring: latchkey_core::seal::Keyring,
 }
 
 impl Latchkey {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, hasher: Hasher, mailer: Arc<dyn Mailer>, config: Config) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        hasher: Hasher,
+        mailer: Arc<dyn Mailer>,
+        keyring: latchkey_core::seal::Keyring,
+        config: Config,
+    ) -> Self {
+        let tf = &config.two_factor;
+        let second_factor_throttle = ThrottlePolicy {
+            max_failures: tf.max_failures,
+            window: time::Duration::minutes(tf.window_minutes),
+            lockout: time::Duration::minutes(tf.lockout_minutes),
+        };
         let t = &config.throttle;
         let window = time::Duration::minutes(t.window_minutes);
         let lockout = time::Duration::minutes(t.lockout_minutes);
@@ -62,6 +80,8 @@ impl Latchkey {
             },
             account_throttle: ThrottlePolicy { max_failures: t.account_max_failures, window, lockout },
             client_throttle: ThrottlePolicy { max_failures: t.client_max_failures, window, lockout },
+            second_factor_throttle,
+            keyring,
             store,
             clock,
             hasher,

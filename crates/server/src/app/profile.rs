@@ -13,7 +13,7 @@ use crate::mail::templates::{self, PasswordChange};
 impl Latchkey {
     /// Re-checks the current password before a credential change; wrong guesses count against the
     /// same per-account throttle as sign-in, so a stolen session cannot guess the password.
-    async fn confirm_password(&self, user: &User, current: &str) -> Result<(), ApiError> {
+    pub(super) async fn confirm_password(&self, user: &User, current: &str) -> Result<(), ApiError> {
         let key = super::auth::login_throttle_key(&user.login_name);
         let now = self.now();
         if let Some(secs) = retry_after(self.store.throttle_locked_until(std::slice::from_ref(&key), now).await?, now) {

@@ -521,3 +521,38 @@ mod tests {
         assert_eq!(when(t), "23 November 2026 at 09:05 UTC");
     }
 }
+
+struct SecurityNotice<'a> {
+    subject: String,
+    sender: String,
+    title: &'a str,
+    what_happened: String,
+    company_name: &'a str,
+    login_name: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/security_notice.html")]
+struct SecurityNoticeHtml<'a> {
+    m: &'a SecurityNotice<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "email/security_notice.txt")]
+struct SecurityNoticeText<'a> {
+    m: &'a SecurityNotice<'a>,
+}
+
+/// A security notification for a change to how the account signs in (two-factor methods,
+/// recovery codes): `title` is the headline, `change` finishes "… of your account X at Y".
+pub fn security_notice(to: &str, company_name: &str, login_name: &str, title: &str, change: &str) -> OutgoingEmail {
+    let m = SecurityNotice {
+        subject: format!("{company_name}: {}", title.to_lowercase()),
+        sender: sender(company_name),
+        title,
+        what_happened: format!("{change} for your account {login_name} at {company_name} on {}.", when(OffsetDateTime::now_utc())),
+        company_name,
+        login_name,
+    };
+    email(to, &m.subject, &SecurityNoticeText { m: &m }, &SecurityNoticeHtml { m: &m })
+}

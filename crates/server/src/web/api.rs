@@ -15,7 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::session::{Client, CsrfBinding, MaybeSignedIn, SignedIn};
+use super::session::{Client, CsrfBinding, Enrolling, MaybeSignedIn, SignedIn};
+use crate::app::SignInOutcome;
+use latchkey_core::two_factor::{Method, TwoFactorMode};
 use super::Web;
 use crate::app::{rfc3339, Actor};
 use crate::error::{ApiError, ErrorBody};
@@ -30,7 +32,11 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/api/v1/password/reset/{token}", get(reset_open).post(reset_complete))
         .route("/api/v1/login-name/forgot", post(login_name_forgot))
         .route("/api/v1/sign-in", post(sign_in))
+        .route("/api/v1/sign-in/{flow}/verify", post(sign_in_verify))
         .route("/api/v1/sign-out", post(sign_out))
+        .route("/api/v1/me/2fa/totp", post(totp_start))
+        .route("/api/v1/me/2fa/totp/confirm", post(totp_confirm))
+        .route("/api/v1/companies/{domain}/policy", get(policy_get).put(policy_put))
         .route("/api/v1/me", get(me))
         .route("/api/v1/me/sessions", get(sessions))
         .route("/api/v1/me/sessions/{id}", delete(revoke_session))
@@ -226,27 +232,197 @@ pub struct SignInBody {
     password: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, Default)]
 pub struct SignInResponse {
-    /// `signed_in` (the two-factor capability adds `second_factor` and `enrollment_required`).
+    /// `signed_in`, `second_factor` or `enrollment_required`.
     state: &'static str,
-    login_name: String,
-    /// The new session's CSRF token, for `X-CSRF-Token`.
-    csrf_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    login_name: Option<String>,
+    /// The new session's CSRF token, for `X-CSRF-Token` (signed in, or restricted to enrolment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+    /// For `POST /api/v1/sign-in/{flow}/verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    methods: Option<Vec<Method>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    default_method: Option<Method>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    allowed_methods: Option<Vec<Method>>,
+    /// After a recovery code: how many are left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_codes_left: Option<i64>,
 }
 
-/// Signs in with login name and password; the session cookie comes back in `Set-Cookie`.
+/// Signs in with login name and password. A right password ends signed in (session cookie in
+/// `Set-Cookie`), at the second-factor step (`flow`), or — where the company requires 2FA and the
+/// user has none — with a session restricted to enrolment.
 #[utoipa::path(post, path = "/api/v1/sign-in", tag = "session", request_body = SignInBody,
     responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn sign_in(State(web): WebState, Client(ctx): Client, ApiJson(body): ApiJson<SignInBody>) -> Result<Response, ApiError> {
-    let signed = web.app.sign_in(&body.login_name, &body.password, &ctx).await?;
+    match web.app.sign_in(&body.login_name, &body.password, &ctx).await? {
+        SignInOutcome::SignedIn(signed) => {
+            let body = SignInResponse {
+                state: "signed_in",
+                login_name: Some(signed.user.login_name.clone()),
+                csrf_token: Some(web.csrf_token_for(signed.token.expose())),
+                ..Default::default()
+            };
+            Ok(([(header::SET_COOKIE, web.session_cookie(Some(&signed.token)))], Json(body)).into_response())
+        }
+        SignInOutcome::SecondFactor { flow, methods, default } => Ok(Json(SignInResponse {
+            state: "second_factor",
+            flow: Some(flow.expose().to_owned()),
+            methods: Some(methods),
+            default_method: Some(default),
+            ..Default::default()
+        })
+        .into_response()),
+        SignInOutcome::EnrollmentRequired { session, allowed } => {
+            let body = SignInResponse {
+                state: "enrollment_required",
+                login_name: Some(session.user.login_name.clone()),
+                csrf_token: Some(web.csrf_token_for(session.token.expose())),
+                allowed_methods: Some(allowed),
+                ..Default::default()
+            };
+            Ok(([(header::SET_COOKIE, web.session_cookie(Some(&session.token)))], Json(body)).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    /// `totp`, `sms`, `email` or `recovery_code`.
+    method: String,
+    code: String,
+}
+
+/// The second-factor step. Wrong codes count against the account (all its flows); after 5 within
+/// 15 minutes the step is locked for 15 minutes (429).
+#[utoipa::path(post, path = "/api/v1/sign-in/{flow}/verify", tag = "session", request_body = VerifyBody, params(("flow" = String, Path,)),
+    responses((status = 200, body = SignInResponse), (status = 401, description = "invalid_code", body = ErrorBody),
+        (status = 410, description = "flow_expired", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn sign_in_verify(State(web): WebState, Path(flow): Path<String>, Client(ctx): Client, ApiJson(b): ApiJson<VerifyBody>) -> Result<Response, ApiError> {
+    let (signed, left) = web.app.verify_second_factor(&flow, &b.method, &b.code, &ctx).await?;
     let body = SignInResponse {
         state: "signed_in",
-        login_name: signed.user.login_name.clone(),
-        csrf_token: web.csrf_token_for(signed.token.expose()),
+        login_name: Some(signed.user.login_name.clone()),
+        csrf_token: Some(web.csrf_token_for(signed.token.expose())),
+        recovery_codes_left: left,
+        ..Default::default()
     };
     Ok(([(header::SET_COOKIE, web.session_cookie(Some(&signed.token)))], Json(body)).into_response())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TotpSetup {
+    /// Base32, for typing into the app by hand.
+    secret: String,
+    otpauth_uri: String,
+    /// The QR code of `otpauth_uri`, as SVG.
+    qr_svg: String,
+}
+
+/// Starts setting up the authenticator app: a new secret, pending until confirmed.
+#[utoipa::path(post, path = "/api/v1/me/2fa/totp", tag = "two-factor",
+    responses((status = 200, body = TotpSetup), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn totp_start(State(web): WebState, Enrolling(current): Enrolling) -> Result<Json<TotpSetup>, ApiError> {
+    let e = web.app.start_totp_enrollment(&current.user).await?;
+    Ok(Json(TotpSetup { secret: e.secret, otpauth_uri: e.otpauth_uri, qr_svg: e.qr_svg }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirmBody {
+    code: String,
+    current_password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Enrolled {
+    /// Only with the first method: shown once, store them safely.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_codes: Option<Vec<String>>,
+}
+
+/// Saves the authenticator app after a code from it and the current password (Sonar step 7). A
+/// session restricted to enrolment becomes a full session.
+#[utoipa::path(post, path = "/api/v1/me/2fa/totp/confirm", tag = "two-factor", request_body = TotpConfirmBody,
+    responses((status = 200, body = Enrolled), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn totp_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<TotpConfirmBody>) -> Result<Json<Enrolled>, ApiError> {
+    let codes = web.app.confirm_totp(&current.user, &b.code, &b.current_password, &ctx).await?;
+    if current.session.restricted {
+        web.app.store.promote_session(&crate::app::Latchkey::session_hash(&current.token)).await?;
+    }
+    Ok(Json(Enrolled { recovery_codes: codes }))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBody {
+    /// `off`, `optional` or `required`.
+    #[schema(value_type = String)]
+    two_factor: TwoFactorMode,
+    #[schema(value_type = Vec<String>)]
+    allowed_methods: Vec<Method>,
+    #[schema(value_type = Option<String>)]
+    default_method: Option<Method>,
+    #[serde(default)]
+    default_method_locked: bool,
+    /// Read-only: whether the operator turned the two-factor pilot on for this company.
+    #[serde(default)]
+    two_factor_enabled: bool,
+}
+
+fn policy_body(p: &latchkey_store::TwoFactorPolicy) -> PolicyBody {
+    PolicyBody {
+        two_factor: TwoFactorMode::parse(&p.mode).unwrap_or_default(),
+        allowed_methods: p.allowed_methods.iter().filter_map(|m| Method::parse(m)).collect(),
+        default_method: p.default_method.as_deref().and_then(Method::parse),
+        default_method_locked: p.default_method_locked,
+        two_factor_enabled: p.enabled,
+    }
+}
+
+/// A member of the company: office managers and supervisors read its policy.
+fn member_of(current: &super::session::Current, domain: &str) -> Result<(), ApiError> {
+    if !current.user.company_domain.eq_ignore_ascii_case(domain.trim()) || current.user.role == Role::User {
+        return Err(ApiError::not_found());
+    }
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{domain}/policy", tag = "office manager", params(("domain" = String, Path,)),
+    responses((status = 200, body = PolicyBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn policy_get(State(web): WebState, SignedIn(current): SignedIn, Path(domain): Path<String>) -> Result<Json<PolicyBody>, ApiError> {
+    member_of(&current, &domain)?;
+    Ok(Json(policy_body(&web.app.store.two_factor_policy(current.user.company_id).await?)))
+}
+
+/// Sets the company's two-factor rules (office manager).
+#[utoipa::path(put, path = "/api/v1/companies/{domain}/policy", tag = "office manager", request_body = PolicyBody, params(("domain" = String, Path,)),
+    responses((status = 200, body = PolicyBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn policy_put(
+    State(web): WebState,
+    Client(ctx): Client,
+    SignedIn(current): SignedIn,
+    Path(domain): Path<String>,
+    ApiJson(b): ApiJson<PolicyBody>,
+) -> Result<Json<PolicyBody>, ApiError> {
+    office_manager_of(&current, &domain)?;
+    let p = web
+        .app
+        .set_two_factor_policy(&domain, b.two_factor, &b.allowed_methods, b.default_method, b.default_method_locked, Actor::User(current.user.id), &ctx)
+        .await?;
+    Ok(Json(policy_body(&p)))
 }
 
 #[utoipa::path(post, path = "/api/v1/sign-out", tag = "session", responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -279,17 +455,31 @@ pub struct Me {
     email_verified: bool,
     /// Additional emails (e.g. for voicemail notifications).
     emails: Vec<EmailEntry>,
-    /// Filled by the two-factor capability; empty until it is enabled.
-    second_factors: Vec<serde_json::Value>,
+    /// Whether the company offers two-factor authentication (the pilot is on and not "off").
+    two_factor_available: bool,
+    second_factors: Vec<SecondFactorInfo>,
     preferred_method: Option<String>,
-    recovery_codes_left: Option<u32>,
+    /// Present once a method is enrolled.
+    recovery_codes_left: Option<i64>,
     sso_links: Vec<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SecondFactorInfo {
+    method: String,
+    enabled_at: String,
+    /// The masked phone number or the address codes go to; none for the authenticator app.
+    detail: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Json<Me>, ApiError> {
     let u = current.user;
     let emails = web.app.store.additional_emails(u.id).await?;
+    let methods = web.app.store.methods_of_user(u.id).await?;
+    let recovery_codes_left = if methods.is_empty() { None } else { Some(web.app.store.recovery_codes_left(u.id).await?) };
+    let two_factor_available = web.app.company_two_factor(u.company_id).await?.available();
+    let preferred_method = web.app.store.preferred_method(u.id).await?;
     Ok(Json(Me {
         login_name: u.login_name,
         extension: u.extension,
@@ -298,9 +488,13 @@ pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Jso
         designated_email: u.designated_email,
         email_verified: u.designated_email_verified_at.is_some(),
         emails: emails.into_iter().map(|e| EmailEntry { email: e.email, verified: e.verified_at.is_some() }).collect(),
-        second_factors: vec![],
-        preferred_method: None,
-        recovery_codes_left: None,
+        two_factor_available,
+        second_factors: methods
+            .into_iter()
+            .map(|m| SecondFactorInfo { method: m.method, enabled_at: rfc3339(m.enabled_at), detail: m.detail })
+            .collect(),
+        preferred_method,
+        recovery_codes_left,
         sso_links: vec![],
     }))
 }

@@ -18,7 +18,8 @@ use serde::Deserialize;
 
 use super::session::{Client, CsrfBinding, Current, MaybeSignedIn, PageUser};
 use super::Web;
-use crate::app::rfc3339;
+use crate::app::{rfc3339, SignInOutcome};
+use latchkey_core::two_factor::Method;
 use crate::error::ApiError;
 
 type WebState = State<Arc<Web>>;
@@ -33,6 +34,8 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/forgot-password", get(forgot_password_page).post(forgot_password_submit))
         .route("/reset-password/{token}", get(reset_password_page).post(reset_password_submit))
         .route("/forgot-login-name", get(forgot_login_page).post(forgot_login_submit))
+        .route("/sign-in/second-factor", get(second_factor_page).post(second_factor_submit))
+        .route("/account/two-factor/setup", get(totp_setup_page).post(totp_setup_submit))
         .route("/account", get(account_page))
         .route("/account/password", post(account_password))
         .route("/account/pin", post(account_pin))
@@ -177,12 +180,12 @@ async fn sign_in_submit(State(web): WebState, headers: HeaderMap, Client(ctx): C
         return r;
     }
     match web.app.sign_in(&f.login_name, &f.password, &ctx).await {
-        Ok(signed) => {
-            let mut resp = Redirect::to("/account").into_response();
-            if let Ok(v) = web.session_cookie(Some(&signed.token)).parse() {
-                resp.headers_mut().append(header::SET_COOKIE, v);
-            }
-            resp
+        Ok(SignInOutcome::SignedIn(signed)) => redirect_with_cookie("/account", web.session_cookie(Some(&signed.token))),
+        Ok(SignInOutcome::SecondFactor { flow, .. }) => {
+            redirect_with_cookie("/sign-in/second-factor", web.cookie(flow_cookie_name(&web), Some(flow.expose())))
+        }
+        Ok(SignInOutcome::EnrollmentRequired { session, .. }) => {
+            redirect_with_cookie("/account/two-factor/setup", web.session_cookie(Some(&session.token)))
         }
         Err(e) if e.status.is_client_error() => {
             let binding = CsrfBinding::of(&web, &headers, None);
@@ -500,6 +503,7 @@ fn account_notice(done: Option<&str>) -> Option<&'static str> {
         "pin" => Some("Your voicemail PIN was changed."),
         "sessions" => Some("Your other sessions were signed out."),
         "session" => Some("That session was signed out."),
+        "two-factor" => Some("The authenticator app is set up. You will be asked for its code when you sign in."),
         _ => None,
     }
 }
@@ -651,3 +655,201 @@ async fn account_revoke_session(
     }
 }
 
+
+// ---------------------------------------------------------------- two-factor
+
+fn redirect_with_cookie(to: &str, cookie: String) -> Response {
+    let mut resp = Redirect::to(to).into_response();
+    if let Ok(v) = cookie.parse() {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// The cookie that carries a sign-in waiting at the second-factor step (its token, not a session).
+fn flow_cookie_name(web: &Web) -> &'static str {
+    if web.app.config.cookie_secure { "__Host-latchkey_flow" } else { "latchkey_flow" }
+}
+
+struct MethodChoice {
+    value: &'static str,
+    label: &'static str,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/second_factor.html")]
+struct SecondFactorPage {
+    csrf: String,
+    choices: Vec<MethodChoice>,
+    error: Option<String>,
+    errors: FieldErrors,
+}
+
+fn method_label(m: Method) -> &'static str {
+    match m {
+        Method::Totp => "Authenticator app",
+        Method::Sms => "Text message (SMS)",
+        Method::Email => "Email",
+    }
+}
+
+async fn second_factor_view(web: &Web, headers: &HeaderMap, chosen: Option<&str>, failed: Option<ApiError>) -> Response {
+    let flow = super::session::cookie_value(headers, flow_cookie_name(web)).unwrap_or_default().to_owned();
+    let (methods, default) = match web.app.flow_challenge(&flow).await {
+        Ok(c) => c,
+        Err(e) => return error_page(&e),
+    };
+    let selected = chosen.unwrap_or(default.as_str());
+    let mut choices: Vec<MethodChoice> =
+        methods.iter().map(|m| MethodChoice { value: m.as_str(), label: method_label(*m), checked: m.as_str() == selected }).collect();
+    choices.push(MethodChoice { value: "recovery_code", label: "Use a recovery code", checked: selected == "recovery_code" });
+    let binding = CsrfBinding::of(web, headers, None);
+    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status);
+    let retry = failed.as_ref().and_then(|e| e.retry_after);
+    let page = SecondFactorPage {
+        csrf: binding.token(web),
+        choices,
+        error: failed.as_ref().map(|e| e.message.clone()),
+        errors: failed.map(|e| e.fields).unwrap_or_default(),
+    };
+    let mut resp = render(status, &page, binding.set_cookie);
+    if let Some(v) = retry.and_then(|s| s.to_string().parse().ok()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+async fn second_factor_page(State(web): WebState, headers: HeaderMap) -> Response {
+    second_factor_view(&web, &headers, None, None).await
+}
+
+#[derive(Deserialize)]
+struct SecondFactorFields {
+    csrf_token: String,
+    method: String,
+    code: String,
+}
+
+async fn second_factor_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageForm(f): PageForm<SecondFactorFields>) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, None, &f.csrf_token) {
+        return r;
+    }
+    let flow = super::session::cookie_value(&headers, flow_cookie_name(&web)).unwrap_or_default().to_owned();
+    match web.app.verify_second_factor(&flow, &f.method, &f.code, &ctx).await {
+        Ok((signed, _)) => {
+            let mut resp = redirect_with_cookie("/account", web.session_cookie(Some(&signed.token)));
+            if let Ok(v) = web.cookie(flow_cookie_name(&web), None).parse() {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e) if e.status.is_client_error() && e.status != StatusCode::GONE => {
+            let method: String = f.method.chars().take(20).collect();
+            second_factor_view(&web, &headers, Some(&method), Some(e)).await
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/totp_setup.html")]
+struct TotpSetupPage {
+    csrf: String,
+    login_name: String,
+    restricted: bool,
+    qr_svg: String,
+    secret_groups: String,
+    error: Option<String>,
+    errors: FieldErrors,
+}
+
+#[derive(Template)]
+#[template(path = "pages/recovery_codes.html")]
+struct RecoveryCodesPage {
+    codes: Vec<String>,
+    download_href: String,
+    file_name: String,
+}
+
+async fn totp_setup_view(web: &Web, current: &Current, failed: Option<ApiError>) -> Response {
+    let setup = match web.app.start_totp_enrollment(&current.user).await {
+        Ok(s) => s,
+        Err(e) => return error_page(&e),
+    };
+    let secret_groups = setup.secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ");
+    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status);
+    let page = TotpSetupPage {
+        csrf: web.csrf_token_for(&current.token),
+        login_name: current.user.login_name.clone(),
+        restricted: current.session.restricted,
+        qr_svg: setup.qr_svg,
+        secret_groups,
+        error: failed.as_ref().map(|e| e.message.clone()),
+        errors: failed.map(|e| e.fields).unwrap_or_default(),
+    };
+    render(status, &page, None)
+}
+
+/// Pages for a signed-in user whose session may be restricted to enrolment.
+async fn enrolling_user(web: &Web, headers: &HeaderMap) -> Result<Current, Response> {
+    let Some(token) = super::session::cookie_value(headers, web.session_cookie_name()) else {
+        return Err(Redirect::to("/sign-in").into_response());
+    };
+    match web.app.resolve_session(token).await {
+        Ok(Some((session, user))) => Ok(Current { token: token.to_owned(), session, user }),
+        Ok(None) => Err(Redirect::to("/sign-in").into_response()),
+        Err(e) => Err(error_page(&e)),
+    }
+}
+
+async fn totp_setup_page(State(web): WebState, headers: HeaderMap) -> Response {
+    match enrolling_user(&web, &headers).await {
+        Ok(current) => totp_setup_view(&web, &current, None).await,
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct TotpSetupFields {
+    csrf_token: String,
+    code: String,
+    current_password: String,
+}
+
+async fn totp_setup_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageForm(f): PageForm<TotpSetupFields>) -> Response {
+    let current = match enrolling_user(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_csrf(&web, &headers, Some(&current), &f.csrf_token) {
+        return r;
+    }
+    match web.app.confirm_totp(&current.user, &f.code, &f.current_password, &ctx).await {
+        Ok(codes) => {
+            if current.session.restricted {
+                if let Err(e) = web.app.store.promote_session(&crate::app::Latchkey::session_hash(&current.token)).await {
+                    return error_page(&e.into());
+                }
+            }
+            match codes {
+                Some(codes) => {
+                    let txt = format!(
+                        "Recovery codes for {}\n\nEach code works once, in place of your second factor.\n\n{}\n",
+                        current.user.login_name,
+                        codes.join("\n")
+                    );
+                    let page = RecoveryCodesPage {
+                        download_href: format!("data:text/plain;charset=utf-8,{}", url::form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20")),
+                        file_name: format!("recovery-codes-{}.txt", current.user.login_name.replace('@', "-at-")),
+                        codes,
+                    };
+                    render(StatusCode::OK, &page, None)
+                }
+                None => Redirect::to("/account?done=two-factor").into_response(),
+            }
+        }
+        Err(e) if e.status.is_client_error() => totp_setup_view(&web, &current, Some(e)).await,
+        Err(e) => error_page(&e),
+    }
+}

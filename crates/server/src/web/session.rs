@@ -100,11 +100,31 @@ impl FromRequestParts<Arc<Web>> for MaybeSignedIn {
     }
 }
 
-/// A signed-in API caller. Unsafe methods must carry the session's CSRF token in `X-CSRF-Token`:
-/// the cookie alone never authorises a change.
+/// A signed-in API caller with a full session. Unsafe methods must carry the session's CSRF
+/// token in `X-CSRF-Token`: the cookie alone never authorises a change.
 pub struct SignedIn(pub Current);
 
 impl FromRequestParts<Arc<Web>> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
+        let Enrolling(current) = Enrolling::from_request_parts(parts, web).await?;
+        if current.session.restricted {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "enrollment_required",
+                "Your organization requires two-factor authentication: set up a method to continue.",
+            ));
+        }
+        Ok(SignedIn(current))
+    }
+}
+
+/// A caller whose session may be restricted to two-factor enrolment (the enrolment endpoints
+/// take these); CSRF as for [`SignedIn`].
+pub struct Enrolling(pub Current);
+
+impl FromRequestParts<Arc<Web>> for Enrolling {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
@@ -116,7 +136,7 @@ impl FromRequestParts<Arc<Web>> for SignedIn {
                 return Err(ApiError::csrf());
             }
         }
-        Ok(SignedIn(current))
+        Ok(Enrolling(current))
     }
 }
 
@@ -128,6 +148,7 @@ impl FromRequestParts<Arc<Web>> for PageUser {
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
         match MaybeSignedIn::from_request_parts(parts, web).await {
+            Ok(MaybeSignedIn(Some(c))) if c.session.restricted => Err(Redirect::to("/account/two-factor/setup").into_response()),
             Ok(MaybeSignedIn(Some(c))) => Ok(PageUser(c)),
             Ok(MaybeSignedIn(None)) => Err(Redirect::to("/sign-in").into_response()),
             Err(e) => Err(super::pages::error_page(&e)),

@@ -1,0 +1,373 @@
+//! Two-factor authentication (C6): the company's policy, enrolling the authenticator app, and the
+//! second-factor step of the sign-in with a TOTP code or a recovery code.
+//!
+//! Every acceptance is one atomic statement in the store (a TOTP step only moves forward, a
+//! recovery code is marked used once, a sign-in flow completes once), and every wrong code counts
+//! against one per-account lock shared by all flows of that account.
+
+use axum::http::StatusCode;
+use latchkey_core::flows::sign_in::{requirement, CompanyTwoFactor, SecondFactorRequirement};
+use latchkey_core::flows::UserFacing;
+use latchkey_core::secret::{Token, TokenHash};
+use latchkey_core::seal::Sealed;
+use latchkey_core::throttle::{account_key, retry_after};
+use latchkey_core::two_factor::recovery::{self, RecoveryCodes};
+use latchkey_core::two_factor::totp::{self, TotpSecret};
+use latchkey_core::two_factor::{qr, Method, TwoFactorMode};
+use latchkey_core::LoginName;
+use latchkey_store::{SignInFlow, StoredMethod, TwoFactorPolicy, User};
+
+use super::auth::SignedIn;
+use super::{Actor, Latchkey, RequestContext};
+use crate::error::ApiError;
+use crate::mail::templates;
+
+/// What the authenticator app needs: the QR code, and the secret for typing in by hand.
+pub struct TotpEnrollment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+pub struct SecondFactorChallenge {
+    pub flow: Token,
+    pub methods: Vec<Method>,
+    pub default: Method,
+}
+
+/// Sign-in flows are named in URLs by a token; the store keeps its hash.
+const FLOW_STATE: &str = "second_factor";
+
+fn methods_of(policy: &TwoFactorPolicy) -> Vec<Method> {
+    policy.allowed_methods.iter().filter_map(|m| Method::parse(m)).collect()
+}
+
+fn company_rules(policy: &TwoFactorPolicy) -> CompanyTwoFactor {
+    CompanyTwoFactor {
+        feature_enabled: policy.enabled,
+        mode: TwoFactorMode::parse(&policy.mode).unwrap_or(TwoFactorMode::Off),
+        allowed: methods_of(policy),
+        default_method: policy.default_method.as_deref().and_then(Method::parse),
+        default_locked: policy.default_method_locked,
+    }
+}
+
+fn invalid_code(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", message)
+}
+
+fn totp_ad(user_id: i64) -> Vec<u8> {
+    format!("totp:user:{user_id}").into_bytes()
+}
+
+impl Latchkey {
+    pub async fn company_two_factor(&self, company_id: i64) -> Result<CompanyTwoFactor, ApiError> {
+        Ok(company_rules(&self.store.two_factor_policy(company_id).await?))
+    }
+
+    pub async fn user_methods(&self, user_id: i64) -> Result<Vec<Method>, ApiError> {
+        Ok(self.store.methods_of_user(user_id).await?.iter().filter_map(|m| Method::parse(&m.method)).collect())
+    }
+
+    pub(super) async fn second_factor_requirement(&self, user: &User) -> Result<SecondFactorRequirement, ApiError> {
+        let company = self.company_two_factor(user.company_id).await?;
+        if !company.available() {
+            return Ok(SecondFactorRequirement::NotNeeded);
+        }
+        let methods = self.user_methods(user.id).await?;
+        let preferred = self.store.preferred_method(user.id).await?.as_deref().and_then(Method::parse);
+        Ok(requirement(&company, &methods, preferred))
+    }
+
+    pub(super) async fn start_second_factor_flow(&self, user: &User) -> Result<Token, ApiError> {
+        let flow = Token::generate();
+        let now = self.now();
+        let record = SignInFlow {
+            user_id: user.id,
+            state: FLOW_STATE.into(),
+            created_at: now,
+            expires_at: now + time::Duration::minutes(self.config.two_factor.flow_minutes),
+            completed_at: None,
+        };
+        self.store.create_sign_in_flow(flow.hash().as_str(), &record).await?;
+        Ok(flow)
+    }
+
+    /// The operator's pilot switch for a company.
+    pub async fn set_two_factor_feature(&self, domain: &str, enabled: bool, actor: Actor, ctx: &RequestContext) -> Result<(), ApiError> {
+        let company = self.company(domain).await?;
+        let mut policy = self.store.two_factor_policy(company.id).await?;
+        policy.enabled = enabled;
+        let mut audit = self.audit("two_factor_feature_changed", Some(company.id), actor, None, ctx);
+        audit.detail = if enabled { "enabled" } else { "disabled" }.into();
+        self.store.set_two_factor_policy(company.id, &policy, &audit).await?;
+        Ok(())
+    }
+
+    /// The office manager's rules: mode, allowed methods, a default method and its lock.
+    pub async fn set_two_factor_policy(
+        &self,
+        domain: &str,
+        mode: TwoFactorMode,
+        allowed: &[Method],
+        default_method: Option<Method>,
+        default_locked: bool,
+        actor: Actor,
+        ctx: &RequestContext,
+    ) -> Result<TwoFactorPolicy, ApiError> {
+        let company = self.company(domain).await?;
+        let mut errors = latchkey_core::FieldErrors::new();
+        if allowed.is_empty() && mode != TwoFactorMode::Off {
+            errors.add("allowed_methods", "Allow at least one method.");
+        }
+        if let Some(d) = default_method {
+            if !allowed.contains(&d) {
+                errors.add("default_method", "The default method must be one of the allowed methods.");
+            }
+        } else if default_locked {
+            errors.add("default_method_locked", "Choose a default method to lock.");
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        let mut policy = self.store.two_factor_policy(company.id).await?;
+        let mut allowed_sorted: Vec<Method> = Method::ALL.into_iter().filter(|m| allowed.contains(m)).collect();
+        allowed_sorted.dedup();
+        policy.mode = mode.as_str().into();
+        policy.allowed_methods = allowed_sorted.iter().map(|m| m.as_str().to_owned()).collect();
+        policy.default_method = default_method.map(|m| m.as_str().to_owned());
+        policy.default_method_locked = default_locked;
+        let mut audit = self.audit("policy_changed", Some(company.id), actor, None, ctx);
+        audit.detail = format!("two_factor={} allowed={} default={} locked={}", policy.mode, policy.allowed_methods.join(","), policy.default_method.as_deref().unwrap_or("-"), default_locked);
+        self.store.set_two_factor_policy(company.id, &policy, &audit).await?;
+        Ok(policy)
+    }
+
+    /// 403 unless the company offers 2FA and allows `method`.
+    async fn require_allowed(&self, user: &User, method: Method) -> Result<(), ApiError> {
+        let company = self.company_two_factor(user.company_id).await?;
+        if !company.available() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "two_factor_unavailable",
+                "Two-factor authentication is not enabled for your organization.",
+            ));
+        }
+        if !company.allowed.contains(&method) {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "method_not_allowed", "Your organization does not allow this method."));
+        }
+        Ok(())
+    }
+
+    /// Step 4 of the Sonar seed: a new secret and its QR code, pending until a code confirms it.
+    pub async fn start_totp_enrollment(&self, user: &User) -> Result<TotpEnrollment, ApiError> {
+        self.require_allowed(user, Method::Totp).await?;
+        let secret = TotpSecret::generate();
+        let sealed = self.keyring.seal(secret.as_bytes(), &totp_ad(user.id)).map_err(|_| ApiError::internal())?;
+        self.store.begin_totp_enrollment(user.id, &sealed.blob, &sealed.key_id, self.now()).await?;
+        let login = LoginName::parse(&user.login_name).map_err(|_| ApiError::internal())?;
+        let issuer = format!("{} ({})", self.config.two_factor.issuer, user.company_name);
+        let otpauth_uri = totp::otpauth_uri(&secret, &issuer, &login);
+        let qr_svg = qr::svg(&otpauth_uri).map_err(|_| ApiError::internal())?;
+        Ok(TotpEnrollment { secret: secret.base32(), otpauth_uri, qr_svg })
+    }
+
+    fn open_totp(&self, user_id: i64, blob: &str, key_id: &str) -> Result<TotpSecret, ApiError> {
+        let sealed = Sealed { key_id: key_id.to_owned(), blob: blob.to_owned() };
+        let bytes = self.keyring.open(&sealed, &totp_ad(user_id)).map_err(|e| {
+            tracing::error!(error = %e, user_id, "a TOTP seed could not be opened");
+            ApiError::internal()
+        })?;
+        TotpSecret::from_bytes(&bytes).map_err(|_| ApiError::internal())
+    }
+
+    /// Steps 6–8 of the Sonar seed: the app's code and the current password save the method.
+    /// Returns the recovery codes when this is the user's first method (shown once).
+    pub async fn confirm_totp(&self, user: &User, code: &str, current_password: &str, ctx: &RequestContext) -> Result<Option<Vec<String>>, ApiError> {
+        self.require_allowed(user, Method::Totp).await?;
+        self.ensure_not_locked(user).await?;
+        self.confirm_password(user, current_password).await?;
+        let (blob, key_id, _) = self
+            .store
+            .totp_enrollment(user.id)
+            .await?
+            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no_pending_enrollment", "Start the authenticator app set-up first."))?;
+        let secret = self.open_totp(user.id, &blob, &key_id)?;
+        let step = match totp::verify(&secret, code, self.now(), None) {
+            Ok(step) => step,
+            Err(e) => return Err(self.wrong_code(user, &e.message(), ctx).await),
+        };
+        let method = StoredMethod {
+            method: Method::Totp.as_str().into(),
+            detail: None,
+            totp_sealed: Some(blob),
+            totp_key_id: Some(key_id),
+            // The confirming code's step is spent: it cannot sign in right after.
+            totp_last_step: Some(step),
+            enabled_at: self.now(),
+        };
+        self.enable(user, &method, ctx).await
+    }
+
+    /// Stores a confirmed method; the first one brings recovery codes. Notifies the owner.
+    async fn enable(&self, user: &User, method: &StoredMethod, ctx: &RequestContext) -> Result<Option<Vec<String>>, ApiError> {
+        let codes = RecoveryCodes::generate();
+        let hashes: Vec<String> = codes.hashes().iter().map(|h| h.as_str().to_owned()).collect();
+        let mut audit = self.audit("two_factor_enrolled", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        audit.detail = method.method.clone();
+        let first = self.store.enable_method(user.id, method, &hashes, &audit).await?;
+        self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
+        self.send(templates::security_notice(
+            &user.designated_email,
+            &user.company_name,
+            &user.login_name,
+            "Two-factor authentication method added",
+            &format!("The {} method was added to two-factor authentication", method_label(&method.method)),
+        ))
+        .await;
+        Ok(first.then(|| codes.displayed()))
+    }
+
+    async fn ensure_not_locked(&self, user: &User) -> Result<(), ApiError> {
+        let now = self.now();
+        let key = account_key("second_factor", user.id);
+        if let Some(secs) = retry_after(self.store.throttle_locked_until(std::slice::from_ref(&key), now).await?, now) {
+            return Err(ApiError::throttled(
+                secs,
+                format!("Too many wrong codes. Two-factor sign-in is locked for {} minute(s).", secs.div_ceil(60)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts a wrong code against the account (all flows share it) and answers 401, or 429 when
+    /// that was the code that locked it.
+    async fn wrong_code(&self, user: &User, message: &str, ctx: &RequestContext) -> ApiError {
+        let now = self.now();
+        let key = account_key("second_factor", user.id);
+        let mut audit = self.audit("second_factor_failed", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        audit.detail = "wrong code".into();
+        if let Err(e) = self.store.append_audit(&audit).await {
+            return e.into();
+        }
+        match self.store.throttle_fail(&key, &self.second_factor_throttle, now).await {
+            Ok(Some(until)) => match retry_after(Some(until), now) {
+                Some(secs) => ApiError::throttled(secs, format!("Too many wrong codes. Two-factor sign-in is locked for {} minute(s).", secs.div_ceil(60))),
+                None => invalid_code(message),
+            },
+            Ok(None) => invalid_code(message),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// The second-factor step: a TOTP code or a recovery code on a live flow. Success starts the
+    /// session; `recovery_codes_left` is returned when a recovery code was used.
+    pub async fn verify_second_factor(
+        &self,
+        flow_token: &str,
+        method: &str,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> Result<(SignedIn, Option<i64>), ApiError> {
+        let gone = || ApiError::new(StatusCode::GONE, "flow_expired", "This sign-in has expired. Sign in again.");
+        if flow_token.is_empty() || flow_token.len() > 128 {
+            return Err(gone());
+        }
+        let flow_hash: TokenHash = Token::from_client(flow_token).hash();
+        let flow = self.store.sign_in_flow(flow_hash.as_str()).await?.ok_or_else(gone)?;
+        let now = self.now();
+        if flow.completed_at.is_some() || now >= flow.expires_at {
+            return Err(gone());
+        }
+        let user = self.store.user_by_id(flow.user_id).await?.filter(|u| u.state == latchkey_core::UserState::Active).ok_or_else(gone)?;
+        self.ensure_not_locked(&user).await?;
+        let mut recovery_left = None;
+        match method {
+            "totp" => self.check_totp(&user, code, ctx).await?,
+            "recovery_code" => recovery_left = Some(self.use_recovery_code(&user, code, ctx).await?),
+            "sms" | "email" => {
+                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "This method is not enabled for your account."))
+            }
+            _ => return Err(ApiError::field("method", "The method is totp, sms, email or recovery_code.")),
+        }
+        if !self.store.complete_sign_in_flow(flow_hash.as_str(), now).await? {
+            return Err(gone());
+        }
+        self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
+        let token = self.start_session(&user, false, ctx).await?;
+        Ok((SignedIn { token, user }, recovery_left))
+    }
+
+    async fn check_totp(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<(), ApiError> {
+        let methods = self.store.methods_of_user(user.id).await?;
+        let Some(stored) = methods.iter().find(|m| m.method == "totp") else {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "The authenticator app is not set up for your account."));
+        };
+        let (Some(blob), Some(key_id)) = (&stored.totp_sealed, &stored.totp_key_id) else {
+            return Err(ApiError::internal());
+        };
+        let secret = self.open_totp(user.id, blob, key_id)?;
+        let step = match totp::verify(&secret, code, self.now(), stored.totp_last_step) {
+            Ok(step) => step,
+            Err(totp::TotpError::Malformed) => return Err(ApiError::field("code", "Enter the 6-digit code from your authenticator app.")),
+            Err(e) => return Err(self.wrong_code(user, &e.message(), ctx).await),
+        };
+        // The atomic check-and-advance: of two nodes racing with the same code, one wins.
+        if !self.store.advance_totp_step(user.id, step).await? {
+            return Err(self.wrong_code(user, "This code was already used. Wait for the next code.", ctx).await);
+        }
+        Ok(())
+    }
+
+    async fn use_recovery_code(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<i64, ApiError> {
+        let normalized = match recovery::normalize(code) {
+            Ok(c) => c,
+            Err(_) => return Err(self.wrong_code(user, "That recovery code is not right.", ctx).await),
+        };
+        match self.store.consume_recovery_code(user.id, normalized.hash().as_str(), self.now()).await? {
+            Some(left) => {
+                let mut audit = self.audit("recovery_code_used", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+                audit.detail = format!("{left} left");
+                self.store.append_audit(&audit).await?;
+                self.send(templates::security_notice(
+                    &user.designated_email,
+                    &user.company_name,
+                    &user.login_name,
+                    "A recovery code was used",
+                    &format!("A recovery code was used to sign in ({left} left)"),
+                ))
+                .await;
+                Ok(left)
+            }
+            None => Err(self.wrong_code(user, "That recovery code is not right or was already used.", ctx).await),
+        }
+    }
+}
+
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "totp" => "authenticator app",
+        "sms" => "SMS",
+        "email" => "email",
+        _ => "second factor",
+    }
+}
+
+impl Latchkey {
+    /// What the second-factor page offers for a live flow: the methods and the pre-selected one.
+    pub async fn flow_challenge(&self, flow_token: &str) -> Result<(Vec<Method>, Method), ApiError> {
+        let gone = || ApiError::new(StatusCode::GONE, "flow_expired", "This sign-in has expired. Sign in again.");
+        if flow_token.is_empty() || flow_token.len() > 128 {
+            return Err(gone());
+        }
+        let flow = self.store.sign_in_flow(Token::from_client(flow_token).hash().as_str()).await?.ok_or_else(gone)?;
+        if flow.completed_at.is_some() || self.now() >= flow.expires_at {
+            return Err(gone());
+        }
+        let user = self.store.user_by_id(flow.user_id).await?.ok_or_else(gone)?;
+        match self.second_factor_requirement(&user).await? {
+            SecondFactorRequirement::Verify { methods, default } => Ok((methods, default)),
+            _ => Err(gone()),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The development outbox for text messages (C10): every SMS becomes one `.sms.json` file in a
+//! directory and one log line, so a fresh checkout can enrol and use the SMS second factor with no
+//! gateway.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{check, masked, OutgoingSms, SmsError, SmsGateway};
+use crate::mail::random_hex;
+
+/// What one outbox file holds.
+#[derive(Serialize)]
+struct OutboxFile<'a> {
+    to: &'a str,
+    body: &'a str,
+    /// When it was written, RFC 3339 in UTC.
+    time: String,
+}
+
+#[derive(Debug)]
+pub struct OutboxSms {
+    dir: PathBuf,
+}
+
+impl OutboxSms {
+    /// Creates `dir` (and its parents) so that the first text does not fail on a fresh checkout.
+    /// It may be the email outbox's directory: the file names end differently (`.sms.json`).
+    pub fn new(dir: PathBuf) -> io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[async_trait::async_trait]
+impl SmsGateway for OutboxSms {
+    async fn send(&self, sms: &OutgoingSms) -> Result<(), SmsError> {
+        let to = check(sms)?;
+        let now = OffsetDateTime::now_utc();
+        let time = now.format(&Rfc3339).map_err(|e| SmsError::Outbox(io::Error::other(e.to_string())))?;
+        // The body, and with it the code, goes into the file: reading the code there is what the
+        // development outbox is for. It goes nowhere else: not into the log line below, not into
+        // an error.
+        let json = serde_json::to_vec_pretty(&OutboxFile { to: to.as_str(), body: &sms.body, time })
+            .map_err(|e| SmsError::Outbox(io::Error::other(e.to_string())))?;
+        let name = file_name(now);
+        let path = self.dir.join(&name);
+        // The temporary name does not end in `.sms.json`, so a watcher of the outbox never picks up
+        // a half-written file.
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&tmp, &target, &json))
+            .await
+            .map_err(|e| SmsError::Outbox(io::Error::other(e.to_string())))?
+            .map_err(SmsError::Outbox)?;
+
+        tracing::info!(path = %path.display(), to = %masked(to.as_str()), "text message written to the development outbox");
+        Ok(())
+    }
+}
+
+/// `20261123T094501.123Z-1a2b3c4d.sms.json`: the email outbox's scheme (UTC to the millisecond so a
+/// listing is in sending order, random hex so two texts in one millisecond do not collide).
+fn file_name(now: OffsetDateTime) -> String {
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z-{}.sms.json",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond(),
+        random_hex(4)
+    )
+}
+
+fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| std::fs::rename(tmp, target));
+    if result.is_err() {
+        // Best effort: a leftover temp file is harmless, the write error is what matters.
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::sms::{message_for_code, SmsPurpose};
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn file_names_sort_by_time_and_differ_within_a_millisecond() {
+        let t = time::macros::datetime!(2026-11-23 09:45:01.123 UTC);
+        let a = file_name(t);
+        assert!(a.starts_with("20261123T094501.123Z-"), "{a}");
+        assert!(a.ends_with(".sms.json"));
+        assert_eq!(a.len(), "20261123T094501.123Z-1a2b3c4d.sms.json".len());
+        assert_ne!(a, file_name(t));
+        assert!(file_name(t + time::Duration::milliseconds(1)) > file_name(t));
+    }
+
+    #[tokio::test]
+    async fn writes_one_parseable_json_file_per_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("nested/outbox");
+        let outbox = OutboxSms::new(dir.clone()).unwrap();
+        assert!(dir.is_dir(), "new() creates the directory");
+
+        let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        let first = OutgoingSms {
+            to: "+15550104477".into(),
+            body: message_for_code("Organization Inc.", "123456", SmsPurpose::SignIn),
+        };
+        // Typed with spaces: the file holds the canonical E.164 form the gateway would dial.
+        let second = OutgoingSms {
+            to: "+44 20 7946 0958".into(),
+            body: message_for_code("Organization Inc.", "654321", SmsPurpose::VerifyNumber),
+        };
+        outbox.send(&first).await.unwrap();
+        outbox.send(&second).await.unwrap();
+        let after = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+
+        let files = files(&dir);
+        assert_eq!(files.len(), 2, "one file per text and no temp files left: {files:?}");
+        let mut seen = Vec::new();
+        for file in &files {
+            assert!(file.to_string_lossy().ends_with(".sms.json"), "{file:?}");
+            let json: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+            let time = OffsetDateTime::parse(json["time"].as_str().unwrap(), &Rfc3339).unwrap();
+            assert!(before <= time && time <= after, "{time}");
+            seen.push((json["to"].as_str().unwrap().to_owned(), json["body"].as_str().unwrap().to_owned()));
+        }
+        seen.sort();
+        assert_eq!(seen[0], ("+15550104477".to_owned(), first.body.clone()));
+        assert_eq!(seen[1], ("+442079460958".to_owned(), second.body.clone()));
+    }
+
+    #[tokio::test]
+    async fn invalid_texts_write_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outbox = OutboxSms::new(tmp.path().to_path_buf()).unwrap();
+        let bad_number = OutgoingSms { to: "0170 1234567".into(), body: "123456".into() };
+        assert!(matches!(outbox.send(&bad_number).await, Err(SmsError::InvalidNumber)));
+        let empty = OutgoingSms { to: "+15550104477".into(), body: " ".into() };
+        assert!(matches!(outbox.send(&empty).await, Err(SmsError::EmptyBody)));
+        assert!(files(tmp.path()).is_empty());
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn logs_the_file_and_the_masked_number_but_not_the_code() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let outbox = OutboxSms::new(tmp.path().to_path_buf()).unwrap();
+        let sms = OutgoingSms { to: "+15550104477".into(), body: message_for_code("Org", "918273", SmsPurpose::SignIn) };
+        outbox.send(&sms).await.unwrap();
+
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let file = files(tmp.path()).remove(0);
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(log.contains(&file.display().to_string()), "{log}");
+        assert!(log.contains("•••• 4477"), "{log}");
+        assert!(!log.contains("918273") && !log.contains("+15550104477"), "{log}");
+    }
+}

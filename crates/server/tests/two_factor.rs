@@ -1,0 +1,287 @@
+//! Two-factor authentication over HTTP on SQLite and PostgreSQL: the authenticator app enrolled
+//! and used with codes from `oathtool` (an independent implementation), recovery codes, replay,
+//! the per-account lock across flows, races, and the company policy with enforced enrolment.
+
+#[path = "support/server.rs"]
+mod server;
+#[path = "support/smtp.rs"]
+mod smtp;
+
+use std::process::{Command, Stdio};
+
+use latchkey_core::Role;
+use latchkey_server::app::Actor;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use server::{links_in, token_of, Backend, Browser, TestServer};
+use time::{Duration, OffsetDateTime};
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
+                let s = super::TestServer::start(super::Backend::Sqlite, stringify!($name)).await.unwrap();
+                super::$name(&s).await
+            } )*
+        }
+        mod on_postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
+                if let Some(s) = super::TestServer::start(super::Backend::Postgres, stringify!($name)).await { super::$name(&s).await }
+            } )*
+        }
+    };
+}
+
+on_both_stores!(
+    the_authenticator_app_is_enrolled_and_asked_for_at_sign_in,
+    a_totp_code_is_never_accepted_twice,
+    recovery_codes_work_once,
+    wrong_codes_lock_the_account_across_flows,
+    twenty_racing_uses_of_one_totp_code_succeed_once,
+    twenty_racing_uses_of_one_recovery_code_succeed_once,
+    a_required_policy_makes_users_enrol_before_the_session_starts,
+    the_policy_belongs_to_office_managers_of_the_company,
+    without_the_pilot_feature_there_are_no_two_factor_settings,
+);
+
+/// A code from `oathtool` for `at`.
+fn oathtool(secret: &str, at: OffsetDateTime) -> String {
+    let out = Command::new("oathtool")
+        .args(["--totp", "--base32", "--digits=6", "--time-step-size=30s", &format!("--now=@{}", at.unix_timestamp()), secret])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("oathtool is installed (Debian package oathtool)");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// An active user of a company with the two-factor pilot on; returns a signed-in browser.
+async fn user_with_2fa_feature(s: &TestServer, ext: &str) -> Browser {
+    if s.app.store.company_by_domain("organization.com").await.unwrap().is_none() {
+        s.app.create_company("Organization Inc.", "organization.com").await.unwrap();
+        s.app.set_two_factor_feature("organization.com", true, Actor::Operator, &Default::default()).await.unwrap();
+    }
+    let created = s.app.create_user("organization.com", ext, &format!("u{ext}@example.com"), Role::User, Actor::Operator, &Default::default()).await.unwrap();
+    let mut b = s.browser();
+    let a = b.post(&format!("/api/v1/activation/{}", token_of(&created.complete_setup_url)), json!({"password": "Welcome2Sonar", "password_confirmation": "Welcome2Sonar", "pin": "2580"})).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let signed = b.sign_in(&format!("{ext}@organization.com"), "Welcome2Sonar").await;
+    assert_eq!(signed.json()["state"], "signed_in");
+    b
+}
+
+/// Enrols the authenticator app; returns the base32 secret and the recovery codes.
+async fn enrol_totp(s: &TestServer, b: &mut Browser) -> (String, Vec<String>) {
+    let setup = b.send(Method::POST, "/api/v1/me/2fa/totp", None).await;
+    assert_eq!(setup.status, StatusCode::OK, "{}", setup.body);
+    let setup = setup.json();
+    let secret = setup["secret"].as_str().unwrap().to_owned();
+    let uri = setup["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={secret}")), "{uri}");
+    assert!(setup["qr_svg"].as_str().unwrap().contains("<svg"));
+    let code = oathtool(&secret, s.app.now());
+    let ok = b.post("/api/v1/me/2fa/totp/confirm", json!({"code": code, "current_password": "Welcome2Sonar"})).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let codes: Vec<String> = ok.json()["recovery_codes"].as_array().expect("recovery codes with the first method").iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    (secret, codes)
+}
+
+async fn second_factor_flow(s: &TestServer, login: &str) -> (Browser, String) {
+    let mut b = s.browser();
+    let a = b.sign_in(login, "Welcome2Sonar").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let body = a.json();
+    assert_eq!(body["state"], "second_factor", "{body}");
+    assert!(!b.cookies.contains_key("__Host-latchkey_session"), "no session before the second factor");
+    (b, body["flow"].as_str().unwrap().to_owned())
+}
+
+async fn verify(b: &mut Browser, flow: &str, method: &str, code: &str) -> server::Answer {
+    b.post(&format!("/api/v1/sign-in/{flow}/verify"), json!({"method": method, "code": code})).await
+}
+
+async fn the_authenticator_app_is_enrolled_and_asked_for_at_sign_in(s: &TestServer) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    b.send(Method::POST, "/api/v1/me/2fa/totp", None).await;
+    let wrong = b.post("/api/v1/me/2fa/totp/confirm", json!({"code": "000000", "current_password": "Welcome2Sonar"})).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let (secret, codes) = enrol_totp(s, &mut b).await;
+    assert_eq!(codes.len(), 10);
+    assert_eq!(codes.iter().collect::<std::collections::HashSet<_>>().len(), 10);
+    let me = b.get("/api/v1/me").await.json();
+    assert_eq!(me["second_factors"][0]["method"], "totp", "{me}");
+    assert_eq!(me["recovery_codes_left"], 10);
+    // The security notification went to the designated email.
+    let mails = s.smtp.wait_for(2, std::time::Duration::from_secs(10)).await;
+    assert!(mails.iter().any(|m| m.subject.to_lowercase().contains("two-factor")), "{:?}", mails.iter().map(|m| &m.subject).collect::<Vec<_>>());
+
+    let (mut b2, flow) = second_factor_flow(s, "101@organization.com").await;
+    let (methods, default) = {
+        let a = b2.sign_in("101@organization.com", "Welcome2Sonar").await.json();
+        (a["methods"].clone(), a["default_method"].clone())
+    };
+    assert_eq!((methods, default), (json!(["totp"]), json!("totp")));
+    s.clock.advance(Duration::seconds(30));
+    let ok = verify(&mut b2, &flow, "totp", &oathtool(&secret, s.app.now())).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.json()["state"], "signed_in");
+    assert_eq!(b2.get("/api/v1/me").await.status, StatusCode::OK);
+    let used_flow = verify(&mut b2, &flow, "totp", &oathtool(&secret, s.app.now() + Duration::seconds(30))).await;
+    assert_eq!(used_flow.status, StatusCode::GONE, "a completed flow cannot be used again");
+}
+
+async fn a_totp_code_is_never_accepted_twice(s: &TestServer) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    let (secret, _) = enrol_totp(s, &mut b).await;
+    // The code that confirmed the app is spent too.
+    let (mut x, flow) = second_factor_flow(s, "101@organization.com").await;
+    let same = verify(&mut x, &flow, "totp", &oathtool(&secret, s.app.now())).await;
+    assert_eq!((same.status, same.json()["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_code")));
+    s.clock.advance(Duration::seconds(30));
+    let code = oathtool(&secret, s.app.now());
+    assert_eq!(verify(&mut x, &flow, "totp", &code).await.status, StatusCode::OK);
+    let (mut y, flow2) = second_factor_flow(s, "101@organization.com").await;
+    let replay = verify(&mut y, &flow2, "totp", &code).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "the same code on a new sign-in is a replay");
+    // The previous step's code, still inside the window, is older than the used one: refused.
+    let older = verify(&mut y, &flow2, "totp", &oathtool(&secret, s.app.now() - Duration::seconds(30))).await;
+    assert_eq!(older.status, StatusCode::UNAUTHORIZED);
+    let next = verify(&mut y, &flow2, "totp", &oathtool(&secret, s.app.now() + Duration::seconds(30))).await;
+    assert_eq!(next.status, StatusCode::OK, "one step ahead is accepted (clock drift)");
+}
+
+async fn recovery_codes_work_once(s: &TestServer) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    let (_, codes) = enrol_totp(s, &mut b).await;
+    let (mut x, flow) = second_factor_flow(s, "101@organization.com").await;
+    let shouted = codes[0].to_uppercase().replace('-', " ");
+    let ok = verify(&mut x, &flow, "recovery_code", &shouted).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.json()["recovery_codes_left"], 9);
+    let (mut y, flow2) = second_factor_flow(s, "101@organization.com").await;
+    assert_eq!(verify(&mut y, &flow2, "recovery_code", &codes[0]).await.status, StatusCode::UNAUTHORIZED, "once only");
+    assert_eq!(verify(&mut y, &flow2, "recovery_code", &codes[1]).await.status, StatusCode::OK);
+    let mails = s.smtp.messages().await;
+    assert!(mails.iter().any(|m| m.subject.to_lowercase().contains("recovery code was used")));
+}
+
+async fn wrong_codes_lock_the_account_across_flows(s: &TestServer) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    let (secret, _) = enrol_totp(s, &mut b).await;
+    s.clock.advance(Duration::seconds(60));
+    let (mut x, flow) = second_factor_flow(s, "101@organization.com").await;
+    for _ in 0..3 {
+        assert_eq!(verify(&mut x, &flow, "totp", "000000").await.status, StatusCode::UNAUTHORIZED);
+    }
+    // A new sign-in does not reset the count.
+    let (mut y, flow2) = second_factor_flow(s, "101@organization.com").await;
+    assert_eq!(verify(&mut y, &flow2, "recovery_code", "aaaa-bbbb-cccc").await.status, StatusCode::UNAUTHORIZED);
+    let fifth = verify(&mut y, &flow2, "totp", "111111").await;
+    assert_eq!(fifth.status, StatusCode::TOO_MANY_REQUESTS);
+    let right = verify(&mut y, &flow2, "totp", &oathtool(&secret, s.app.now())).await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS, "a right code during the lock is refused too");
+    assert!(right.headers.contains_key("retry-after"));
+    let (mut z, flow3) = second_factor_flow(s, "101@organization.com").await;
+    assert_eq!(verify(&mut z, &flow3, "totp", &oathtool(&secret, s.app.now())).await.status, StatusCode::TOO_MANY_REQUESTS);
+    s.clock.advance(Duration::minutes(15));
+    let (mut w, flow4) = second_factor_flow(s, "101@organization.com").await;
+    assert_eq!(verify(&mut w, &flow4, "totp", &oathtool(&secret, s.app.now())).await.status, StatusCode::OK);
+}
+
+async fn twenty_racing_uses_of_one_totp_code_succeed_once(s: &TestServer) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    let (secret, _) = enrol_totp(s, &mut b).await;
+    s.clock.advance(Duration::seconds(30));
+    let mut flows = Vec::new();
+    for _ in 0..20 {
+        flows.push(second_factor_flow(s, "101@organization.com").await);
+    }
+    let code = oathtool(&secret, s.app.now());
+    let tasks: Vec<_> = flows
+        .into_iter()
+        .map(|(mut br, flow)| {
+            let code = code.clone();
+            tokio::spawn(async move { verify(&mut br, &flow, "totp", &code).await.status })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(matches!(status, StatusCode::OK | StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS), "{status}");
+        ok += usize::from(status == StatusCode::OK);
+    }
+    assert_eq!(ok, 1);
+}
+
+async fn twenty_racing_uses_of_one_recovery_code_succeed_once(s: &TestServer) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    let (_, codes) = enrol_totp(s, &mut b).await;
+    let mut flows = Vec::new();
+    for _ in 0..20 {
+        flows.push(second_factor_flow(s, "101@organization.com").await);
+    }
+    let tasks: Vec<_> = flows
+        .into_iter()
+        .map(|(mut br, flow)| {
+            let code = codes[5].clone();
+            tokio::spawn(async move { verify(&mut br, &flow, "recovery_code", &code).await.status })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap() == StatusCode::OK);
+    }
+    assert_eq!(ok, 1);
+}
+
+async fn a_required_policy_makes_users_enrol_before_the_session_starts(s: &TestServer) {
+    let (om, pw) = s.company_with_office_manager("organization.com").await;
+    s.app.set_two_factor_feature("organization.com", true, Actor::Operator, &Default::default()).await.unwrap();
+    let mut manager = s.browser();
+    manager.sign_in(&om, &pw).await;
+    let set = manager.send(Method::PUT, "/api/v1/companies/organization.com/policy", Some(json!({
+        "two_factor": "required", "allowed_methods": ["totp", "email"], "default_method": "totp", "default_method_locked": true
+    }))).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(set.json()["two_factor"], "required");
+
+    let created = s.app.create_user("organization.com", "101", "u101@example.com", Role::User, Actor::Operator, &Default::default()).await.unwrap();
+    let mut b = s.browser();
+    b.post(&format!("/api/v1/activation/{}", token_of(&created.complete_setup_url)), json!({"password": "Welcome2Sonar", "password_confirmation": "Welcome2Sonar", "pin": "2580"})).await;
+    let a = b.sign_in("101@organization.com", "Welcome2Sonar").await;
+    let body: Value = a.json();
+    assert_eq!(body["state"], "enrollment_required", "{body}");
+    assert_eq!(body["allowed_methods"], json!(["totp", "email"]));
+    let restricted = b.get("/api/v1/me").await;
+    assert_eq!((restricted.status, restricted.json()["error"].as_str()), (StatusCode::FORBIDDEN, Some("enrollment_required")));
+    enrol_totp(s, &mut b).await;
+    assert_eq!(b.get("/api/v1/me").await.status, StatusCode::OK, "enrolling completes the sign-in");
+    let _ = links_in("");
+}
+
+async fn the_policy_belongs_to_office_managers_of_the_company(s: &TestServer) {
+    let (om, pw) = s.company_with_office_manager("organization.com").await;
+    let (other_om, other_pw) = s.company_with_office_manager("other.org").await;
+    let mut manager = s.browser();
+    manager.sign_in(&om, &pw).await;
+    let bad = manager.send(Method::PUT, "/api/v1/companies/organization.com/policy", Some(json!({
+        "two_factor": "required", "allowed_methods": ["totp"], "default_method": "sms", "default_method_locked": true
+    }))).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.json()["fields"]["default_method"].is_array());
+    let mut other = s.browser();
+    other.sign_in(&other_om, &other_pw).await;
+    assert_eq!(other.get("/api/v1/companies/organization.com/policy").await.status, StatusCode::NOT_FOUND);
+    let put = other.send(Method::PUT, "/api/v1/companies/organization.com/policy", Some(json!({"two_factor": "off", "allowed_methods": []}))).await;
+    assert_eq!(put.status, StatusCode::NOT_FOUND, "another company's policy does not exist for this office manager");
+    assert_eq!(manager.get("/api/v1/companies/organization.com/policy").await.json()["two_factor_enabled"], false);
+}
+
+async fn without_the_pilot_feature_there_are_no_two_factor_settings(s: &TestServer) {
+    let (om, pw) = s.company_with_office_manager("organization.com").await;
+    let mut b = s.browser();
+    b.sign_in(&om, &pw).await;
+    let refused = b.send(Method::POST, "/api/v1/me/2fa/totp", None).await;
+    assert_eq!((refused.status, refused.json()["error"].as_str()), (StatusCode::FORBIDDEN, Some("two_factor_unavailable")));
+    assert_eq!(b.get("/api/v1/me").await.json()["two_factor_available"], false);
+}
