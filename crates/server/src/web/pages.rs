@@ -485,6 +485,9 @@ struct AccountPage {
     email_verified: bool,
     additional_emails: Vec<String>,
     sessions: Vec<SessionRow>,
+    two_factor_available: bool,
+    totp_enabled: bool,
+    recovery_codes_left: Option<i64>,
     password_hint: String,
     notice: Option<&'static str>,
     password_errors: FieldErrors,
@@ -520,7 +523,12 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
     let u = &current.user;
     let sessions = web.app.sessions(u).await?;
     let emails = web.app.store.additional_emails(u.id).await?;
+    let methods = web.app.user_methods(u.id).await?;
+    let recovery_codes_left = if methods.is_empty() { None } else { Some(web.app.store.recovery_codes_left(u.id).await?) };
     Ok(AccountPage {
+        two_factor_available: web.app.company_two_factor(u.company_id).await?.available(),
+        totp_enabled: methods.contains(&Method::Totp),
+        recovery_codes_left,
         csrf: web.csrf_token_for(&current.token),
         login_name: u.login_name.clone(),
         extension: u.extension.clone(),
