@@ -220,7 +220,9 @@ fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String
         if !KEYS.contains(&path[0].as_str()) {
             continue;
         }
-        let value = if let Ok(i) = value.parse::<i64>() {
+        // Only a number written the canonical way is a number: `+15550104477` (a phone number) and
+        // `007` stay strings.
+        let value = if let Some(i) = value.parse::<i64>().ok().filter(|i| i.to_string() == value) {
             toml::Value::Integer(i)
         } else if let Ok(b) = value.parse::<bool>() {
             toml::Value::Boolean(b)
@@ -257,6 +259,7 @@ mod tests {
             ("LATCHKEY_SMTP__FROM".to_owned(), "a@example.com".to_owned()),
             ("OTHER".to_owned(), "x".to_owned()),
             ("LATCHKEY_LOG".to_owned(), "debug".to_owned()),
+            ("LATCHKEY_TWO_FACTOR__ISSUER".to_owned(), "+15550104477".to_owned()),
             ("LATCHKEY_CONFIG".to_owned(), "/etc/latchkey.toml".to_owned()),
         ];
         apply_env(&mut t, env.into_iter()).unwrap();
@@ -266,6 +269,7 @@ mod tests {
         assert!(!c.cookie_secure);
         assert_eq!(c.smtp.as_ref().map(|s| s.port), Some(587));
         assert_eq!(c.public_url(), "http://127.0.0.1:7000");
+        assert_eq!(c.two_factor.issuer, "+15550104477", "a leading + keeps a value a string");
     }
 
     #[test]
