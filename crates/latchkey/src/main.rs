@@ -88,6 +88,14 @@ enum UserCommand {
         #[arg(long)]
         extension: String,
     },
+    /// Remove a user's two-factor methods and recovery codes; the user enrols again.
+    #[command(name = "reset-2fa")]
+    ResetTwoFactor {
+        #[arg(long)]
+        company: String,
+        #[arg(long)]
+        extension: String,
+    },
 }
 
 #[tokio::main]
@@ -141,6 +149,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             for c in app.store.list_companies().await? {
                 println!("{}\t{}", c.domain, c.name);
             }
+            Ok(())
+        }
+        Command::User(UserCommand::ResetTwoFactor { company, extension }) => {
+            let app = latchkey_server::open(config, Arc::new(SystemClock)).await?;
+            let user = app.reset_two_factor(&company, &extension, Actor::Operator, &ctx).await.map_err(api_error)?;
+            println!("two-factor authentication reset for {}", user.login_name);
             Ok(())
         }
         Command::Company(CompanyCommand::Enable { domain, feature }) => switch_feature(config, &domain, &feature, true, &ctx).await,

@@ -42,6 +42,8 @@ on_both_stores!(
     a_required_policy_makes_users_enrol_before_the_session_starts,
     the_policy_belongs_to_office_managers_of_the_company,
     without_the_pilot_feature_there_are_no_two_factor_settings,
+    an_office_manager_resets_a_users_two_factor,
+    a_locked_default_method_cannot_be_changed_by_the_user,
 );
 
 /// A code from `oathtool` for `at`.
@@ -284,4 +286,43 @@ async fn without_the_pilot_feature_there_are_no_two_factor_settings(s: &TestServ
     let refused = b.send(Method::POST, "/api/v1/me/2fa/totp", None).await;
     assert_eq!((refused.status, refused.json()["error"].as_str()), (StatusCode::FORBIDDEN, Some("two_factor_unavailable")));
     assert_eq!(b.get("/api/v1/me").await.json()["two_factor_available"], false);
+}
+
+async fn an_office_manager_resets_a_users_two_factor(s: &TestServer) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    enrol_totp(s, &mut b).await;
+    // An office manager of the same company (made after the company exists).
+    s.app.create_user("organization.com", "100", "om@example.com", Role::OfficeManager, Actor::Operator, &Default::default()).await.unwrap();
+    let url = s.app.resend_welcome("organization.com", "100", Actor::Operator, &Default::default()).await.unwrap().complete_setup_url;
+    let mut om = s.browser();
+    om.post(&format!("/api/v1/activation/{}", token_of(&url)), json!({"password": "Manager2Sonar", "password_confirmation": "Manager2Sonar", "pin": "2580"})).await;
+    assert_eq!(om.sign_in("100@organization.com", "Manager2Sonar").await.json()["state"], "signed_in");
+    assert_eq!(b.send(Method::POST, "/api/v1/companies/organization.com/users/100/2fa/reset", None).await.status, StatusCode::FORBIDDEN, "a user cannot reset anyone");
+    let reset = om.send(Method::POST, "/api/v1/companies/organization.com/users/101/2fa/reset", None).await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.body);
+    let me = b.get("/api/v1/me").await.json();
+    assert_eq!(me["second_factors"], json!([]));
+    assert!(me["recovery_codes_left"].is_null());
+    assert_eq!(s.browser().sign_in("101@organization.com", "Welcome2Sonar").await.json()["state"], "signed_in", "no second factor asked any more");
+    let mails = s.smtp.messages().await;
+    assert!(mails.iter().any(|m| m.to == vec!["u101@example.com".to_owned()] && m.subject.to_lowercase().contains("reset")), "the user is told");
+    let audit = s.app.store.audit_of_company(s.app.store.company_by_domain("organization.com").await.unwrap().unwrap().id, 50).await.unwrap();
+    assert!(audit.iter().any(|a| a.kind == "two_factor_reset"));
+    assert_eq!(om.send(Method::POST, "/api/v1/companies/organization.com/users/999/2fa/reset", None).await.status, StatusCode::NOT_FOUND);
+}
+
+async fn a_locked_default_method_cannot_be_changed_by_the_user(s: &TestServer) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    enrol_totp(s, &mut b).await;
+    let ok = b.send(Method::PUT, "/api/v1/me/2fa/preferred", Some(json!({"method": "totp"}))).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(b.get("/api/v1/me").await.json()["preferred_method"], "totp");
+    assert_eq!(b.send(Method::PUT, "/api/v1/me/2fa/preferred", Some(json!({"method": "sms"}))).await.status, StatusCode::UNPROCESSABLE_ENTITY, "not set up");
+    s.app
+        .set_two_factor_policy("organization.com", latchkey_core::two_factor::TwoFactorMode::Optional, &[latchkey_core::two_factor::Method::Totp, latchkey_core::two_factor::Method::Email], Some(latchkey_core::two_factor::Method::Email), true, Actor::Operator, &Default::default())
+        .await
+        .unwrap();
+    let locked = b.send(Method::PUT, "/api/v1/me/2fa/preferred", Some(json!({"method": "totp"}))).await;
+    assert_eq!((locked.status, locked.json()["error"].as_str()), (StatusCode::CONFLICT, Some("locked_by_company")));
+    assert_eq!(locked.json()["message"], "Set by your administrator as default.");
 }

@@ -371,3 +371,39 @@ impl Latchkey {
         }
     }
 }
+
+impl Latchkey {
+    /// The user's own choice of pre-selected method, unless the company locked its default.
+    pub async fn set_preferred_method(&self, user: &User, method: Method) -> Result<(), ApiError> {
+        let company = self.company_two_factor(user.company_id).await?;
+        if company.default_locked && company.default_method.is_some_and(|d| d != method) {
+            return Err(ApiError::new(StatusCode::CONFLICT, "locked_by_company", "Set by your administrator as default."));
+        }
+        if !self.user_methods(user.id).await?.contains(&method) {
+            return Err(ApiError::field("method", "Set up this method first."));
+        }
+        self.store.set_preferred_method(user.id, Some(method.as_str())).await?;
+        Ok(())
+    }
+
+    /// The office manager's reset: every method and recovery code of the user goes; the user
+    /// enrols again at the next sign-in (where required). Audited, and the user is told.
+    pub async fn reset_two_factor(&self, domain: &str, extension: &str, actor: Actor, ctx: &RequestContext) -> Result<User, ApiError> {
+        let company = self.company(domain).await?;
+        let ext = latchkey_core::Extension::parse(extension).map_err(|_| ApiError::not_found())?;
+        let dom = latchkey_core::CompanyDomain::parse(&company.domain).map_err(|_| ApiError::internal())?;
+        let user = self.store.user_by_login_name(&LoginName::new(&ext, &dom)).await?.ok_or_else(ApiError::not_found)?;
+        let audit = self.audit("two_factor_reset", Some(company.id), actor, Some(user.id), ctx);
+        self.store.reset_two_factor(user.id, &audit).await?;
+        self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
+        self.send(templates::security_notice(
+            &user.designated_email,
+            &user.company_name,
+            &user.login_name,
+            "Two-factor authentication was reset",
+            "Your office manager reset two-factor authentication: your methods and recovery codes were removed",
+        ))
+        .await;
+        Ok(user)
+    }
+}

@@ -36,6 +36,8 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/api/v1/sign-out", post(sign_out))
         .route("/api/v1/me/2fa/totp", post(totp_start))
         .route("/api/v1/me/2fa/totp/confirm", post(totp_confirm))
+        .route("/api/v1/me/2fa/preferred", axum::routing::put(preferred_put))
+        .route("/api/v1/companies/{domain}/users/{extension}/2fa/reset", post(two_factor_reset))
         .route("/api/v1/companies/{domain}/policy", get(policy_get).put(policy_put))
         .route("/api/v1/me", get(me))
         .route("/api/v1/me/sessions", get(sessions))
@@ -642,4 +644,36 @@ pub async fn resend_welcome(
     office_manager_of(&current, &domain)?;
     web.app.resend_welcome(&domain, &extension, Actor::User(current.user.id), &ctx).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { message: "A new welcome email was sent; the previous link no longer works." })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreferredBody {
+    /// `totp`, `sms` or `email`: one the user has set up.
+    #[schema(value_type = String)]
+    method: Method,
+}
+
+/// The method pre-selected at sign-in; 409 `locked_by_company` where the company locked its default.
+#[utoipa::path(put, path = "/api/v1/me/2fa/preferred", tag = "two-factor", request_body = PreferredBody,
+    responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn preferred_put(State(web): WebState, SignedIn(current): SignedIn, ApiJson(b): ApiJson<PreferredBody>) -> Result<Json<Done>, ApiError> {
+    web.app.set_preferred_method(&current.user, b.method).await?;
+    Ok(Json(Done { message: "Your preferred method was saved." }))
+}
+
+/// Removes every method and recovery code of a user (office manager of that company); the user
+/// enrols again and is told by email.
+#[utoipa::path(post, path = "/api/v1/companies/{domain}/users/{extension}/2fa/reset", tag = "office manager",
+    params(("domain" = String, Path,), ("extension" = String, Path,)),
+    responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn two_factor_reset(
+    State(web): WebState,
+    Client(ctx): Client,
+    SignedIn(current): SignedIn,
+    Path((domain, extension)): Path<(String, String)>,
+) -> Result<Json<Done>, ApiError> {
+    office_manager_of(&current, &domain)?;
+    web.app.reset_two_factor(&domain, &extension, Actor::User(current.user.id), &ctx).await?;
+    Ok(Json(Done { message: "Two-factor authentication was reset; the user sets it up again at the next sign-in." }))
 }

@@ -12,7 +12,7 @@ use super::api;
     paths(
         api::csrf, api::activation_open, api::activation_complete, api::password_forgot, api::reset_open, api::reset_complete,
         api::login_name_forgot, api::sign_in, api::sign_in_verify, api::sign_out, api::totp_start, api::totp_confirm,
-        api::policy_get, api::policy_put, api::me, api::sessions, api::revoke_session,
+        api::policy_get, api::policy_put, api::preferred_put, api::two_factor_reset, api::me, api::sessions, api::revoke_session,
         api::revoke_other_sessions, api::change_password, api::change_pin, api::create_user, api::resend_welcome,
     ),
     tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "two-factor"), (name = "office manager"))
