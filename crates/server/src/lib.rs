@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod mail;
+mod outbox_file;
 pub mod sms;
 pub mod web;
 

@@ -2,6 +2,7 @@
 //! PostgreSQL: activation by welcome email, sign-in and sessions, password reset, forgotten login
 //! name, CSRF, throttling and bad input. Mail goes through a real SMTP server on loopback.
 
+#[macro_use]
 #[path = "support/server.rs"]
 mod server;
 #[path = "support/smtp.rs"]
@@ -14,21 +15,6 @@ use serde_json::json;
 use server::{csrf_in, links_in, token_of, Backend, TestServer};
 use time::Duration;
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
-                let s = super::TestServer::start(super::Backend::Sqlite, stringify!($name)).await.unwrap();
-                super::$name(&s).await
-            } )*
-        }
-        mod on_postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
-                if let Some(s) = super::TestServer::start(super::Backend::Postgres, stringify!($name)).await { super::$name(&s).await }
-            } )*
-        }
-    };
-}
 
 on_both_stores!(
     a_welcome_email_activates_the_account_once,

@@ -2,6 +2,7 @@
 //! and used with codes from `oathtool` (an independent implementation), recovery codes, replay,
 //! the per-account lock across flows, races, and the company policy with enforced enrolment.
 
+#[macro_use]
 #[path = "support/server.rs"]
 mod server;
 #[path = "support/smtp.rs"]
@@ -16,21 +17,6 @@ use serde_json::{json, Value};
 use server::{links_in, token_of, Backend, Browser, TestServer};
 use time::{Duration, OffsetDateTime};
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
-                let s = super::TestServer::start(super::Backend::Sqlite, stringify!($name)).await.unwrap();
-                super::$name(&s).await
-            } )*
-        }
-        mod on_postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
-                if let Some(s) = super::TestServer::start(super::Backend::Postgres, stringify!($name)).await { super::$name(&s).await }
-            } )*
-        }
-    };
-}
 
 on_both_stores!(
     the_authenticator_app_is_enrolled_and_asked_for_at_sign_in,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use lettre::message::Mailbox;
 use time::OffsetDateTime;
 
-use super::{build_message, parse_from, random_hex, MailError, Mailer, OutgoingEmail};
+use super::{build_message, parse_from, MailError, Mailer, OutgoingEmail};
+use crate::outbox_file::write_atomically;
 
 pub struct OutboxMailer {
     dir: PathBuf,
@@ -61,37 +62,6 @@ impl Mailer for OutboxMailer {
         );
         Ok(())
     }
-}
-
-/// `20261123T094501.123Z-1a2b3c4d.eml`: UTC to the millisecond so a directory listing is in
-/// sending order, plus random hex so two emails in the same millisecond do not overwrite each other.
-fn file_name(now: OffsetDateTime) -> String {
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z-{}.eml",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.millisecond(),
-        random_hex(4)
-    )
-}
-
-fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)
-        .and_then(|mut file| file.write_all(bytes))
-        .and_then(|()| std::fs::rename(tmp, target));
-    if result.is_err() {
-        // Best effort: a leftover temp file is harmless, the write error is what matters.
-        let _ = std::fs::remove_file(tmp);
-    }
-    result
 }
 
 /// The URLs of a plain-text part, which the templates write out on their own or at the end of a
@@ -239,4 +209,9 @@ mod tests {
         let err = OutboxMailer::new(tmp.path().to_path_buf(), "nope".into()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
+}
+
+/// Outbox file names for emails (see [`crate::outbox_file::file_name`]).
+fn file_name(now: OffsetDateTime) -> String {
+    crate::outbox_file::file_name(now, "eml")
 }

@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{check, masked, OutgoingSms, SmsError, SmsGateway};
-use crate::mail::random_hex;
+use crate::outbox_file::write_atomically;
 
 /// What one outbox file holds.
 #[derive(Serialize)]
@@ -66,35 +66,9 @@ impl SmsGateway for OutboxSms {
     }
 }
 
-/// `20261123T094501.123Z-1a2b3c4d.sms.json`: the email outbox's scheme (UTC to the millisecond so a
-/// listing is in sending order, random hex so two texts in one millisecond do not collide).
+/// Outbox file names for texts (see [`crate::outbox_file::file_name`]).
 fn file_name(now: OffsetDateTime) -> String {
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z-{}.sms.json",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.millisecond(),
-        random_hex(4)
-    )
-}
-
-fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)
-        .and_then(|mut file| file.write_all(bytes))
-        .and_then(|()| std::fs::rename(tmp, target));
-    if result.is_err() {
-        // Best effort: a leftover temp file is harmless, the write error is what matters.
-        let _ = std::fs::remove_file(tmp);
-    }
-    result
+    crate::outbox_file::file_name(now, "sms.json")
 }
 
 #[cfg(test)]

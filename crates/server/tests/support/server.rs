@@ -16,6 +16,25 @@ use serde_json::Value;
 
 use crate::smtp::{ReceivedMail, SmtpSink};
 
+/// Runs each named `async fn(&TestServer)` twice: on SQLite, and on a fresh PostgreSQL database
+/// (skipped with a reason where none is reachable, a failure with CI=true).
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
+                let s = super::TestServer::start(super::Backend::Sqlite, stringify!($name)).await.unwrap();
+                super::$name(&s).await
+            } )*
+        }
+        mod on_postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
+                if let Some(s) = super::TestServer::start(super::Backend::Postgres, stringify!($name)).await { super::$name(&s).await }
+            } )*
+        }
+    };
+}
+
+
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
     Sqlite,
