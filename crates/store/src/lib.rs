@@ -68,8 +68,9 @@ pub trait Store: TwoFactorStore + Send + Sync + 'static {
     async fn additional_emails(&self, user_id: i64) -> StoreResult<Vec<AdditionalEmail>>;
 
     // Emailed links (C2, C4).
-    /// Stores a new link and marks every earlier unused link of that purpose replaced.
-    async fn issue_link(&self, user_id: i64, link: &NewLink) -> StoreResult<()>;
+    /// Stores a new link, marks every earlier unused link of that purpose replaced, and writes the
+    /// audit entry — one transaction.
+    async fn issue_link(&self, user_id: i64, link: &NewLink, audit: &AuditEntry) -> StoreResult<()>;
     async fn link_by_token(&self, token: &TokenHash) -> StoreResult<Option<StoredLink>>;
     /// Complete Setup: consume the welcome link, set password and PIN, mark the account active and
     /// its designated email verified (the link went there) — one transaction.

@@ -352,7 +352,7 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn issue_link(&self, user_id: i64, link: &NewLink) -> StoreResult<()> {
+    async fn issue_link(&self, user_id: i64, link: &NewLink, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query(REPLACE_LINKS)
             .bind(ts(link.link.created_at))
@@ -370,6 +370,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        insert_audit(&mut *tx, audit).await?;
         tx.commit().await.map_err(map_err)
     }
 

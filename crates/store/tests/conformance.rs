@@ -166,11 +166,12 @@ async fn a_new_link_replaces_the_old_one(store: Arc<dyn Store>) {
     let (u, old) = invite(&*store, &c, "101", "a@example.com").await;
     let new = Token::generate();
     let later = t0() + Duration::minutes(5);
-    store.issue_link(u.id, &NewLink { token_hash: new.hash(), link: EmailLink::issue(LinkPurpose::Welcome, later) }).await.unwrap();
+    store.issue_link(u.id, &NewLink { token_hash: new.hash(), link: EmailLink::issue(LinkPurpose::Welcome, later) }, &AuditEntry { company_id: Some(c.id), ..audit("welcome_resent") }).await.unwrap();
     assert_eq!(store.link_by_token(&old.hash()).await.unwrap().unwrap().link.replaced_at, Some(later));
     assert_eq!(store.activate(&old.hash(), "pw", "pin", later, &audit("a")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
     assert!(store.activate(&new.hash(), "pw", "pin", later, &audit("a")).await.unwrap().is_ok());
     assert_eq!(store.link_purpose_count(u.id, LinkPurpose::Welcome).await.unwrap(), 2);
+    assert_eq!(store.audit_of_company(c.id, 1).await.unwrap()[0].kind, "welcome_resent", "written with the link");
 }
 
 async fn expired_links_cannot_be_consumed(store: Arc<dyn Store>) {
@@ -203,7 +204,7 @@ async fn a_password_reset_ends_every_session(store: Arc<dyn Store>) {
     }
     assert_eq!(store.sessions_of_user(u.id).await.unwrap().len(), 3);
     let reset = Token::generate();
-    store.issue_link(u.id, &NewLink { token_hash: reset.hash(), link: EmailLink::issue(LinkPurpose::PasswordReset, t0()) }).await.unwrap();
+    store.issue_link(u.id, &NewLink { token_hash: reset.hash(), link: EmailLink::issue(LinkPurpose::PasswordReset, t0()) }, &audit("password_reset_requested")).await.unwrap();
     // A welcome link is not a reset link, and the other way round.
     assert_eq!(store.activate(&reset.hash(), "x", "y", t0(), &audit("a")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
     let user = store.reset_password(&reset.hash(), "new-pw", t0(), &audit("password_reset")).await.unwrap().unwrap();

@@ -86,8 +86,8 @@ impl Latchkey {
         }
         let token = Token::generate();
         let now = self.now();
-        self.store.issue_link(user.id, &NewLink { token_hash: token.hash(), link: EmailLink::issue(LinkPurpose::Welcome, now) }).await?;
-        self.store.append_audit(&self.audit("welcome_resent", Some(company.id), actor, Some(user.id), ctx)).await?;
+        let link = NewLink { token_hash: token.hash(), link: EmailLink::issue(LinkPurpose::Welcome, now) };
+        self.store.issue_link(user.id, &link, &self.audit("welcome_resent", Some(company.id), actor, Some(user.id), ctx)).await?;
         let (complete_setup_url, email_sent) = self.send_welcome(&user, &token).await;
         Ok(CreatedUser { user, complete_setup_url, email_sent })
     }

@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 use super::{Actor, Latchkey, RequestContext};
 use crate::error::ApiError;
 
-pub struct ActivationView {
+/// What the page behind an emailed link (Complete Setup or reset) shows about it.
+pub struct LinkView {
     pub login_name: String,
     pub company_name: String,
     pub expires_at: OffsetDateTime,
@@ -38,6 +39,15 @@ fn activation_error(e: ActivationError) -> ApiError {
 
 impl Latchkey {
     /// The link and its account, or the link error a person should see.
+    pub(super) fn link_view(user: User, expires_at: OffsetDateTime) -> LinkView {
+        LinkView {
+            password_min_length: PasswordPolicy::with_min_length(user.company_password_min_length as usize).min_length,
+            login_name: user.login_name,
+            company_name: user.company_name,
+            expires_at,
+        }
+    }
+
     pub(super) async fn load_link(&self, token: &str, purpose: LinkPurpose) -> Result<(StoredLink, User), ApiError> {
         let not_found = || ApiError::from_flow(StatusCode::NOT_FOUND, &LinkError::NotFound);
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
@@ -51,15 +61,10 @@ impl Latchkey {
         Ok((link, user))
     }
 
-    pub async fn open_activation(&self, token: &str) -> Result<ActivationView, ApiError> {
+    pub async fn open_activation(&self, token: &str) -> Result<LinkView, ApiError> {
         let (link, user) = self.load_link(token, LinkPurpose::Welcome).await?;
         activation::open(&link.link, user.state, self.now()).map_err(activation_error)?;
-        Ok(ActivationView {
-            login_name: user.login_name,
-            company_name: user.company_name,
-            expires_at: link.link.expires_at,
-            password_min_length: PasswordPolicy::with_min_length(user.company_password_min_length as usize).min_length,
-        })
+        Ok(Self::link_view(user, link.link.expires_at))
     }
 
     /// Save on the Complete Setup page: checks every field, hashes, then activates in one

@@ -10,9 +10,8 @@ mod recovery;
 mod two_factor;
 
 pub use accounts::CreatedUser;
-pub use activation::ActivationView;
+pub use activation::LinkView;
 pub use auth::{SignInOutcome, SignedIn};
-pub use recovery::ResetView;
 pub use two_factor::{SecondFactorChallenge, TotpEnrollment};
 
 use std::sync::Arc;

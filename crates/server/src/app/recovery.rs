@@ -11,19 +11,11 @@ use latchkey_core::policy::PasswordPolicy;
 use latchkey_core::secret::Token;
 use latchkey_core::{Email, UserState};
 use latchkey_store::{ConsumeError, NewLink, User};
-use time::OffsetDateTime;
 
 use super::activation::link_status;
 use super::{Actor, Latchkey, RequestContext};
 use crate::error::ApiError;
 use crate::mail::templates::{self, LinkEntry, LinkKind, PasswordChange};
-
-pub struct ResetView {
-    pub login_name: String,
-    pub company_name: String,
-    pub expires_at: OffsetDateTime,
-    pub password_min_length: usize,
-}
 
 fn reset_error(e: ResetError) -> ApiError {
     match e {
@@ -63,9 +55,9 @@ impl Latchkey {
                 ResetOffer::Nothing => continue,
             };
             let token = Token::generate();
-            self.store.issue_link(user.id, &NewLink { token_hash: token.hash(), link: EmailLink::issue(purpose, now) }).await?;
-            let ctx = RequestContext::default();
-            self.store.append_audit(&self.audit("password_reset_requested", Some(user.company_id), Actor::User(user.id), Some(user.id), &ctx)).await?;
+            let link = NewLink { token_hash: token.hash(), link: EmailLink::issue(purpose, now) };
+            let audit = self.audit("password_reset_requested", Some(user.company_id), Actor::User(user.id), Some(user.id), &RequestContext::default());
+            self.store.issue_link(user.id, &link, &audit).await?;
             entries.push(LinkEntry {
                 login_name: user.login_name.clone(),
                 company_name: user.company_name.clone(),
@@ -99,15 +91,10 @@ impl Latchkey {
         Ok(())
     }
 
-    pub async fn open_reset(&self, token: &str) -> Result<ResetView, ApiError> {
+    pub async fn open_reset(&self, token: &str) -> Result<super::LinkView, ApiError> {
         let (link, user) = self.load_link(token, LinkPurpose::PasswordReset).await?;
         password_reset::open(&link.link, user.state, self.now()).map_err(reset_error)?;
-        Ok(ResetView {
-            login_name: user.login_name,
-            company_name: user.company_name,
-            expires_at: link.link.expires_at,
-            password_min_length: PasswordPolicy::with_min_length(user.company_password_min_length as usize).min_length,
-        })
+        Ok(Self::link_view(user, link.link.expires_at))
     }
 
     /// Sets the new password, ends every session of the account, and tells the owner.

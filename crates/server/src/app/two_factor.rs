@@ -52,6 +52,10 @@ fn company_rules(policy: &TwoFactorPolicy) -> CompanyTwoFactor {
     }
 }
 
+fn flow_expired() -> ApiError {
+    ApiError::new(StatusCode::GONE, "flow_expired", "This sign-in has expired. Sign in again.")
+}
+
 fn invalid_code(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", message)
 }
@@ -269,17 +273,8 @@ impl Latchkey {
         code: &str,
         ctx: &RequestContext,
     ) -> Result<(SignedIn, Option<i64>), ApiError> {
-        let gone = || ApiError::new(StatusCode::GONE, "flow_expired", "This sign-in has expired. Sign in again.");
-        if flow_token.is_empty() || flow_token.len() > 128 {
-            return Err(gone());
-        }
-        let flow_hash: TokenHash = Token::from_client(flow_token).hash();
-        let flow = self.store.sign_in_flow(flow_hash.as_str()).await?.ok_or_else(gone)?;
+        let (flow_hash, user) = self.live_flow(flow_token).await?;
         let now = self.now();
-        if flow.completed_at.is_some() || now >= flow.expires_at {
-            return Err(gone());
-        }
-        let user = self.store.user_by_id(flow.user_id).await?.filter(|u| u.state == latchkey_core::UserState::Active).ok_or_else(gone)?;
         self.ensure_not_locked(&user).await?;
         let mut recovery_left = None;
         match method {
@@ -291,7 +286,7 @@ impl Latchkey {
             _ => return Err(ApiError::field("method", "The method is totp, sms, email or recovery_code.")),
         }
         if !self.store.complete_sign_in_flow(flow_hash.as_str(), now).await? {
-            return Err(gone());
+            return Err(flow_expired());
         }
         self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
         let token = self.start_session(&user, false, ctx).await?;
@@ -356,19 +351,26 @@ fn method_label(method: &str) -> &'static str {
 impl Latchkey {
     /// What the second-factor page offers for a live flow: the methods and the pre-selected one.
     pub async fn flow_challenge(&self, flow_token: &str) -> Result<(Vec<Method>, Method), ApiError> {
-        let gone = || ApiError::new(StatusCode::GONE, "flow_expired", "This sign-in has expired. Sign in again.");
-        if flow_token.is_empty() || flow_token.len() > 128 {
-            return Err(gone());
-        }
-        let flow = self.store.sign_in_flow(Token::from_client(flow_token).hash().as_str()).await?.ok_or_else(gone)?;
-        if flow.completed_at.is_some() || self.now() >= flow.expires_at {
-            return Err(gone());
-        }
-        let user = self.store.user_by_id(flow.user_id).await?.ok_or_else(gone)?;
+        let (_, user) = self.live_flow(flow_token).await?;
         match self.second_factor_requirement(&user).await? {
             SecondFactorRequirement::Verify { methods, default } => Ok((methods, default)),
-            _ => Err(gone()),
+            _ => Err(flow_expired()),
         }
+    }
+
+    /// A sign-in waiting at the second-factor step, with its active account; anything else
+    /// (unknown, completed, expired, account disabled meanwhile) is 410 `flow_expired`.
+    async fn live_flow(&self, flow_token: &str) -> Result<(TokenHash, User), ApiError> {
+        if flow_token.is_empty() || flow_token.len() > 128 {
+            return Err(flow_expired());
+        }
+        let hash = Token::from_client(flow_token).hash();
+        let flow = self.store.sign_in_flow(hash.as_str()).await?.ok_or_else(flow_expired)?;
+        if flow.completed_at.is_some() || self.now() >= flow.expires_at {
+            return Err(flow_expired());
+        }
+        let user = self.store.user_by_id(flow.user_id).await?.filter(|u| u.state == latchkey_core::UserState::Active).ok_or_else(flow_expired)?;
+        Ok((hash, user))
     }
 }
 

@@ -94,8 +94,9 @@ pub async fn csrf(State(web): WebState, headers: HeaderMap, MaybeSignedIn(curren
     }
 }
 
+/// What an emailed link (Complete Setup or password reset) is for.
 #[derive(Serialize, ToSchema)]
-pub struct ActivationInfo {
+pub struct LinkInfo {
     login_name: String,
     company: String,
     /// RFC 3339.
@@ -103,18 +104,17 @@ pub struct ActivationInfo {
     password_min_length: usize,
 }
 
+fn link_info(v: crate::app::LinkView) -> LinkInfo {
+    LinkInfo { login_name: v.login_name, company: v.company_name, expires_at: rfc3339(v.expires_at), password_min_length: v.password_min_length }
+}
+
 #[utoipa::path(get, path = "/api/v1/activation/{token}", tag = "activation",
     params(("token" = String, Path, description = "the token of the welcome email's Complete Setup link")),
-    responses((status = 200, body = ActivationInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 200, body = LinkInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 410, description = "link_expired, link_used or link_replaced", body = ErrorBody)))]
-pub async fn activation_open(State(web): WebState, Path(token): Path<String>) -> Result<Json<ActivationInfo>, ApiError> {
+pub async fn activation_open(State(web): WebState, Path(token): Path<String>) -> Result<Json<LinkInfo>, ApiError> {
     let v = web.app.open_activation(&token).await?;
-    Ok(Json(ActivationInfo {
-        login_name: v.login_name,
-        company: v.company_name,
-        expires_at: rfc3339(v.expires_at),
-        password_min_length: v.password_min_length,
-    }))
+    Ok(Json(link_info(v)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -171,24 +171,11 @@ pub async fn password_forgot(State(web): WebState, ApiJson(body): ApiJson<Forgot
     Ok((StatusCode::ACCEPTED, Json(Accepted { message: FORGOT_PASSWORD_SENT })))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ResetInfo {
-    login_name: String,
-    company: String,
-    expires_at: String,
-    password_min_length: usize,
-}
-
 #[utoipa::path(get, path = "/api/v1/password/reset/{token}", tag = "recovery", params(("token" = String, Path,)),
-    responses((status = 200, body = ResetInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
-pub async fn reset_open(State(web): WebState, Path(token): Path<String>) -> Result<Json<ResetInfo>, ApiError> {
+    responses((status = 200, body = LinkInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+pub async fn reset_open(State(web): WebState, Path(token): Path<String>) -> Result<Json<LinkInfo>, ApiError> {
     let v = web.app.open_reset(&token).await?;
-    Ok(Json(ResetInfo {
-        login_name: v.login_name,
-        company: v.company_name,
-        expires_at: rfc3339(v.expires_at),
-        password_min_length: v.password_min_length,
-    }))
+    Ok(Json(link_info(v)))
 }
 
 #[derive(Deserialize, ToSchema)]
