@@ -6,7 +6,9 @@
 //   LATCHKEY_SCREENSHOTS=1 node tests/browser/e2e.mjs   # same as --screenshots
 //
 // Needs the binary (LATCHKEY_BIN, default target/debug/latchkey: `cargo build -p latchkey`),
-// Chromium (CHROMIUM_BIN, default /usr/bin/chromium) and `npm ci` in tests/browser.
+// Chromium (CHROMIUM_BIN, default /usr/bin/chromium), `npm ci` in tests/browser, and for the
+// two-factor steps Debian's oathtool (the authenticator app) and zbar-tools (reads the QR code);
+// scripts/setup.sh installs them.
 // Exit code 0 when every step passes; 1 with a message naming the failed step otherwise.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -62,8 +64,12 @@ const started = Date.now();
 let stepNo = 0;
 let currentStep = 'start';
 
-/** Link tokens are credentials: never print one, even of this throwaway instance. */
-const redact = (s) => String(s).replace(/\/(complete-setup|reset-password)\/[A-Za-z0-9_\-=.%]+/g, '/$1/<token>');
+/** Link tokens, TOTP secrets and recovery codes are credentials: never print one, even of this throwaway instance. */
+const redact = (s) =>
+  String(s)
+    .replace(/\/(complete-setup|reset-password)\/[A-Za-z0-9_\-=.%]+/g, '/$1/<token>')
+    .replace(/secret=[A-Za-z2-7]+/gi, 'secret=<secret>')
+    .replace(/\b[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}\b/g, '<recovery code>');
 
 async function step(title, fn) {
   stepNo += 1;
@@ -158,13 +164,11 @@ function readEmail(file) {
   return { subject: decodeHeader(msg.headers.subject || ''), to: msg.headers.to || '', text: text.body, html: html.body };
 }
 
-/** The newest email whose text part holds a `/kind/<token>` link on our server; polls (mail is sent in the background). */
-async function waitForLink(outbox, kind, base, { after = new Set(), timeoutMs = 10_000 } = {}) {
+/** Polls the outbox (mail is sent in the background) for the newest email after `after` that `pick` returns a value for. */
+async function waitForMail(outbox, pick, what, { after = new Set(), timeoutMs = 10_000 } = {}) {
   const deadline = Date.now() + timeoutMs;
-  const pattern = new RegExp(`https?://[^\\s<>"']+/${kind}/[A-Za-z0-9_\\-]+`);
   for (;;) {
-    const fresh = listOutbox(outbox).filter((m) => !after.has(m.name));
-    for (const m of fresh.reverse()) {
+    for (const m of listOutbox(outbox).filter((x) => !after.has(x.name)).reverse()) {
       let mail;
       try {
         mail = readEmail(m.file);
@@ -172,19 +176,62 @@ async function waitForLink(outbox, kind, base, { after = new Set(), timeoutMs = 
         if (Date.now() < deadline) continue; // maybe still being written
         throw e;
       }
-      const link = pattern.exec(mail.text)?.[0];
-      if (link) {
-        check(mail.to.includes(USER.email), `the ${kind} email went to "${mail.to}", not ${USER.email}`);
-        check(new URL(link).origin === base, `the ${kind} link points to ${new URL(link).origin}, not to the server at ${base}`);
-        check(mail.html.includes(`/${kind}/`), `the ${kind} email's HTML part has no /${kind}/ link`);
-        return { link, mail, name: m.name };
+      const found = pick(mail);
+      if (found) {
+        check(mail.to.includes(USER.email), `the ${what} email went to "${mail.to}", not ${USER.email}`);
+        return { found, mail, name: m.name };
       }
     }
     if (Date.now() > deadline) {
-      throw new CheckFailed(`no email with a /${kind}/ link in ${outbox} after ${timeoutMs / 1000} s (${listOutbox(outbox).length} emails there)`);
+      throw new CheckFailed(`no ${what} email in ${outbox} after ${timeoutMs / 1000} s (${listOutbox(outbox).length} emails there)`);
     }
     await sleep(150);
   }
+}
+
+/** The newest email whose text part holds a `/kind/<token>` link on our server. */
+async function waitForLink(outbox, kind, base, opts) {
+  const pattern = new RegExp(`https?://[^\\s<>"']+/${kind}/[A-Za-z0-9_\\-]+`);
+  const { found: link, mail, name } = await waitForMail(outbox, (mail) => pattern.exec(mail.text)?.[0], `/${kind}/ link`, opts);
+  check(new URL(link).origin === base, `the ${kind} link points to ${new URL(link).origin}, not to the server at ${base}`);
+  check(mail.html.includes(`/${kind}/`), `the ${kind} email's HTML part has no /${kind}/ link`);
+  return { link, mail, name };
+}
+
+/** The newest email after `after` whose subject matches `subject`. */
+async function waitForSubject(outbox, subject, opts) {
+  return (await waitForMail(outbox, (mail) => subject.test(mail.subject), `"${subject.source}"`, opts)).mail;
+}
+
+// ------------------------------------------------------------------------------------------ two-factor tools
+
+/** Fails with how to install it when a command-line tool the two-factor steps use is missing. */
+function requireTool(name, debianPackage) {
+  const r = spawnSync(name, ['--version'], { encoding: 'utf8' });
+  check(!r.error, `no \`${name}\` on PATH: \`apt-get install -y ${debianPackage}\``);
+}
+
+const TOTP_STEP = 30;
+
+/** The authenticator app's code for the 30-s step `step`, by oathtool (an independent implementation); the secret goes on stdin. */
+function totpCode(secret, step) {
+  const r = spawnSync('oathtool', ['--totp', '--base32', '--digits=6', `--time-step-size=${TOTP_STEP}s`, `--now=@${step * TOTP_STEP}`, '-'], {
+    input: `${secret}\n`,
+    encoding: 'utf8',
+  });
+  check(r.status === 0, `oathtool exited with ${r.status ?? r.signal}: ${redact(r.stderr)}`);
+  const code = r.stdout.trim();
+  check(/^\d{6}$/.test(code), 'oathtool did not print a 6-digit code');
+  return code;
+}
+
+const stepNow = () => Math.floor(Date.now() / 1000 / TOTP_STEP);
+
+/** What a phone's camera reads from a QR code image: zbarimg (zbar-tools). */
+function decodeQr(file) {
+  const r = spawnSync('zbarimg', ['--raw', '-q', file], { encoding: 'utf8' });
+  check(r.status === 0, `zbarimg found no QR code in ${file} (exit ${r.status ?? r.signal})`);
+  return r.stdout.trim();
 }
 
 // ------------------------------------------------------------------------------------------ server
@@ -552,6 +599,206 @@ async function main() {
       await page.locator('main a.button').waitFor();
       check((await page.locator('main form').count()) === 0, 'the used-link page still shows a form');
       return `${resp.status()}; ${await shoot(page, 'link-used.png')}`;
+    });
+
+    // ---------------------------------------------------------------- 7. two-factor authentication
+    const FLOW_COOKIE = '__Host-latchkey_flow';
+    const mfaSection = () => page.locator('#mfa-h');
+    const mfaFacts = () => page.locator('dl.facts[aria-labelledby="mfa-h"]');
+    let secret; // the authenticator app's key: never printed
+    let confirmedStep; // the 30-s step of the code that confirmed the set-up: spent
+    let recoveryCodes; // never printed
+    let keptCode; // one recovery code, used once below
+
+    await step('sign in: My Account has no Multi-Factor Authentication while the company has not turned it on', async () => {
+      requireTool('oathtool', 'oathtool');
+      requireTool('zbarimg', 'zbar-tools');
+      await signIn(page, base, NEW_PASSWORD);
+      expectPath(page, '/account');
+      await expectText(page, 'h2', 'Account Security');
+      check((await mfaSection().count()) === 0, 'My Account shows Multi-Factor Authentication although the company has not turned two-factor on');
+      check((await page.locator('a[href="/account/two-factor/setup"]').count()) === 0, 'My Account links to the authenticator app set-up although two-factor is off');
+      const resp = await page.goto(`${base}/account/two-factor/setup`, { waitUntil: 'load' });
+      check(resp?.status() === 403, `the set-up page answered ${resp?.status()} while two-factor is off, expected 403`);
+      await expectText(page, 'main', 'not enabled for your organization');
+    });
+
+    await step('the operator turns two-factor on with the CLI; My Account, reloaded, shows Multi-Factor Authentication', async () => {
+      cli(env, ['company', 'enable', '--domain', COMPANY.domain, '--feature', 'two-factor']);
+      await goto(page, `${base}/account`);
+      await expectText(page, 'h3#mfa-h', 'Multi-Factor Authentication');
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dt', 'Authenticator app');
+      const link = mfaFacts().locator('a[href="/account/two-factor/setup"]');
+      check((await link.count()) === 1, 'the Multi-Factor Authentication section has no link to /account/two-factor/setup');
+      check(/set up authenticator app/i.test(await link.innerText()), `the set-up link reads "${await link.innerText()}"`);
+      check((await mfaFacts().locator('dt', { hasText: 'Recovery codes' }).count()) === 0, 'recovery codes are listed before any method is set up');
+    });
+
+    await step('"Set up authenticator app" -> QR code and the key to type; the QR holds that key, the issuer and the login name', async () => {
+      await submit(page, 'dl.facts[aria-labelledby="mfa-h"] a[href="/account/two-factor/setup"]');
+      expectPath(page, '/account/two-factor/setup');
+      await expectText(page, 'h1', 'Set up the authenticator app');
+      const qr = page.locator('.qr[role=img] svg');
+      check((await qr.count()) === 1, 'the set-up page has no inline SVG QR code in .qr[role=img]');
+      check(((await page.locator('.qr').getAttribute('aria-label')) || '').length > 0, 'the QR code has no aria-label');
+      secret = (await page.locator('code.secret').innerText()).replace(/\s+/g, '');
+      check(/^[A-Z2-7]{16,}$/.test(secret), 'the key shown for typing in is not base32 (A-Z, 2-7), at least 16 characters');
+      const box = await qr.boundingBox();
+      check(box && box.width >= 150 && box.height >= 150, `the QR code is drawn ${box?.width}x${box?.height} px: too small to scan`);
+      const qrFile = path.join(tmp, 'totp-qr.png'); // holds the secret: never in docs/
+      await qr.screenshot({ path: qrFile, animations: 'disabled' });
+      let uri;
+      try {
+        uri = decodeQr(qrFile);
+      } finally {
+        fs.rmSync(qrFile, { force: true });
+      }
+      const m = /^otpauth:\/\/totp\/([^?]+)\?(.+)$/.exec(uri);
+      check(m, `the QR code does not hold an otpauth://totp/ URI: ${redact(uri).slice(0, 80)}`);
+      const label = decodeURIComponent(m[1]);
+      const params = new URLSearchParams(m[2]);
+      const issuer = params.get('issuer');
+      check(params.get('secret') === secret, 'the secret in the QR code is not the key shown for typing in');
+      check(issuer && issuer.includes(COMPANY.name), `the QR code's issuer is "${issuer}", expected it to name ${COMPANY.name}`);
+      check(label === `${issuer}:${LOGIN_NAME}`, `the QR code's label is "${label}", expected "${issuer}:${LOGIN_NAME}"`);
+      const algo = params.get('algorithm');
+      check((algo ?? 'SHA1') === 'SHA1' && (params.get('digits') ?? '6') === '6' && (params.get('period') ?? '30') === '30',
+        `the QR code asks for ${algo}/${params.get('digits')} digits/${params.get('period')} s, expected SHA1/6/30`);
+      check((await page.locator('#code').getAttribute('autocomplete')) === 'one-time-code', 'the code field is not autocomplete="one-time-code"');
+      await page.locator('#current_password').waitFor();
+      return `issuer "${issuer}", label "${label}", ${secret.length}-character key; ${await shoot(page, 'totp-setup.png')}`;
+    });
+
+    await step('enter the app\'s code and the current password -> Save -> "Save your recovery codes" with 10 codes', async () => {
+      const before = new Set(listOutbox(outbox).map((m) => m.name));
+      confirmedStep = stepNow();
+      await page.fill('#code', totpCode(secret, confirmedStep));
+      await page.fill('#current_password', NEW_PASSWORD);
+      const resp = await submit(page, 'main form button:has-text("Save")');
+      check(resp?.status() === 200, `saving the authenticator app answered ${resp?.status()}, expected 200`);
+      await expectText(page, 'h1', 'Save your recovery codes');
+      recoveryCodes = (await page.locator('ol.codes li code').allInnerTexts()).map((c) => c.trim());
+      check(recoveryCodes.length === 10, `expected 10 recovery codes, found ${recoveryCodes.length}`);
+      check(recoveryCodes.every((c) => /^[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}$/.test(c)), 'a recovery code is not of the form xxxx-xxxx-xxxx');
+      check(new Set(recoveryCodes).size === 10, 'two recovery codes are the same');
+      keptCode = recoveryCodes[3];
+      const mail = await waitForSubject(outbox, /two-factor authentication method added/i, { after: before });
+      check(/authenticator app/i.test(mail.text), 'the "method added" email does not name the authenticator app');
+      return `email "${mail.subject}"; ${await shoot(page, 'recovery-codes.png')}`;
+    });
+
+    await step('recovery codes: Download (.txt) saves the 10 codes; the Copy box holds them; the printout is the codes alone', async () => {
+      const link = page.locator('main a.button', { hasText: 'Download' });
+      check((await link.count()) === 1, 'the recovery codes page has no Download button');
+      check(/\.txt$/.test((await link.getAttribute('download')) || ''), `the Download link's file name is "${await link.getAttribute('download')}", expected .txt`);
+      const [download] = await Promise.all([page.waitForEvent('download', { timeout: TIMEOUT_MS }), link.click()]);
+      check(/\.txt$/.test(download.suggestedFilename()), `the download is named "${download.suggestedFilename()}", expected .txt`);
+      const saved = await download.path();
+      check(saved, `the download failed: ${await download.failure()}`);
+      const txt = fs.readFileSync(saved, 'utf8');
+      check(recoveryCodes.every((c) => txt.includes(c)), 'the downloaded .txt does not hold all 10 codes');
+      check(txt.includes(LOGIN_NAME), 'the downloaded .txt does not name the login name');
+      expectPath(page, '/account/two-factor/setup'); // the download did not navigate away
+      const copy = page.locator('textarea#codes-copy');
+      check((await copy.count()) === 1 && (await copy.getAttribute('readonly')) !== null, 'no read-only Copy box (textarea#codes-copy)');
+      await expectText(page, 'label[for="codes-copy"]', 'Copy');
+      const copied = (await copy.inputValue()).split('\n').map((l) => l.trim()).filter(Boolean);
+      check(JSON.stringify(copied) === JSON.stringify(recoveryCodes), 'the Copy box does not hold exactly the 10 codes, one a line');
+      await page.emulateMedia({ media: 'print' });
+      try {
+        check(await page.locator('ol.codes').isVisible(), 'the codes are hidden in the printout');
+        check(!(await copy.isVisible()) && !(await link.isVisible()), 'the printout still shows the Copy box or the Download button');
+      } finally {
+        await page.emulateMedia({ media: null });
+      }
+      return `${download.suggestedFilename()}, ${txt.split('\n').length} lines`;
+    });
+
+    await step('Continue -> My Account: authenticator app On, 10 recovery codes left', async () => {
+      await submit(page, 'main a:has-text("Continue")');
+      expectPath(page, '/account', '?done=two-factor');
+      await expectText(page, '.alert.success', 'authenticator app is set up');
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd', 'On');
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd', /^\s*10 left\s*$/);
+      return await shoot(page, 'account-two-factor.png');
+    });
+
+    await step('sign out; sign in with the password -> "Verify it\'s you", authenticator app pre-selected, no session yet', async () => {
+      await submit(page, 'header form[action="/sign-out"] button:has-text("Sign out")');
+      await signIn(page, base, NEW_PASSWORD);
+      expectPath(page, '/sign-in/second-factor');
+      await expectText(page, 'h1', "Verify it's you");
+      const checked = page.locator('fieldset.choices input[name=method]:checked');
+      check((await checked.count()) === 1 && (await checked.getAttribute('value')) === 'totp', `the pre-selected method is "${await checked.first().getAttribute('value').catch(() => 'none')}", expected totp`);
+      await expectText(page, 'fieldset.choices label:has(input[value=totp])', 'Authenticator app');
+      await expectText(page, 'fieldset.choices label:has(input[value=recovery_code])', /use a recovery code/i);
+      const cookies = await desktop.cookies(base);
+      check(!cookies.some((k) => k.name === SESSION_COOKIE), 'the password alone gave a session cookie');
+      const flow = cookies.find((k) => k.name === FLOW_COOKIE);
+      check(flow && flow.httpOnly && flow.secure, `no HttpOnly, Secure ${FLOW_COOKIE} cookie for the waiting sign-in`);
+      return await shoot(page, 'second-factor.png');
+    });
+
+    let signInCode;
+    await step("enter the app's next code -> Verify -> My Account, signed in", async () => {
+      signInCode = totpCode(secret, Math.max(confirmedStep + 1, stepNow()));
+      await page.fill('#code', signInCode);
+      await submit(page, 'main form button:has-text("Verify")');
+      expectPath(page, '/account');
+      await expectText(page, 'table.sessions tbody tr', 'This session');
+      const cookies = await desktop.cookies(base);
+      check(cookies.some((k) => k.name === SESSION_COOKIE), 'no session cookie after the second factor');
+      check(!cookies.some((k) => k.name === FLOW_COOKIE), `the ${FLOW_COOKIE} cookie is still there after signing in`);
+    });
+
+    await step('sign out; sign in; the same app code again is refused ("already used")', async () => {
+      await submit(page, 'header form[action="/sign-out"] button:has-text("Sign out")');
+      await signIn(page, base, NEW_PASSWORD);
+      expectPath(page, '/sign-in/second-factor');
+      await page.fill('#code', signInCode);
+      const resp = await submit(page, 'main form button:has-text("Verify")');
+      check(resp?.status() === 401, `the replayed code answered ${resp?.status()}, expected 401`);
+      expectPath(page, '/sign-in/second-factor');
+      await expectText(page, '.alert.error', /already used/i);
+      check(!(await desktop.cookies(base)).some((k) => k.name === SESSION_COOKIE), 'the replayed code gave a session cookie');
+    });
+
+    await step('choose "Use a recovery code", enter a kept code -> My Account, 9 recovery codes left', async () => {
+      const before = new Set(listOutbox(outbox).map((m) => m.name));
+      await page.check('fieldset.choices input[value=recovery_code]');
+      await page.fill('#code', keptCode);
+      await submit(page, 'main form button:has-text("Verify")');
+      expectPath(page, '/account');
+      await expectText(page, 'table.sessions tbody tr', 'This session');
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd', /^\s*9 left\s*$/);
+      const mail = await waitForSubject(outbox, /recovery code was used/i, { after: before });
+      check(/9 left/.test(mail.text), 'the "recovery code was used" email does not say 9 are left');
+      return `email "${mail.subject}"`;
+    });
+
+    await step('sign out; the same recovery code again is refused with a clear message', async () => {
+      await submit(page, 'header form[action="/sign-out"] button:has-text("Sign out")');
+      await signIn(page, base, NEW_PASSWORD);
+      expectPath(page, '/sign-in/second-factor');
+      await page.check('fieldset.choices input[value=recovery_code]');
+      await page.fill('#code', keptCode);
+      const resp = await submit(page, 'main form button:has-text("Verify")');
+      check(resp?.status() === 401, `the used recovery code answered ${resp?.status()}, expected 401`);
+      expectPath(page, '/sign-in/second-factor');
+      await expectText(page, '.alert.error', /recovery code is not right or was already used/i);
+      check((await page.locator('fieldset.choices input[name=method]:checked').getAttribute('value')) === 'recovery_code', 'the refused page forgot the chosen method');
+      check(!(await desktop.cookies(base)).some((k) => k.name === SESSION_COOKIE), 'the used recovery code gave a session cookie');
+      return `"${await visibleText(page.locator('.alert.error'))}"`;
+    });
+
+    await step('on a 390x844 phone: the "Verify it\'s you" page fits the screen', async () => {
+      await signIn(phonePage, base, NEW_PASSWORD);
+      expectPath(phonePage, '/sign-in/second-factor');
+      await expectText(phonePage, 'h1', "Verify it's you");
+      const overflow = await horizontalOverflow(phonePage);
+      const shot = await shoot(phonePage, 'second-factor-phone.png');
+      check(overflow <= 0, `the second-factor page scrolls sideways on a 390 px phone by ${overflow} px`);
+      return shot;
     });
 
     await step('no script or console errors in the pages', async () => {

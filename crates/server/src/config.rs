@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::mail::SmtpConfig;
+use crate::sms::SmsGatewayConfig;
 
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +39,8 @@ pub struct Config {
     pub mail_from: String,
     /// Absent: emails go to the outbox folder in `data_dir`.
     pub smtp: Option<SmtpConfig>,
+    /// The Twilio-style SMS gateway. Absent: texts go to the outbox folder in `data_dir`.
+    pub sms: Option<SmsGatewayConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -84,6 +87,13 @@ pub struct TwoFactorConfig {
     pub lockout_minutes: i64,
     /// How long a sign-in may wait at the second-factor step.
     pub flow_minutes: i64,
+    /// Codes sent (SMS and email) per user per hour: stops a script from running up the bill
+    /// or flooding an inbox.
+    pub sends_per_user_per_hour: i64,
+    /// Texts per mobile number per hour, whoever asks (SMS pumping).
+    pub sends_per_number_per_hour: i64,
+    /// Texts per company per hour: the ceiling on what one tenant can cost.
+    pub sends_per_company_per_hour: i64,
 }
 
 impl Default for TwoFactorConfig {
@@ -96,6 +106,9 @@ impl Default for TwoFactorConfig {
             window_minutes: 15,
             lockout_minutes: 15,
             flow_minutes: 10,
+            sends_per_user_per_hour: 10,
+            sends_per_number_per_hour: 10,
+            sends_per_company_per_hour: 500,
         }
     }
 }
@@ -120,6 +133,7 @@ impl Default for Config {
             two_factor: TwoFactorConfig::default(),
             mail_from: "Latchkey <no-reply@latchkey.localhost>".into(),
             smtp: None,
+            sms: None,
         }
     }
 }
@@ -200,6 +214,7 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url())
             .field("argon2", &self.argon2)
             .field("smtp", &self.smtp)
+            .field("sms", &self.sms)
             .finish_non_exhaustive()
     }
 }
@@ -209,7 +224,7 @@ impl std::fmt::Debug for Config {
 const KEYS: &[&str] = &[
     "listen", "data_dir", "database_url", "database_max_connections", "public_url", "cookie_secure", "secret_key",
     "log_format", "client_ip_header", "body_limit_bytes", "request_timeout_secs", "argon2", "session", "throttle", "two_factor",
-    "mail_from", "smtp",
+    "mail_from", "smtp", "sms",
 ];
 
 /// `LATCHKEY_A__B=v` sets `a.b = v`; values that read as TOML integers or booleans become them.

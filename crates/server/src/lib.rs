@@ -38,9 +38,13 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<L
         Some(smtp) => Arc::new(mail::SmtpMailer::new(smtp).context("configuring SMTP")?),
         None => Arc::new(mail::OutboxMailer::new(config.outbox_dir(), config.mail_from.clone()).context("creating the outbox")?),
     };
+    let sms: Arc<dyn sms::SmsGateway> = match &config.sms {
+        Some(gateway) => Arc::new(sms::HttpSmsGateway::new(gateway).context("configuring the SMS gateway")?),
+        None => Arc::new(sms::OutboxSms::new(config.outbox_dir()).context("creating the SMS outbox")?),
+    };
     let hasher = hashing::Hasher::new(&config.argon2).context("argon2 parameters")?;
     let keyring = keyring(&config)?;
-    Ok(Arc::new(Latchkey::new(store, clock, hasher, mailer, keyring, config)))
+    Ok(Arc::new(Latchkey::new(store, clock, hasher, mailer, sms, keyring, config)))
 }
 
 /// The keys that seal TOTP seeds: from the configuration, else made once into the data dir.

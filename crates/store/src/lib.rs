@@ -127,6 +127,14 @@ pub trait Store: TwoFactorStore + Send + Sync + 'static {
     // Operator.
     async fn set_user_state(&self, user_id: i64, state: UserState, audit: &AuditEntry) -> StoreResult<()>;
     async fn link_purpose_count(&self, user_id: i64, purpose: LinkPurpose) -> StoreResult<i64>;
+
+    // The designated email.
+    /// Replaces the designated email; the new one is unverified until proven. One transaction
+    /// with its audit entry.
+    async fn change_designated_email(&self, user_id: i64, email: &Email, audit: &AuditEntry) -> StoreResult<()>;
+    /// Marks the designated email verified, only if it is still `email` (it may have been changed
+    /// since the code was sent). Returns whether it was.
+    async fn mark_email_verified(&self, user_id: i64, email: &str, now: OffsetDateTime) -> StoreResult<bool>;
 }
 
 /// Opens the store a URL names: `sqlite://…` (or a bare path) or `postgres://…`.

@@ -688,4 +688,30 @@ impl Store for SqlStore {
             .map_err(map_err)?;
         get(&row, "n")
     }
+
+    async fn change_designated_email(&self, user_id: i64, email: &Email, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let r = sqlx::query("UPDATE users SET designated_email = $1, designated_email_verified_at = NULL WHERE id = $2")
+            .bind(email.as_str())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn mark_email_verified(&self, user_id: i64, email: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE users SET designated_email_verified_at = $1 WHERE id = $2 AND designated_email = $3")
+            .bind(ts(now))
+            .bind(user_id)
+            .bind(email)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
 }

@@ -63,6 +63,7 @@ conformance!(
     a_sign_in_flow_completes_once,
     send_counts_are_atomic,
     an_office_manager_reset_clears_every_factor,
+    a_changed_designated_email_is_unverified_until_its_code_comes_back,
 );
 
 fn t0() -> OffsetDateTime {
@@ -419,4 +420,22 @@ async fn an_office_manager_reset_clears_every_factor(store: Arc<dyn Store>) {
     assert!(store.totp_enrollment(u.id).await.unwrap().is_none());
     assert_eq!(store.preferred_method(u.id).await.unwrap(), None);
     assert_eq!(store.audit_of_company(c.id, 1).await.unwrap()[0].kind, "2fa_reset");
+}
+
+async fn a_changed_designated_email_is_unverified_until_its_code_comes_back(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    assert!(u.designated_email_verified_at.is_some(), "activation verified it");
+    let entry = AuditEntry { company_id: Some(c.id), ..audit("designated_email_changed") };
+    store.change_designated_email(u.id, &Email::parse("new@example.com").unwrap(), &entry).await.unwrap();
+    let changed = store.user_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!((changed.designated_email.as_str(), changed.designated_email_verified_at), ("new@example.com", None));
+    assert_eq!(store.audit_of_company(c.id, 10).await.unwrap()[0].kind, "designated_email_changed");
+    // A code sent to the old address proves nothing about the new one.
+    assert!(!store.mark_email_verified(u.id, &u.designated_email, t0()).await.unwrap());
+    assert!(store.user_by_id(u.id).await.unwrap().unwrap().designated_email_verified_at.is_none());
+    assert!(store.mark_email_verified(u.id, "new@example.com", t0()).await.unwrap());
+    assert_eq!(store.user_by_id(u.id).await.unwrap().unwrap().designated_email_verified_at, Some(t0()));
+    let missing = store.change_designated_email(999_999, &Email::parse("x@example.com").unwrap(), &entry).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
 }

@@ -5,6 +5,8 @@
 mod accounts;
 mod activation;
 mod auth;
+mod codes;
+mod methods;
 mod profile;
 mod recovery;
 mod two_factor;
@@ -25,6 +27,7 @@ use time::OffsetDateTime;
 use crate::config::Config;
 use crate::hashing::Hasher;
 use crate::mail::{Mailer, OutgoingEmail};
+use crate::sms::SmsGateway;
 
 /// Who asked, for the audit log and the throttles.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +48,8 @@ pub struct Latchkey {
     pub clock: Arc<dyn Clock>,
     pub hasher: Hasher,
     pub mailer: Arc<dyn Mailer>,
+    /// Texts for the SMS second factor: the HTTP gateway, or the outbox in development.
+    pub sms: Arc<dyn SmsGateway>,
     pub config: Config,
     pub session_policy: SessionPolicy,
     pub account_throttle: ThrottlePolicy,
@@ -60,6 +65,7 @@ impl Latchkey {
         clock: Arc<dyn Clock>,
         hasher: Hasher,
         mailer: Arc<dyn Mailer>,
+        sms: Arc<dyn SmsGateway>,
         keyring: latchkey_core::seal::Keyring,
         config: Config,
     ) -> Self {
@@ -85,6 +91,7 @@ impl Latchkey {
             clock,
             hasher,
             mailer,
+            sms,
             config,
         }
     }

@@ -35,6 +35,9 @@ pub struct SecondFactorChallenge {
     pub default: Method,
 }
 
+/// How long the set-up page keeps showing the same pending secret.
+const PENDING_TOTP_MINUTES: i64 = 30;
+
 /// Sign-in flows are named in URLs by a token; the store keeps its hash.
 const FLOW_STATE: &str = "second_factor";
 
@@ -52,7 +55,7 @@ fn company_rules(policy: &TwoFactorPolicy) -> CompanyTwoFactor {
     }
 }
 
-fn flow_expired() -> ApiError {
+pub(super) fn flow_expired() -> ApiError {
     ApiError::new(StatusCode::GONE, "flow_expired", "This sign-in has expired. Sign in again.")
 }
 
@@ -148,7 +151,7 @@ impl Latchkey {
     }
 
     /// 403 unless the company offers 2FA and allows `method`.
-    async fn require_allowed(&self, user: &User, method: Method) -> Result<(), ApiError> {
+    pub(super) async fn require_allowed(&self, user: &User, method: Method) -> Result<(), ApiError> {
         let company = self.company_two_factor(user.company_id).await?;
         if !company.available() {
             return Err(ApiError::new(
@@ -169,14 +172,31 @@ impl Latchkey {
         let secret = TotpSecret::generate();
         let sealed = self.keyring.seal(secret.as_bytes(), &totp_ad(user.id)).map_err(|_| ApiError::internal())?;
         self.store.begin_totp_enrollment(user.id, &sealed.blob, &sealed.key_id, self.now()).await?;
+        self.enrollment_of(user, &secret)
+    }
+
+    /// The set-up page shows the pending secret while it is fresh, so that a reload or a refused
+    /// Save keeps the QR code the app may already have scanned; otherwise a new one.
+    pub async fn totp_enrollment_for_page(&self, user: &User) -> Result<TotpEnrollment, ApiError> {
+        self.require_allowed(user, Method::Totp).await?;
+        if let Some((blob, key_id, created_at)) = self.store.totp_enrollment(user.id).await? {
+            if self.now() - created_at < time::Duration::minutes(PENDING_TOTP_MINUTES) {
+                let secret = self.open_totp(user.id, &blob, &key_id)?;
+                return self.enrollment_of(user, &secret);
+            }
+        }
+        self.start_totp_enrollment(user).await
+    }
+
+    fn enrollment_of(&self, user: &User, secret: &TotpSecret) -> Result<TotpEnrollment, ApiError> {
         let login = LoginName::parse(&user.login_name).map_err(|_| ApiError::internal())?;
         let issuer = format!("{} ({})", self.config.two_factor.issuer, user.company_name);
-        let otpauth_uri = totp::otpauth_uri(&secret, &issuer, &login);
+        let otpauth_uri = totp::otpauth_uri(secret, &issuer, &login);
         let qr_svg = qr::svg(&otpauth_uri).map_err(|_| ApiError::internal())?;
         Ok(TotpEnrollment { secret: secret.base32(), otpauth_uri, qr_svg })
     }
 
-    fn open_totp(&self, user_id: i64, blob: &str, key_id: &str) -> Result<TotpSecret, ApiError> {
+    pub(super) fn open_totp(&self, user_id: i64, blob: &str, key_id: &str) -> Result<TotpSecret, ApiError> {
         let sealed = Sealed { key_id: key_id.to_owned(), blob: blob.to_owned() };
         let bytes = self.keyring.open(&sealed, &totp_ad(user_id)).map_err(|e| {
             tracing::error!(error = %e, user_id, "a TOTP seed could not be opened");
@@ -214,7 +234,7 @@ impl Latchkey {
     }
 
     /// Stores a confirmed method; the first one brings recovery codes. Notifies the owner.
-    async fn enable(&self, user: &User, method: &StoredMethod, ctx: &RequestContext) -> Result<Option<Vec<String>>, ApiError> {
+    pub(super) async fn enable(&self, user: &User, method: &StoredMethod, ctx: &RequestContext) -> Result<Option<Vec<String>>, ApiError> {
         let codes = RecoveryCodes::generate();
         let hashes: Vec<String> = codes.hashes().iter().map(|h| h.as_str().to_owned()).collect();
         let mut audit = self.audit("two_factor_enrolled", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
@@ -232,7 +252,7 @@ impl Latchkey {
         Ok(first.then(|| codes.displayed()))
     }
 
-    async fn ensure_not_locked(&self, user: &User) -> Result<(), ApiError> {
+    pub(super) async fn ensure_not_locked(&self, user: &User) -> Result<(), ApiError> {
         let now = self.now();
         let key = account_key("second_factor", user.id);
         if let Some(secs) = retry_after(self.store.throttle_locked_until(std::slice::from_ref(&key), now).await?, now) {
@@ -246,7 +266,7 @@ impl Latchkey {
 
     /// Counts a wrong code against the account (all flows share it) and answers 401, or 429 when
     /// that was the code that locked it.
-    async fn wrong_code(&self, user: &User, message: &str, ctx: &RequestContext) -> ApiError {
+    pub(super) async fn wrong_code(&self, user: &User, message: &str, ctx: &RequestContext) -> ApiError {
         let now = self.now();
         let key = account_key("second_factor", user.id);
         let mut audit = self.audit("second_factor_failed", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
@@ -277,13 +297,18 @@ impl Latchkey {
         let now = self.now();
         self.ensure_not_locked(&user).await?;
         let mut recovery_left = None;
-        match method {
-            "totp" => self.check_totp(&user, code, ctx).await?,
-            "recovery_code" => recovery_left = Some(self.use_recovery_code(&user, code, ctx).await?),
-            "sms" | "email" => {
-                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "This method is not enabled for your account."))
+        if method == "recovery_code" {
+            recovery_left = Some(self.use_recovery_code(&user, code, ctx).await?);
+        } else {
+            let method = Method::parse(method).ok_or_else(|| ApiError::field("method", "The method is totp, sms, email or recovery_code."))?;
+            // Only what the user set up and the company still allows.
+            if !self.flow_methods(&user).await?.contains(&method) {
+                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "This method is not enabled for your account."));
             }
-            _ => return Err(ApiError::field("method", "The method is totp, sms, email or recovery_code.")),
+            match method {
+                Method::Totp => self.check_totp(&user, code, ctx).await?,
+                Method::Sms | Method::Email => self.check_sign_in_code(&user, method, code, ctx).await?,
+            }
         }
         if !self.store.complete_sign_in_flow(flow_hash.as_str(), now).await? {
             return Err(flow_expired());
@@ -339,7 +364,7 @@ impl Latchkey {
     }
 }
 
-fn method_label(method: &str) -> &'static str {
+pub(super) fn method_label(method: &str) -> &'static str {
     match method {
         "totp" => "authenticator app",
         "sms" => "SMS",
@@ -360,7 +385,7 @@ impl Latchkey {
 
     /// A sign-in waiting at the second-factor step, with its active account; anything else
     /// (unknown, completed, expired, account disabled meanwhile) is 410 `flow_expired`.
-    async fn live_flow(&self, flow_token: &str) -> Result<(TokenHash, User), ApiError> {
+    pub(super) async fn live_flow(&self, flow_token: &str) -> Result<(TokenHash, User), ApiError> {
         if flow_token.is_empty() || flow_token.len() > 128 {
             return Err(flow_expired());
         }

@@ -280,6 +280,66 @@ pub fn pin_changed(to: &str, company_name: &str, login_name: &str) -> OutgoingEm
     email(to, &m.subject, &PinChangedText { m: &m }, &PinChangedHtml { m: &m })
 }
 
+/// Why a code is emailed: each gets its own wording so the reader knows what the code confirms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailCodePurpose {
+    /// The email second factor at sign-in.
+    SignIn,
+    /// Proves the designated email reaches its owner (C6: before it carries codes).
+    VerifyEmail,
+    /// Enrolling email as a second factor.
+    EnrollEmail,
+    /// Confirms a change to two-factor authentication: removing a method, new recovery codes.
+    Verification,
+}
+
+struct OneTimeCodeMail<'a> {
+    subject: String,
+    sender: String,
+    heading: &'static str,
+    what: &'static str,
+    purpose: &'static str,
+    code: &'a str,
+    minutes: i64,
+    company_name: &'a str,
+    login_name: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/one_time_code.html")]
+struct OneTimeCodeHtml<'a> {
+    m: &'a OneTimeCodeMail<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "email/one_time_code.txt")]
+struct OneTimeCodeText<'a> {
+    m: &'a OneTimeCodeMail<'a>,
+}
+
+/// An emailed code (C6): the body says what it confirms and that it expires in 10 minutes.
+pub fn one_time_code(to: &str, company_name: &str, login_name: &str, code: &str, purpose: EmailCodePurpose) -> OutgoingEmail {
+    let (heading, what, purpose) = match purpose {
+        EmailCodePurpose::SignIn => ("Your sign-in code", "sign-in code", "finish signing in"),
+        EmailCodePurpose::VerifyEmail => ("Verify your email address", "code to verify your email", "verify this email address"),
+        EmailCodePurpose::EnrollEmail => ("Turn on email codes", "code to turn on email codes", "turn on email codes for two-factor authentication"),
+        EmailCodePurpose::Verification => ("Your verification code", "verification code", "confirm a change to two-factor authentication"),
+    };
+    let m = OneTimeCodeMail {
+        // Not the code: subjects are logged when a send fails, and codes never go in a log.
+        subject: format!("{company_name}: your {what}"),
+        sender: sender(company_name),
+        heading,
+        what,
+        purpose,
+        code,
+        minutes: latchkey_core::two_factor::one_time_code::LIFETIME.whole_minutes(),
+        company_name,
+        login_name,
+    };
+    email(to, &m.subject, &OneTimeCodeText { m: &m }, &OneTimeCodeHtml { m: &m })
+}
+
 fn email(to: &str, subject: &str, text: &impl Template, html: &impl Template) -> OutgoingEmail {
     let mut text = render(text);
     // askama drops the template file's final newline; a text part should end with one.
@@ -505,6 +565,18 @@ mod tests {
             assert!(!html.contains("<script>"), "{html}");
             assert!(html.contains("&lt;script&gt;"));
         }
+    }
+
+    #[test]
+    fn code_emails_carry_the_code_its_purpose_and_lifetime() {
+        let e = one_time_code("a@org.test", "Org", "101@org.test", "042917", EmailCodePurpose::Verification);
+        assert_eq!(e.subject, "Org: your verification code");
+        for part in [&e.text, &e.html] {
+            assert!(part.contains("042917") && part.contains("101@org.test"), "{part}");
+            assert!(part.contains("confirm a change to two-factor authentication") && part.contains("10 minutes"), "{part}");
+        }
+        let s = one_time_code("a@org.test", "Org", "101@org.test", "111111", EmailCodePurpose::SignIn);
+        assert!(s.text.contains("finish signing in"));
     }
 
     #[test]

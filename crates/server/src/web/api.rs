@@ -24,6 +24,10 @@ use crate::error::{ApiError, ErrorBody};
 
 type WebState = State<Arc<Web>>;
 
+fn masked_phone(number: &str) -> String {
+    latchkey_core::two_factor::E164::parse(number).map(|n| n.masked()).unwrap_or_else(|_| "••••".into())
+}
+
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
         .route("/api/v1/csrf", get(csrf))
@@ -34,7 +38,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/api/v1/sign-in", post(sign_in))
         .route("/api/v1/sign-in/{flow}/verify", post(sign_in_verify))
         .route("/api/v1/sign-out", post(sign_out))
-        .route("/api/v1/me/2fa/totp", post(totp_start))
+        .route("/api/v1/me/2fa/totp", post(totp_start).delete(super::two_factor_api::remove_totp))
         .route("/api/v1/me/2fa/totp/confirm", post(totp_confirm))
         .route("/api/v1/me/2fa/preferred", axum::routing::put(preferred_put))
         .route("/api/v1/companies/{domain}/users/{extension}/2fa/reset", post(two_factor_reset))
@@ -341,6 +345,12 @@ pub struct Enrolled {
     recovery_codes: Option<Vec<String>>,
 }
 
+impl Enrolled {
+    pub fn new(recovery_codes: Option<Vec<String>>) -> Self {
+        Self { recovery_codes }
+    }
+}
+
 /// Saves the authenticator app after a code from it and the current password (Sonar step 7). A
 /// session restricted to enrolment becomes a full session.
 #[utoipa::path(post, path = "/api/v1/me/2fa/totp/confirm", tag = "two-factor", request_body = TotpConfirmBody,
@@ -480,7 +490,13 @@ pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Jso
         two_factor_available,
         second_factors: methods
             .into_iter()
-            .map(|m| SecondFactorInfo { method: m.method, enabled_at: rfc3339(m.enabled_at), detail: m.detail })
+            .map(|m| SecondFactorInfo {
+                // A phone number is shown masked, even to its owner: a stolen session should not
+                // learn the number to port or swap.
+                detail: if m.method == "sms" { m.detail.as_deref().map(masked_phone) } else { m.detail },
+                method: m.method,
+                enabled_at: rfc3339(m.enabled_at),
+            })
             .collect(),
         preferred_method,
         recovery_codes_left,

@@ -2,6 +2,7 @@
 //! carries, limits on bodies and time, and the service endpoints (/healthz, /readyz, /metrics).
 
 pub mod api;
+pub mod two_factor_api;
 pub mod openapi;
 pub mod pages;
 pub mod session;
@@ -32,6 +33,7 @@ pub fn router(web: Arc<Web>) -> Router {
     Router::new()
         .merge(pages::routes())
         .merge(api::routes())
+        .merge(two_factor_api::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::api;
+use super::{api, two_factor_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,9 @@ use super::api;
         api::login_name_forgot, api::sign_in, api::sign_in_verify, api::sign_out, api::totp_start, api::totp_confirm,
         api::policy_get, api::policy_put, api::preferred_put, api::two_factor_reset, api::me, api::sessions, api::revoke_session,
         api::revoke_other_sessions, api::change_password, api::change_pin, api::create_user, api::resend_welcome,
+        two_factor_api::sign_in_send, two_factor_api::email_verification_start, two_factor_api::email_verification_confirm,
+        two_factor_api::sms_start, two_factor_api::sms_confirm, two_factor_api::email_start, two_factor_api::email_confirm,
+        two_factor_api::verification_code, two_factor_api::remove_method, two_factor_api::recovery_codes,
     ),
     tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "two-factor"), (name = "office manager"))
 )]

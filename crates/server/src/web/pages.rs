@@ -781,7 +781,7 @@ struct RecoveryCodesPage {
 }
 
 async fn totp_setup_view(web: &Web, current: &Current, failed: Option<ApiError>) -> Response {
-    let setup = match web.app.start_totp_enrollment(&current.user).await {
+    let setup = match web.app.totp_enrollment_for_page(&current.user).await {
         Ok(s) => s,
         Err(e) => return error_page(&e),
     };

@@ -19,6 +19,27 @@ use crate::smtp::{ReceivedMail, SmtpSink};
 /// Runs each named `async fn(&TestServer)` twice: on SQLite, and on a fresh PostgreSQL database
 /// (skipped with a reason where none is reachable, a failure with CI=true).
 macro_rules! on_both_stores {
+    // Each test also gets a Twilio-style gateway on loopback as the server's SMS gateway:
+    // `async fn(&TestServer, &RecordingGateway)`; needs `mod sms_gateway` in the test file.
+    (with_sms: $($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
+                let gateway = super::sms_gateway::RecordingGateway::start().await;
+                let config = gateway.config();
+                let s = super::TestServer::start_with(super::Backend::Sqlite, stringify!($name), move |c| c.sms = Some(config)).await.unwrap();
+                super::$name(&s, &gateway).await
+            } )*
+        }
+        mod on_postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
+                let gateway = super::sms_gateway::RecordingGateway::start().await;
+                let config = gateway.config();
+                if let Some(s) = super::TestServer::start_with(super::Backend::Postgres, stringify!($name), move |c| c.sms = Some(config)).await {
+                    super::$name(&s, &gateway).await
+                }
+            } )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {

@@ -1,0 +1,194 @@
+//! The codes Latchkey sends (C6): by SMS to a verified mobile number or by email to the designated
+//! email. One place issues them (a new code replaces the old one of the same purpose), delivers
+//! them within the send limits, and checks them (constant time, single use, 10 minutes).
+//!
+//! The send limits are counters in the store, so they hold across nodes: per user (SMS and
+//! email), per mobile number and per company (SMS pumping: a script making Latchkey text premium
+//! numbers it controls).
+
+use axum::http::StatusCode;
+use latchkey_core::flows::UserFacing;
+use latchkey_core::secret::TokenHash;
+use latchkey_core::two_factor::one_time_code::{self, CodeError, OneTimeCode};
+use latchkey_core::two_factor::E164;
+use latchkey_store::{StoredCode, User};
+use time::OffsetDateTime;
+
+use super::{Actor, Latchkey, RequestContext};
+use crate::error::ApiError;
+use crate::mail::templates::{self, EmailCodePurpose};
+use crate::sms::{message_for_code, OutgoingSms, SmsPurpose};
+
+/// What a code is for. Each purpose keeps one live code per user; they never stand in for each
+/// other (a sign-in code cannot confirm removing a method).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodePurpose {
+    SignInSms,
+    SignInEmail,
+    EnrollSms,
+    EnrollEmail,
+    VerifyEmail,
+    /// Confirms a change to 2FA (removing a method, new recovery codes).
+    Verification,
+}
+
+impl CodePurpose {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            CodePurpose::SignInSms => "sign_in_sms",
+            CodePurpose::SignInEmail => "sign_in_email",
+            CodePurpose::EnrollSms => "enroll_sms",
+            CodePurpose::EnrollEmail => "enroll_email",
+            CodePurpose::VerifyEmail => "verify_email",
+            CodePurpose::Verification => "verification",
+        }
+    }
+
+    fn sms_wording(self) -> SmsPurpose {
+        match self {
+            CodePurpose::SignInSms | CodePurpose::SignInEmail => SmsPurpose::SignIn,
+            CodePurpose::EnrollSms => SmsPurpose::VerifyNumber,
+            _ => SmsPurpose::Verification,
+        }
+    }
+
+    fn email_wording(self) -> EmailCodePurpose {
+        match self {
+            CodePurpose::SignInSms | CodePurpose::SignInEmail => EmailCodePurpose::SignIn,
+            CodePurpose::EnrollEmail => EmailCodePurpose::EnrollEmail,
+            CodePurpose::VerifyEmail => EmailCodePurpose::VerifyEmail,
+            CodePurpose::EnrollSms | CodePurpose::Verification => EmailCodePurpose::Verification,
+        }
+    }
+}
+
+/// Where a code goes. Stored with the code as `sms:+15550104477` or `email:a@b.test`, so that a
+/// check can tell which channel proved possession.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Sms(E164),
+    Email(String),
+}
+
+impl Channel {
+    fn target(&self) -> String {
+        match self {
+            Channel::Sms(n) => format!("sms:{}", n.as_str()),
+            Channel::Email(e) => format!("email:{e}"),
+        }
+    }
+
+    pub fn from_target(target: &str) -> Option<Channel> {
+        match target.split_once(':')? {
+            ("sms", n) => E164::parse(n).ok().map(Channel::Sms),
+            ("email", e) => Some(Channel::Email(e.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// What the audit log and the answers show: never a whole number.
+    pub fn shown(&self) -> String {
+        match self {
+            Channel::Sms(n) => n.masked(),
+            Channel::Email(e) => e.clone(),
+        }
+    }
+}
+
+const WINDOW_SECS: i64 = 3600;
+
+impl Latchkey {
+    /// Issues a new code for `purpose` (replacing the last one) and sends it over `channel`.
+    pub(super) async fn send_code(&self, user: &User, purpose: CodePurpose, channel: &Channel, ctx: &RequestContext) -> Result<(), ApiError> {
+        // A locked account gets no codes either: no texts for a guesser to trigger.
+        self.ensure_not_locked(user).await?;
+        self.within_send_limits(user, channel).await?;
+        let now = self.now();
+        let code = OneTimeCode::generate();
+        let stored = StoredCode {
+            code_hash: code.hash().as_str().to_owned(),
+            target: Some(channel.target()),
+            created_at: now,
+            expires_at: OneTimeCode::expires_at(now),
+            used_at: None,
+        };
+        self.store.issue_code(user.id, purpose.as_str(), &stored).await?;
+        let delivered = match channel {
+            Channel::Sms(number) => {
+                let sms = OutgoingSms { to: number.as_str().to_owned(), body: message_for_code(&user.company_name, code.expose(), purpose.sms_wording()) };
+                match self.sms.send(&sms).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, to = %number.masked(), "text message not sent");
+                        false
+                    }
+                }
+            }
+            Channel::Email(address) => {
+                self.send(templates::one_time_code(address, &user.company_name, &user.login_name, code.expose(), purpose.email_wording())).await
+            }
+        };
+        metrics::counter!("latchkey_codes_sent_total", "channel" => if matches!(channel, Channel::Sms(_)) { "sms" } else { "email" }, "delivered" => if delivered { "yes" } else { "no" }).increment(1);
+        if !delivered {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "delivery_failed",
+                "The code could not be sent just now. Try again in a moment, or use another method.",
+            ));
+        }
+        let mut audit = self.audit("code_sent", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        audit.detail = format!("{} to {}", purpose.as_str(), channel.shown());
+        self.store.append_audit(&audit).await?;
+        Ok(())
+    }
+
+    /// Counts this send against the user, and for a text against the number and the company; 429
+    /// with Retry-After (the end of the hour) when any is over its limit.
+    async fn within_send_limits(&self, user: &User, channel: &Channel) -> Result<(), ApiError> {
+        let tf = &self.config.two_factor;
+        let now = self.now();
+        let start = now.unix_timestamp() - now.unix_timestamp().rem_euclid(WINDOW_SECS);
+        let window = OffsetDateTime::from_unix_timestamp(start).map_err(|_| ApiError::internal())?;
+        let mut counters = vec![(format!("send:user:{}", user.id), tf.sends_per_user_per_hour)];
+        if let Channel::Sms(number) = channel {
+            counters.push((format!("send:number:{}", number.as_str()), tf.sends_per_number_per_hour));
+            counters.push((format!("send:company:{}", user.company_id), tf.sends_per_company_per_hour));
+        }
+        for (key, limit) in counters {
+            if self.store.count_send(&key, window).await? > limit {
+                metrics::counter!("latchkey_code_sends_refused_total").increment(1);
+                let secs = (start + WINDOW_SECS - now.unix_timestamp()).max(1) as u64;
+                return Err(ApiError::throttled(
+                    secs,
+                    format!("Too many codes were sent. Try again in {} minute(s), or use another method.", secs.div_ceil(60)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a presented code for `purpose` and consumes it; returns the channel it was sent
+    /// over. A wrong code counts against the account's second-factor lock; a typo (not six
+    /// digits), an expired or a used code say so without counting.
+    pub(super) async fn accept_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<Channel, ApiError> {
+        self.ensure_not_locked(user).await?;
+        let now = self.now();
+        let stored = self.store.code(user.id, purpose.as_str()).await?;
+        let Some(stored) = stored else {
+            // Nothing was sent: still a guess to count, or a script could probe for free.
+            return Err(self.wrong_code(user, "There is no code to check: send a code first.", ctx).await);
+        };
+        let hash = TokenHash::from_stored(stored.code_hash.clone());
+        match one_time_code::check(&hash, stored.expires_at, stored.used_at.is_some(), presented, now) {
+            Ok(()) => {}
+            Err(CodeError::Malformed) => return Err(ApiError::field("code", CodeError::Malformed.message())),
+            Err(CodeError::Wrong) => return Err(self.wrong_code(user, &CodeError::Wrong.message(), ctx).await),
+            Err(e) => return Err(ApiError::from_flow(StatusCode::UNAUTHORIZED, &e)),
+        }
+        // The single use: of two requests racing with the same code, one row update wins.
+        if !self.store.consume_code(user.id, purpose.as_str(), hash.as_str(), now).await? {
+            return Err(ApiError::from_flow(StatusCode::UNAUTHORIZED, &CodeError::Used));
+        }
+        stored.target.as_deref().and_then(Channel::from_target).ok_or_else(ApiError::internal)
+    }
+}

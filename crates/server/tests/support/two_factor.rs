@@ -1,0 +1,70 @@
+//! Helpers for the two-factor HTTP tests: a user of a company with the pilot on, the
+//! authenticator app enrolled with `oathtool` codes, and sign-ins that stop at the second factor.
+#![allow(dead_code)]
+
+use std::process::{Command, Stdio};
+
+use latchkey_core::Role;
+use latchkey_server::app::Actor;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::server::{self, token_of, Browser, TestServer};
+
+/// A code from `oathtool` for `at`.
+pub fn oathtool(secret: &str, at: OffsetDateTime) -> String {
+    let out = Command::new("oathtool")
+        .args(["--totp", "--base32", "--digits=6", "--time-step-size=30s", &format!("--now=@{}", at.unix_timestamp()), secret])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("oathtool is installed (Debian package oathtool)");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// An active user of a company with the two-factor pilot on; returns a signed-in browser.
+pub async fn user_with_2fa_feature(s: &TestServer, ext: &str) -> Browser {
+    if s.app.store.company_by_domain("organization.com").await.unwrap().is_none() {
+        s.app.create_company("Organization Inc.", "organization.com").await.unwrap();
+        s.app.set_two_factor_feature("organization.com", true, Actor::Operator, &Default::default()).await.unwrap();
+    }
+    let created = s.app.create_user("organization.com", ext, &format!("u{ext}@example.com"), Role::User, Actor::Operator, &Default::default()).await.unwrap();
+    let mut b = s.browser();
+    let a = b.post(&format!("/api/v1/activation/{}", token_of(&created.complete_setup_url)), json!({"password": "Welcome2Sonar", "password_confirmation": "Welcome2Sonar", "pin": "2580"})).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let signed = b.sign_in(&format!("{ext}@organization.com"), "Welcome2Sonar").await;
+    assert_eq!(signed.json()["state"], "signed_in");
+    b
+}
+
+/// Enrols the authenticator app; returns the base32 secret and the recovery codes.
+pub async fn enrol_totp(s: &TestServer, b: &mut Browser) -> (String, Vec<String>) {
+    let setup = b.send(Method::POST, "/api/v1/me/2fa/totp", None).await;
+    assert_eq!(setup.status, StatusCode::OK, "{}", setup.body);
+    let setup = setup.json();
+    let secret = setup["secret"].as_str().unwrap().to_owned();
+    let uri = setup["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={secret}")), "{uri}");
+    assert!(setup["qr_svg"].as_str().unwrap().contains("<svg"));
+    let code = oathtool(&secret, s.app.now());
+    let ok = b.post("/api/v1/me/2fa/totp/confirm", json!({"code": code, "current_password": "Welcome2Sonar"})).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let codes: Vec<String> = ok.json()["recovery_codes"].as_array().expect("recovery codes with the first method").iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    (secret, codes)
+}
+
+pub async fn second_factor_flow(s: &TestServer, login: &str) -> (Browser, String) {
+    let mut b = s.browser();
+    let a = b.sign_in(login, "Welcome2Sonar").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let body = a.json();
+    assert_eq!(body["state"], "second_factor", "{body}");
+    assert!(!b.cookies.contains_key("__Host-latchkey_session"), "no session before the second factor");
+    (b, body["flow"].as_str().unwrap().to_owned())
+}
+
+pub async fn verify(b: &mut Browser, flow: &str, method: &str, code: &str) -> server::Answer {
+    b.post(&format!("/api/v1/sign-in/{flow}/verify"), json!({"method": method, "code": code})).await
+}
+
