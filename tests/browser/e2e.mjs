@@ -719,7 +719,7 @@ async function main() {
       expectPath(page, '/account', '?done=two-factor');
       await expectText(page, '.alert.success', 'authenticator app is set up');
       await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd', 'On');
-      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd', /^\s*10 left\s*$/);
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd span.left', /^\s*10 left\s*$/);
       return await shoot(page, 'account-two-factor.png');
     });
 
@@ -770,7 +770,7 @@ async function main() {
       await submit(page, 'main form button:has-text("Verify")');
       expectPath(page, '/account');
       await expectText(page, 'table.sessions tbody tr', 'This session');
-      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd', /^\s*9 left\s*$/);
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd span.left', /^\s*9 left\s*$/);
       const mail = await waitForSubject(outbox, /recovery code was used/i, { after: before });
       check(/9 left/.test(mail.text), 'the "recovery code was used" email does not say 9 are left');
       return `email "${mail.subject}"`;

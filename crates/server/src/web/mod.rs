@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod two_factor_api;
+mod two_factor_pages;
 pub mod openapi;
 pub mod pages;
 pub mod session;
@@ -34,6 +35,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(pages::routes())
         .merge(api::routes())
         .merge(two_factor_api::routes())
+        .merge(two_factor_pages::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -45,7 +47,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
         ))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))

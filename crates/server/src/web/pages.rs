@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<Web>> {
     Router::new()
         .route("/", get(home))
         .route("/static/latchkey.css", get(stylesheet))
+        .route("/static/latchkey.js", get(script))
         .route("/sign-in", get(sign_in_page).post(sign_in_submit))
         .route("/sign-out", post(sign_out))
         .route("/complete-setup/{token}", get(complete_setup_page).post(complete_setup_submit))
@@ -49,8 +50,14 @@ async fn stylesheet() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], CSS).into_response()
 }
 
+const JS: &str = include_str!("../../static/latchkey.js");
+
+async fn script() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], JS).into_response()
+}
+
 /// Renders a template with a status, and the anonymous CSRF cookie when one was just made.
-fn render(status: StatusCode, page: &impl Template, set_cookie: Option<String>) -> Response {
+pub(super) fn render(status: StatusCode, page: &impl Template, set_cookie: Option<String>) -> Response {
     match page.render() {
         Ok(html) => {
             let mut resp = (status, Html(html)).into_response();
@@ -107,7 +114,7 @@ pub fn not_found_page() -> Response {
 }
 
 /// `Form` whose rejections become a readable page instead of plain text.
-struct PageForm<T>(T);
+pub(super) struct PageForm<T>(pub(super) T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for PageForm<T> {
     type Rejection = Response;
@@ -120,7 +127,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for PageForm<T> {
 }
 
 /// Checks the form's CSRF token against the request's binding.
-fn check_csrf(web: &Web, headers: &HeaderMap, current: Option<&Current>, presented: &str) -> Result<(), Response> {
+pub(super) fn check_csrf(web: &Web, headers: &HeaderMap, current: Option<&Current>, presented: &str) -> Result<(), Response> {
     let binding = CsrfBinding::of(web, headers, current);
     if binding.set_cookie.is_some() || !web.csrf_valid(&binding.binding, presented) {
         return Err(error_page(&ApiError::csrf()));
@@ -202,8 +209,8 @@ async fn sign_in_submit(State(web): WebState, headers: HeaderMap, Client(ctx): C
 }
 
 #[derive(Deserialize)]
-struct CsrfOnly {
-    csrf_token: String,
+pub(super) struct CsrfOnly {
+    pub(super) csrf_token: String,
 }
 
 async fn sign_out(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageUser(current): PageUser, PageForm(f): PageForm<CsrfOnly>) -> Response {
@@ -465,6 +472,37 @@ async fn forgot_login_submit(State(web): WebState, headers: HeaderMap, PageForm(
 
 // ---------------------------------------------------------------- My Account
 
+/// One method in the Multi-Factor Authentication section of My Account.
+struct MethodRow {
+    label: &'static str,
+    on: bool,
+    /// The masked phone number or the address codes go to.
+    detail: String,
+    setup_href: &'static str,
+    setup_label: &'static str,
+    remove_href: String,
+}
+
+fn method_row(m: Method, stored: Option<&latchkey_store::StoredMethod>) -> MethodRow {
+    let (setup_href, setup_label) = match m {
+        Method::Totp => ("/account/two-factor/setup", "Set up authenticator app"),
+        Method::Sms => ("/account/two-factor/sms", "Set up text messages"),
+        Method::Email => ("/account/two-factor/email", "Set up email codes"),
+    };
+    let detail = stored.and_then(|s| s.detail.as_deref()).map(|d| match m {
+        Method::Sms => latchkey_core::two_factor::E164::parse(d).map(|n| n.masked()).unwrap_or_default(),
+        _ => d.to_owned(),
+    });
+    MethodRow {
+        label: method_label(m),
+        on: stored.is_some(),
+        detail: detail.unwrap_or_default(),
+        setup_href,
+        setup_label,
+        remove_href: format!("/account/two-factor/remove/{}", m.as_str()),
+    }
+}
+
 struct SessionRow {
     handle: String,
     created_at: String,
@@ -486,8 +524,11 @@ struct AccountPage {
     additional_emails: Vec<String>,
     sessions: Vec<SessionRow>,
     two_factor_available: bool,
-    totp_enabled: bool,
+    method_rows: Vec<MethodRow>,
     recovery_codes_left: Option<i64>,
+    preferred_options: Vec<MethodChoice>,
+    /// The company's locked default method, shown instead of the choice.
+    locked_default: Option<&'static str>,
     password_hint: String,
     notice: Option<&'static str>,
     password_errors: FieldErrors,
@@ -507,6 +548,11 @@ fn account_notice(done: Option<&str>) -> Option<&'static str> {
         "sessions" => Some("Your other sessions were signed out."),
         "session" => Some("That session was signed out."),
         "two-factor" => Some("The authenticator app is set up. You will be asked for its code when you sign in."),
+        "two-factor-sms" => Some("Text message codes are on. You can choose them when you sign in."),
+        "two-factor-email" => Some("Email codes are on. You can choose them when you sign in."),
+        "two-factor-removed" => Some("The method was removed."),
+        "email-verified" => Some("Your email is verified."),
+        "preferred" => Some("Your default method was saved."),
         _ => None,
     }
 }
@@ -523,11 +569,22 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
     let u = &current.user;
     let sessions = web.app.sessions(u).await?;
     let emails = web.app.store.additional_emails(u.id).await?;
-    let methods = web.app.user_methods(u.id).await?;
-    let recovery_codes_left = if methods.is_empty() { None } else { Some(web.app.store.recovery_codes_left(u.id).await?) };
+    let stored = web.app.store.methods_of_user(u.id).await?;
+    let recovery_codes_left = if stored.is_empty() { None } else { Some(web.app.store.recovery_codes_left(u.id).await?) };
+    let company = web.app.company_two_factor(u.company_id).await?;
+    let find = |m: Method| stored.iter().find(|s| s.method == m.as_str());
+    // The company's allowed methods, and any the user still has from before it narrowed them.
+    let shown: Vec<Method> = Method::ALL.into_iter().filter(|m| company.allowed.contains(m) || find(*m).is_some()).collect();
+    let preferred = web.app.store.preferred_method(u.id).await?;
+    let enabled: Vec<Method> = shown.iter().copied().filter(|m| find(*m).is_some()).collect();
     Ok(AccountPage {
-        two_factor_available: web.app.company_two_factor(u.company_id).await?.available(),
-        totp_enabled: methods.contains(&Method::Totp),
+        two_factor_available: company.available(),
+        method_rows: shown.iter().map(|m| method_row(*m, find(*m))).collect(),
+        preferred_options: enabled
+            .iter()
+            .map(|m| MethodChoice { value: m.as_str(), label: method_label(*m), checked: preferred.as_deref() == Some(m.as_str()) })
+            .collect(),
+        locked_default: company.default_method.filter(|_| company.default_locked).map(method_label),
         recovery_codes_left,
         csrf: web.csrf_token_for(&current.token),
         login_name: u.login_name.clone(),
@@ -575,6 +632,17 @@ fn describe_client(ua: Option<&str>, ip: Option<&str>) -> String {
 async fn account_page(State(web): WebState, Query(q): Query<AccountQuery>, PageUser(current): PageUser) -> Response {
     match account_view(&web, &current, account_notice(q.done.as_deref())).await {
         Ok(page) => render(StatusCode::OK, &page, None),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// Shows My Account again with an error that belongs to no form field.
+pub(super) async fn account_with_message(web: &Web, current: &Current, e: ApiError) -> Response {
+    match account_view(web, current, None).await {
+        Ok(mut page) => {
+            page.error = Some(e.message.clone());
+            render(e.status, &page, None)
+        }
         Err(e) => error_page(&e),
     }
 }
@@ -666,7 +734,7 @@ async fn account_revoke_session(
 
 // ---------------------------------------------------------------- two-factor
 
-fn redirect_with_cookie(to: &str, cookie: String) -> Response {
+pub(super) fn redirect_with_cookie(to: &str, cookie: String) -> Response {
     let mut resp = Redirect::to(to).into_response();
     if let Ok(v) = cookie.parse() {
         resp.headers_mut().append(header::SET_COOKIE, v);
@@ -675,7 +743,7 @@ fn redirect_with_cookie(to: &str, cookie: String) -> Response {
 }
 
 /// The cookie that carries a sign-in waiting at the second-factor step (its token, not a session).
-fn flow_cookie_name(web: &Web) -> &'static str {
+pub(super) fn flow_cookie_name(web: &Web) -> &'static str {
     if web.app.config.cookie_secure { "__Host-latchkey_flow" } else { "latchkey_flow" }
 }
 
@@ -690,11 +758,14 @@ struct MethodChoice {
 struct SecondFactorPage {
     csrf: String,
     choices: Vec<MethodChoice>,
+    /// SMS and email among the methods: each gets a "send me a code" button.
+    sendable: Vec<MethodChoice>,
+    notice: Option<String>,
     error: Option<String>,
     errors: FieldErrors,
 }
 
-fn method_label(m: Method) -> &'static str {
+pub(super) fn method_label(m: Method) -> &'static str {
     match m {
         Method::Totp => "Authenticator app",
         Method::Sms => "Text message (SMS)",
@@ -702,7 +773,7 @@ fn method_label(m: Method) -> &'static str {
     }
 }
 
-async fn second_factor_view(web: &Web, headers: &HeaderMap, chosen: Option<&str>, failed: Option<ApiError>) -> Response {
+pub(super) async fn second_factor_view(web: &Web, headers: &HeaderMap, chosen: Option<&str>, notice: Option<String>, failed: Option<ApiError>) -> Response {
     let flow = super::session::cookie_value(headers, flow_cookie_name(web)).unwrap_or_default().to_owned();
     let (methods, default) = match web.app.flow_challenge(&flow).await {
         Ok(c) => c,
@@ -711,6 +782,11 @@ async fn second_factor_view(web: &Web, headers: &HeaderMap, chosen: Option<&str>
     let selected = chosen.unwrap_or(default.as_str());
     let mut choices: Vec<MethodChoice> =
         methods.iter().map(|m| MethodChoice { value: m.as_str(), label: method_label(*m), checked: m.as_str() == selected }).collect();
+    let sendable = methods
+        .iter()
+        .filter(|m| matches!(m, Method::Sms | Method::Email))
+        .map(|m| MethodChoice { value: m.as_str(), label: if *m == Method::Sms { "Text me a code" } else { "Email me a code" }, checked: false })
+        .collect();
     choices.push(MethodChoice { value: "recovery_code", label: "Use a recovery code", checked: selected == "recovery_code" });
     let binding = CsrfBinding::of(web, headers, None);
     let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status);
@@ -718,6 +794,8 @@ async fn second_factor_view(web: &Web, headers: &HeaderMap, chosen: Option<&str>
     let page = SecondFactorPage {
         csrf: binding.token(web),
         choices,
+        sendable,
+        notice,
         error: failed.as_ref().map(|e| e.message.clone()),
         errors: failed.map(|e| e.fields).unwrap_or_default(),
     };
@@ -729,7 +807,7 @@ async fn second_factor_view(web: &Web, headers: &HeaderMap, chosen: Option<&str>
 }
 
 async fn second_factor_page(State(web): WebState, headers: HeaderMap) -> Response {
-    second_factor_view(&web, &headers, None, None).await
+    second_factor_view(&web, &headers, None, None, None).await
 }
 
 #[derive(Deserialize)]
@@ -754,7 +832,7 @@ async fn second_factor_submit(State(web): WebState, headers: HeaderMap, Client(c
         }
         Err(e) if e.status.is_client_error() && e.status != StatusCode::GONE => {
             let method: String = f.method.chars().take(20).collect();
-            second_factor_view(&web, &headers, Some(&method), Some(e)).await
+            second_factor_view(&web, &headers, Some(&method), None, Some(e)).await
         }
         Err(e) => error_page(&e),
     }
@@ -780,6 +858,17 @@ struct RecoveryCodesPage {
     file_name: String,
 }
 
+/// The recovery codes, shown once, with a .txt download, a box to copy from and a printout.
+pub(super) fn recovery_codes_page(login_name: &str, codes: Vec<String>) -> Response {
+    let txt = format!("Recovery codes for {login_name}\n\nEach code works once, in place of your second factor.\n\n{}\n", codes.join("\n"));
+    let page = RecoveryCodesPage {
+        download_href: format!("data:text/plain;charset=utf-8,{}", url::form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20")),
+        file_name: format!("recovery-codes-{}.txt", login_name.replace('@', "-at-")),
+        codes,
+    };
+    render(StatusCode::OK, &page, None)
+}
+
 async fn totp_setup_view(web: &Web, current: &Current, failed: Option<ApiError>) -> Response {
     let setup = match web.app.totp_enrollment_for_page(&current.user).await {
         Ok(s) => s,
@@ -800,7 +889,7 @@ async fn totp_setup_view(web: &Web, current: &Current, failed: Option<ApiError>)
 }
 
 /// Pages for a signed-in user whose session may be restricted to enrolment.
-async fn enrolling_user(web: &Web, headers: &HeaderMap) -> Result<Current, Response> {
+pub(super) async fn enrolling_user(web: &Web, headers: &HeaderMap) -> Result<Current, Response> {
     let Some(token) = super::session::cookie_value(headers, web.session_cookie_name()) else {
         return Err(Redirect::to("/sign-in").into_response());
     };
@@ -841,19 +930,7 @@ async fn totp_setup_submit(State(web): WebState, headers: HeaderMap, Client(ctx)
                 }
             }
             match codes {
-                Some(codes) => {
-                    let txt = format!(
-                        "Recovery codes for {}\n\nEach code works once, in place of your second factor.\n\n{}\n",
-                        current.user.login_name,
-                        codes.join("\n")
-                    );
-                    let page = RecoveryCodesPage {
-                        download_href: format!("data:text/plain;charset=utf-8,{}", url::form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20")),
-                        file_name: format!("recovery-codes-{}.txt", current.user.login_name.replace('@', "-at-")),
-                        codes,
-                    };
-                    render(StatusCode::OK, &page, None)
-                }
+                Some(codes) => recovery_codes_page(&current.user.login_name, codes),
                 None => Redirect::to("/account?done=two-factor").into_response(),
             }
         }
