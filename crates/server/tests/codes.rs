@@ -20,7 +20,7 @@ use latchkey_core::{Email, LoginName, Role};
 use latchkey_server::app::Actor;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use server::{token_of, Backend, Browser, TestServer};
+use server::{csrf_in, token_of, Backend, Browser, TestServer};
 use sms_gateway::RecordingGateway;
 use time::Duration;
 use two_factor::{enrol_totp, oathtool, second_factor_flow, user_with_2fa_feature, verify};
@@ -36,6 +36,8 @@ on_both_stores!(with_sms:
     new_recovery_codes_replace_the_whole_set,
     codes_are_sent_only_for_the_users_own_allowed_methods,
     a_restricted_session_can_enrol_sms,
+    the_second_factor_page_texts_a_code_and_accepts_it,
+    the_code_pages_refuse_forms_without_the_csrf_token,
 );
 
 const PHONE: &str = "+1 555 010 4477";
@@ -420,4 +422,55 @@ async fn send_limits_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_limits_on_postgres() {
     send_limits(Backend::Postgres).await
+}
+
+async fn the_second_factor_page_texts_a_code_and_accepts_it(s: &TestServer, gateway: &RecordingGateway) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    enrol_sms(&mut b, gateway).await;
+    let mut page = s.browser();
+    let csrf = csrf_in(&page.get("/sign-in").await.body);
+    let signed = page.form("/sign-in", &[("csrf_token", &csrf), ("login_name", "101@organization.com"), ("password", "Welcome2Sonar")]).await;
+    assert_eq!((signed.status, signed.headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/sign-in/second-factor"));
+    let challenge = page.get("/sign-in/second-factor").await;
+    assert!(challenge.body.contains("Text me a code"), "{}", challenge.body);
+    let csrf = csrf_in(&challenge.body);
+    let sent = page.form("/sign-in/second-factor/send", &[("csrf_token", &csrf), ("method", "sms")]).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert!(sent.body.contains("We sent a code to •••• 4477"), "{}", sent.body);
+    let code = texted_code(gateway, 2).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = page.form("/sign-in/second-factor", &[("csrf_token", &csrf), ("method", "sms"), ("code", wrong)]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.body.contains("not right"), "{}", refused.body);
+    let ok = page.form("/sign-in/second-factor", &[("csrf_token", &csrf), ("method", "sms"), ("code", &code)]).await;
+    assert_eq!((ok.status, ok.headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/account"));
+    let account = page.get("/account").await;
+    assert!(account.body.contains("•••• 4477") && account.body.contains("Get new recovery codes"), "{}", account.body);
+}
+
+async fn the_code_pages_refuse_forms_without_the_csrf_token(s: &TestServer, gateway: &RecordingGateway) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    enrol_totp(s, &mut b).await;
+    let mails_before = s.smtp.messages().await.len();
+    let forged = "forged";
+    let forms: [(&str, Vec<(&str, &str)>); 9] = [
+        ("/account/email-verification", vec![]),
+        ("/account/email-verification/confirm", vec![("code", "123456")]),
+        ("/account/two-factor/sms", vec![("phone", PHONE)]),
+        ("/account/two-factor/email", vec![]),
+        ("/account/two-factor/remove/totp/send", vec![]),
+        ("/account/two-factor/remove/totp", vec![("code", "123456")]),
+        ("/account/recovery-codes/send", vec![]),
+        ("/account/recovery-codes", vec![("code", "123456")]),
+        ("/account/two-factor/preferred", vec![("method", "totp")]),
+    ];
+    for (path, fields) in forms {
+        let mut all = vec![("csrf_token", forged)];
+        all.extend(fields);
+        let a = b.form(path, &all).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{path} took a forged CSRF token");
+    }
+    assert!(gateway.calls().await.is_empty(), "nothing texted");
+    assert_eq!(s.smtp.messages().await.len(), mails_before, "nothing emailed");
+    assert_eq!(b.get("/api/v1/me").await.json()["second_factors"].as_array().unwrap().len(), 1, "nothing removed");
 }
