@@ -203,6 +203,45 @@ async function waitForSubject(outbox, subject, opts) {
   return (await waitForMail(outbox, (mail) => subject.test(mail.subject), `"${subject.source}"`, opts)).mail;
 }
 
+/** The 6-digit code on a line of its own in a code email's text part. */
+function codeInEmail(mail, what) {
+  const code = /^[ \t]*(\d{6})[ \t]*$/m.exec(mail.text)?.[1];
+  check(code, `the ${what} email ("${mail.subject}") has no 6-digit code on a line of its own`);
+  check(mail.html.includes(code), `the ${what} email's HTML part does not show the code`);
+  return code;
+}
+
+// ------------------------------------------------------------------------------------------ text messages
+
+/** With no SMS gateway, texts go to the same outbox as emails: one `{to, body, time}` .sms.json file each. */
+function listTexts(outbox) {
+  if (!fs.existsSync(outbox)) return [];
+  return fs
+    .readdirSync(outbox)
+    .filter((f) => f.endsWith('.sms.json'))
+    .map((f) => ({ file: path.join(outbox, f), name: f, mtime: fs.statSync(path.join(outbox, f)).mtimeMs }))
+    .sort((a, b) => a.mtime - b.mtime || a.name.localeCompare(b.name));
+}
+
+/** Polls the outbox for the newest text after `after`; answers it with the code its body starts with. */
+async function waitForSms(outbox, what, { after = new Set(), timeoutMs = 10_000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const newest = listTexts(outbox).filter((x) => !after.has(x.name)).pop();
+    if (newest) {
+      const sms = JSON.parse(fs.readFileSync(newest.file, 'utf8')); // written under another name, then renamed: never partial
+      check(typeof sms.to === 'string' && typeof sms.body === 'string' && !Number.isNaN(Date.parse(sms.time)), `${newest.name} is not {to, body, time}`);
+      const code = /^(\d{6})\b/.exec(sms.body)?.[1];
+      check(code, `the ${what} text does not start with a 6-digit code`);
+      return { ...sms, code, name: newest.name };
+    }
+    if (Date.now() > deadline) throw new CheckFailed(`no ${what} text (.sms.json) in ${outbox} after ${timeoutMs / 1000} s`);
+    await sleep(150);
+  }
+}
+
+const outboxNames = (outbox) => new Set([...listOutbox(outbox), ...listTexts(outbox)].map((m) => m.name));
+
 // ------------------------------------------------------------------------------------------ two-factor tools
 
 /** Fails with how to install it when a command-line tool the two-factor steps use is missing. */
@@ -226,6 +265,17 @@ function totpCode(secret, step) {
 }
 
 const stepNow = () => Math.floor(Date.now() / 1000 / TOTP_STEP);
+
+/**
+ * A 30-s step after `used` (each step's code is taken once) whose code the server takes now: it
+ * accepts the steps next to the current one, so when `used` is already the next step this waits
+ * for the clock. Answers the step and the seconds waited.
+ */
+async function freshTotpStep(used) {
+  const t0 = Date.now();
+  while (used > stepNow()) await sleep(250);
+  return { step: Math.max(used + 1, stepNow()), waited: Math.round((Date.now() - t0) / 1000) };
+}
 
 /** What a phone's camera reads from a QR code image: zbarimg (zbar-tools). */
 function decodeQr(file) {
