@@ -38,6 +38,7 @@ on_both_stores!(with_sms:
     a_restricted_session_can_enrol_sms,
     the_second_factor_page_texts_a_code_and_accepts_it,
     the_code_pages_refuse_forms_without_the_csrf_token,
+    the_enrolment_page_offers_the_companys_methods_and_enrolling_signs_in,
 );
 
 const PHONE: &str = "+1 555 010 4477";
@@ -473,4 +474,51 @@ async fn the_code_pages_refuse_forms_without_the_csrf_token(s: &TestServer, gate
     assert!(gateway.calls().await.is_empty(), "nothing texted");
     assert_eq!(s.smtp.messages().await.len(), mails_before, "nothing emailed");
     assert_eq!(b.get("/api/v1/me").await.json()["second_factors"].as_array().unwrap().len(), 1, "nothing removed");
+}
+
+async fn the_enrolment_page_offers_the_companys_methods_and_enrolling_signs_in(s: &TestServer, gateway: &RecordingGateway) {
+    s.app.create_company("Organization Inc.", "organization.com").await.unwrap();
+    s.app.set_two_factor_feature("organization.com", true, Actor::Operator, &Default::default()).await.unwrap();
+    s.app
+        .set_two_factor_policy("organization.com", TwoFactorMode::Required, &[TfMethod::Sms, TfMethod::Email], None, false, Actor::Operator, &Default::default())
+        .await
+        .unwrap();
+    for ext in ["101", "102"] {
+        let created = s.app.create_user("organization.com", ext, &format!("u{ext}@example.com"), Role::User, Actor::Operator, &Default::default()).await.unwrap();
+        let mut b = s.browser();
+        b.post(&format!("/api/v1/activation/{}", token_of(&created.complete_setup_url)), json!({"password": "Welcome2Sonar", "password_confirmation": "Welcome2Sonar", "pin": "2580"})).await;
+    }
+    let sign_in = |login: &'static str| async move {
+        let mut page = s.browser();
+        let csrf = csrf_in(&page.get("/sign-in").await.body);
+        let a = page.form("/sign-in", &[("csrf_token", &csrf), ("login_name", login), ("password", "Welcome2Sonar")]).await;
+        assert_eq!((a.status, a.headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/account/two-factor/enroll"));
+        page
+    };
+    let mut page = sign_in("101@organization.com").await;
+    let account = page.get("/account").await;
+    assert_eq!((account.status, account.headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/account/two-factor/enroll"), "only enrolment");
+    let enroll = page.get("/account/two-factor/enroll").await;
+    assert_eq!(enroll.status, StatusCode::OK);
+    assert!(enroll.body.contains("requires two-factor authentication"), "{}", enroll.body);
+    assert!(enroll.body.contains("/account/two-factor/sms") && enroll.body.contains("/account/two-factor/email"));
+    assert!(!enroll.body.contains("/account/two-factor/setup"), "the app is not allowed here");
+
+    let sms = page.get("/account/two-factor/sms").await;
+    let csrf = csrf_in(&sms.body);
+    let sent = page.form("/account/two-factor/sms", &[("csrf_token", &csrf), ("phone", PHONE)]).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert!(sent.body.contains("We sent a code to •••• 4477"));
+    let code = texted_code(gateway, 1).await;
+    let done = page.form("/account/two-factor/sms/confirm", &[("csrf_token", &csrf), ("code", &code)]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("Save your recovery codes"), "the first method shows the recovery codes");
+    assert_eq!(page.get("/account").await.status, StatusCode::OK, "enrolling completed the sign-in");
+
+    // Someone who cannot enrol now can still sign out.
+    let mut other = sign_in("102@organization.com").await;
+    let csrf = csrf_in(&other.get("/account/two-factor/enroll").await.body);
+    let out = other.form("/sign-out", &[("csrf_token", &csrf)]).await;
+    assert_eq!((out.status, out.headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/sign-in?done=signed-out"));
+    assert_eq!(other.get("/account/two-factor/enroll").await.headers["location"].to_str().unwrap(), "/sign-in");
 }

@@ -192,7 +192,7 @@ async fn sign_in_submit(State(web): WebState, headers: HeaderMap, Client(ctx): C
             redirect_with_cookie("/sign-in/second-factor", web.cookie(flow_cookie_name(&web), Some(flow.expose())))
         }
         Ok(SignInOutcome::EnrollmentRequired { session, .. }) => {
-            redirect_with_cookie("/account/two-factor/setup", web.session_cookie(Some(&session.token)))
+            redirect_with_cookie("/account/two-factor/enroll", web.session_cookie(Some(&session.token)))
         }
         Err(e) if e.status.is_client_error() => {
             let binding = CsrfBinding::of(&web, &headers, None);
@@ -213,7 +213,12 @@ pub(super) struct CsrfOnly {
     pub(super) csrf_token: String,
 }
 
-async fn sign_out(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageUser(current): PageUser, PageForm(f): PageForm<CsrfOnly>) -> Response {
+/// Also for a session restricted to enrolment: someone who cannot set up a method now can leave.
+async fn sign_out(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageForm(f): PageForm<CsrfOnly>) -> Response {
+    let current = match enrolling_user(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     if let Err(r) = check_csrf(&web, &headers, Some(&current), &f.csrf_token) {
         return r;
     }
@@ -882,10 +887,26 @@ async fn totp_setup_view(web: &Web, current: &Current, failed: Option<ApiError>)
         restricted: current.session.restricted,
         qr_svg: setup.qr_svg,
         secret_groups,
-        error: failed.as_ref().map(|e| e.message.clone()),
-        errors: failed.map(|e| e.fields).unwrap_or_default(),
+        error: failed.as_ref().filter(|e| e.fields.is_empty() && !is_code_error(e)).map(|e| e.message.clone()),
+        errors: failed.map(code_errors_at_field).unwrap_or_default(),
     };
     render(status, &page, None)
+}
+
+/// A refused code (wrong, used, expired) belongs next to the code field.
+pub(super) fn is_code_error(e: &ApiError) -> bool {
+    matches!(e.code, "invalid_code" | "code_used" | "code_expired")
+}
+
+/// The error's field messages, with a refused code's message under `code`.
+pub(super) fn code_errors_at_field(e: ApiError) -> FieldErrors {
+    if is_code_error(&e) {
+        let mut f = FieldErrors::new();
+        f.add("code", e.message);
+        f
+    } else {
+        e.fields
+    }
 }
 
 /// Pages for a signed-in user whose session may be restricted to enrolment.

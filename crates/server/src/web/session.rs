@@ -148,7 +148,7 @@ impl FromRequestParts<Arc<Web>> for PageUser {
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
         match MaybeSignedIn::from_request_parts(parts, web).await {
-            Ok(MaybeSignedIn(Some(c))) if c.session.restricted => Err(Redirect::to("/account/two-factor/setup").into_response()),
+            Ok(MaybeSignedIn(Some(c))) if c.session.restricted => Err(Redirect::to("/account/two-factor/enroll").into_response()),
             Ok(MaybeSignedIn(Some(c))) => Ok(PageUser(c)),
             Ok(MaybeSignedIn(None)) => Err(Redirect::to("/sign-in").into_response()),
             Err(e) => Err(super::pages::error_page(&e)),

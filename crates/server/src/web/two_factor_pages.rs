@@ -16,7 +16,7 @@ use latchkey_core::FieldErrors;
 use serde::Deserialize;
 
 use super::pages::{
-    check_csrf, enrolling_user, error_page, flow_cookie_name, method_label, recovery_codes_page, render, second_factor_view, CsrfOnly, PageForm,
+    check_csrf, code_errors_at_field, enrolling_user, is_code_error, error_page, flow_cookie_name, method_label, recovery_codes_page, render, second_factor_view, CsrfOnly, PageForm,
 };
 use super::session::{Client, Current, PageUser};
 use super::Web;
@@ -38,6 +38,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/account/recovery-codes", get(recovery_page).post(recovery_submit))
         .route("/account/recovery-codes/send", post(recovery_send))
         .route("/account/two-factor/preferred", post(preferred))
+        .route("/account/two-factor/enroll", get(enroll_page))
 }
 
 struct SendForm {
@@ -103,11 +104,12 @@ impl CodeStepPage {
                 StatusCode::OK
             }
             Err(e) if e.status.is_client_error() => {
-                if e.fields.is_empty() {
+                if e.fields.is_empty() && !is_code_error(&e) {
                     self.error = Some(e.message.clone());
                 }
-                self.errors = e.fields.clone();
-                e.status
+                let status = e.status;
+                self.errors = code_errors_at_field(e);
+                status
             }
             Err(e) => return error_page(&e),
         };
@@ -408,4 +410,48 @@ async fn preferred(State(web): WebState, headers: HeaderMap, PageUser(current): 
         Err(e) if e.status.is_client_error() => super::pages::account_with_message(&web, &current, e).await,
         Err(e) => error_page(&e),
     }
+}
+
+// ---------------------------------------------------------------- enrolment required
+
+struct EnrollChoice {
+    href: &'static str,
+    label: &'static str,
+    hint: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "pages/enroll.html")]
+struct EnrollPage {
+    csrf: String,
+    company_name: String,
+    choices: Vec<EnrollChoice>,
+}
+
+/// Where a sign-in lands when the company requires 2FA and the user has no method yet: the
+/// company's allowed methods, each with its set-up page. The session here is restricted to
+/// enrolment; setting up any method completes the sign-in.
+async fn enroll_page(State(web): WebState, headers: HeaderMap) -> Response {
+    let current = match enrolling(&web, &headers, None).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !current.session.restricted {
+        return Redirect::to("/account").into_response();
+    }
+    let company = match web.app.company_two_factor(current.user.company_id).await {
+        Ok(c) => c,
+        Err(e) => return error_page(&e),
+    };
+    let choices = company
+        .allowed
+        .iter()
+        .map(|m| match m {
+            Method::Totp => EnrollChoice { href: "/account/two-factor/setup", label: "Authenticator app", hint: "A code from an app on your phone, such as Google or Microsoft Authenticator." },
+            Method::Sms => EnrollChoice { href: "/account/two-factor/sms", label: "Text message (SMS)", hint: "A code texted to your mobile phone." },
+            Method::Email => EnrollChoice { href: "/account/two-factor/email", label: "Email", hint: "A code sent to your designated email." },
+        })
+        .collect();
+    let page = EnrollPage { csrf: web.csrf_token_for(&current.token), company_name: current.user.company_name.clone(), choices };
+    render(StatusCode::OK, &page, None)
 }
