@@ -248,6 +248,7 @@ async fn a_locked_default_method_cannot_be_changed_by_the_user(s: &TestServer) {
     let ok = b.send(Method::PUT, "/api/v1/me/2fa/preferred", Some(json!({"method": "totp"}))).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     assert_eq!(b.get("/api/v1/me").await.json()["preferred_method"], "totp");
+    assert!(two_factor::wait_for_subject(s, "default two-factor method changed").await, "the user is told");
     assert_eq!(b.send(Method::PUT, "/api/v1/me/2fa/preferred", Some(json!({"method": "sms"}))).await.status, StatusCode::UNPROCESSABLE_ENTITY, "not set up");
     s.app
         .set_two_factor_policy("organization.com", latchkey_core::two_factor::TwoFactorMode::Optional, &[latchkey_core::two_factor::Method::Totp, latchkey_core::two_factor::Method::Email], Some(latchkey_core::two_factor::Method::Email), true, Actor::Operator, &Default::default())

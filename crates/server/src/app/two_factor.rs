@@ -409,7 +409,18 @@ impl Latchkey {
         if !self.user_methods(user.id).await?.contains(&method) {
             return Err(ApiError::field("method", "Set up this method first."));
         }
+        if self.store.preferred_method(user.id).await?.as_deref() == Some(method.as_str()) {
+            return Ok(());
+        }
         self.store.set_preferred_method(user.id, Some(method.as_str())).await?;
+        self.send(templates::security_notice(
+            &user.designated_email,
+            &user.company_name,
+            &user.login_name,
+            "Default two-factor method changed",
+            &format!("The default two-factor method became the {}", method_label(method.as_str())),
+        ))
+        .await;
         Ok(())
     }
 

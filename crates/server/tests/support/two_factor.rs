@@ -68,3 +68,17 @@ pub async fn verify(b: &mut Browser, flow: &str, method: &str, code: &str) -> se
     b.post(&format!("/api/v1/sign-in/{flow}/verify"), json!({"method": method, "code": code})).await
 }
 
+
+/// Waits up to 10 s for an email whose subject contains `needle` (any case).
+pub async fn wait_for_subject(s: &TestServer, needle: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if s.smtp.messages().await.iter().any(|m| m.subject.to_lowercase().contains(needle)) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
