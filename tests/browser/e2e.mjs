@@ -790,8 +790,10 @@ async function main() {
     });
 
     let signInCode;
+    let lastTotpStep; // the latest 30-s step whose code the server took: spent
     await step("enter the app's next code -> Verify -> My Account, signed in", async () => {
-      signInCode = totpCode(secret, Math.max(confirmedStep + 1, stepNow()));
+      lastTotpStep = Math.max(confirmedStep + 1, stepNow());
+      signInCode = totpCode(secret, lastTotpStep);
       await page.fill('#code', signInCode);
       await submit(page, 'main form button:has-text("Verify")');
       expectPath(page, '/account');
@@ -849,6 +851,243 @@ async function main() {
       const shot = await shoot(phonePage, 'second-factor-phone.png');
       check(overflow <= 0, `the second-factor page scrolls sideways on a 390 px phone by ${overflow} px`);
       return shot;
+    });
+
+    // ---------------------------------------------------------------- 8. texted codes, the default method, new recovery codes, removing a method
+    const PHONE_NUMBER = { typed: '+1 555 010 4477', e164: '+15550104477', masked: '•••• 4477' };
+    const methodRow = (label) => page.locator(`dl.facts[aria-labelledby="mfa-h"] dt:text-is("${label}") + dd`);
+    const SMS_LABEL = 'Text message (SMS)';
+    let oldKeptCode; // a recovery code of the first set, kept to show it stops working once replaced
+    let newCodes; // the replacement set: never printed
+
+    await step('on the waiting page, another kept recovery code -> My Account, 8 recovery codes left', async () => {
+      oldKeptCode = recoveryCodes[5];
+      check(oldKeptCode !== keptCode, 'the two kept recovery codes are the same');
+      await page.check('fieldset.choices input[value=recovery_code]');
+      await page.fill('#code', recoveryCodes[4]);
+      await submit(page, 'main form button:has-text("Verify")');
+      expectPath(page, '/account');
+      await expectText(page, 'table.sessions tbody tr', 'This session');
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd span.left', /^\s*8 left\s*$/);
+      check((await page.locator('select#preferred').count()) === 0, 'My Account offers a default method to choose with only one method on');
+    });
+
+    await step('"Set up text messages" -> a number without the country code shows an error next to the field', async () => {
+      const link = methodRow(SMS_LABEL).locator('a[href="/account/two-factor/sms"]');
+      check((await link.count()) === 1, `the ${SMS_LABEL} row has no link to /account/two-factor/sms`);
+      check(/set up text messages/i.test(await link.innerText()), `the SMS set-up link reads "${await link.innerText()}"`);
+      await submit(page, 'dl.facts[aria-labelledby="mfa-h"] a[href="/account/two-factor/sms"]');
+      expectPath(page, '/account/two-factor/sms');
+      await expectText(page, 'h1', 'Set up text messages');
+      check((await page.locator('#phone').getAttribute('type')) === 'tel', 'the phone field is not type="tel"');
+      check((await page.locator('#code').count()) === 0, 'the SMS set-up page asks for a code before one was sent');
+      const before = outboxNames(outbox);
+      await page.fill('#phone', '555 010 4477');
+      const resp = await submit(page, 'main form button:has-text("Text me a code")');
+      check(resp?.status() === 422, `the number without + answered ${resp?.status()}, expected 422`);
+      const errors = await expectFieldErrors(page, 'phone');
+      check(errors.some((m) => /international format/i.test(m)), `the phone error should ask for the international format; got ${JSON.stringify(errors)}`);
+      check(listTexts(outbox).every((t) => before.has(t.name)), 'a text was sent to the refused number');
+      return `"${errors.join(' ')}"`;
+    });
+
+    let smsCode;
+    await step(`enter ${PHONE_NUMBER.typed} -> "Text me a code" -> the text to ${PHONE_NUMBER.e164} arrives; the page asks for its code`, async () => {
+      const before = outboxNames(outbox);
+      await page.fill('#phone', PHONE_NUMBER.typed);
+      const resp = await submit(page, 'main form button:has-text("Text me a code")');
+      check(resp?.status() === 200, `sending the code answered ${resp?.status()}, expected 200`);
+      await expectText(page, '.alert.success', `We sent a code to ${PHONE_NUMBER.masked}`);
+      check(!(await page.locator('.alert.success').innerText()).includes('010'), 'the notice shows more of the number than its last 4 digits');
+      const sms = await waitForSms(outbox, 'SMS set-up', { after: before });
+      check(sms.to === PHONE_NUMBER.e164, `the text went to "${sms.to}", expected ${PHONE_NUMBER.e164}`);
+      check(sms.body.includes(COMPANY.name), 'the text does not name the company');
+      check(listOutbox(outbox).every((m) => before.has(m.name)), 'sending a text also sent an email');
+      smsCode = sms.code;
+      check((await page.locator('#code').getAttribute('autocomplete')) === 'one-time-code', 'the code field is not autocomplete="one-time-code"');
+      await page.locator('main form button:has-text("Turn on SMS codes")').waitFor();
+      await expectText(page, 'main form button', 'Send a new code');
+      return `"${sms.body.replace(/^\d{6}/, '<code>')}"; ${await shoot(page, 'sms-setup.png')}`;
+    });
+
+    await step(`enter the texted code -> "Turn on SMS codes" -> My Account: ${SMS_LABEL} On, ${PHONE_NUMBER.masked}`, async () => {
+      const before = outboxNames(outbox);
+      await page.fill('#code', smsCode);
+      await submit(page, 'main form button:has-text("Turn on SMS codes")');
+      expectPath(page, '/account', '?done=two-factor-sms');
+      await expectText(page, '.alert.success', 'Text message codes are on');
+      const row = methodRow(SMS_LABEL);
+      await expectText(page, `dl.facts[aria-labelledby="mfa-h"] dt:text-is("${SMS_LABEL}") + dd`, PHONE_NUMBER.masked);
+      check((await row.locator('.badge', { hasText: 'On' }).count()) === 1, `the ${SMS_LABEL} row has no "On" badge`);
+      check((await row.locator('a[href="/account/two-factor/remove/sms"]').count()) === 1, `the ${SMS_LABEL} row has no Remove link`);
+      check(!(await row.innerText()).includes('010'), 'My Account shows more of the number than its last 4 digits');
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd span.left', /^\s*8 left\s*$/); // a second method keeps the codes
+      const mail = await waitForSubject(outbox, /two-factor authentication method added/i, { after: before });
+      check(/\bSMS\b|text message/i.test(mail.text), 'the "method added" email does not name SMS (text messages)');
+      return `email "${mail.subject}"`;
+    });
+
+    await step('"Default method at sign-in": choose Text message -> Save -> "Your default method was saved."', async () => {
+      const select = page.locator('select#preferred');
+      check((await select.count()) === 1, 'My Account has no select#preferred with two methods on');
+      const options = await select.locator('option').evaluateAll((os) => os.map((o) => o.value));
+      check(JSON.stringify([...options].sort()) === JSON.stringify(['sms', 'totp']), `the default method options are ${JSON.stringify(options)}, expected sms and totp`);
+      await expectText(page, 'label[for="preferred"]', 'Default method at sign-in');
+      await select.selectOption('sms');
+      await submit(page, 'form[action="/account/two-factor/preferred"] button:has-text("Save")');
+      expectPath(page, '/account', '?done=preferred');
+      await expectText(page, '.alert.success', 'Your default method was saved.');
+      check((await page.locator('select#preferred').inputValue()) === 'sms', 'after saving, the select does not show Text message');
+    });
+
+    await step('sign out; sign in -> Text message pre-selected; "Text me a code" -> "We sent a code to •••• 4477"', async () => {
+      await submit(page, 'header form[action="/sign-out"] button:has-text("Sign out")');
+      await signIn(page, base, NEW_PASSWORD);
+      expectPath(page, '/sign-in/second-factor');
+      const checked = page.locator('fieldset.choices input[name=method]:checked');
+      check((await checked.getAttribute('value')) === 'sms', `the pre-selected method is "${await checked.getAttribute('value')}", expected sms`);
+      await expectText(page, 'fieldset.choices label:has(input[value=sms])', SMS_LABEL);
+      const send = page.locator('form[action="/sign-in/second-factor/send"] button');
+      check((await send.count()) === 1, `expected one "send me a code" button (SMS only), found ${await send.count()}`);
+      check((await send.innerText()).trim() === 'Text me a code', `the send button reads "${await send.innerText()}"`);
+      const before = outboxNames(outbox);
+      const resp = await submit(page, 'form[action="/sign-in/second-factor/send"] button:has-text("Text me a code")');
+      check(resp?.status() === 200, `"Text me a code" answered ${resp?.status()}, expected 200`);
+      await expectText(page, '.alert.success', `We sent a code to ${PHONE_NUMBER.masked}`);
+      check((await checked.getAttribute('value')) === 'sms', 'after sending, Text message is no longer selected');
+      const sms = await waitForSms(outbox, 'sign-in', { after: before });
+      check(sms.to === PHONE_NUMBER.e164, `the sign-in text went to "${sms.to}", expected ${PHONE_NUMBER.e164}`);
+      check(/sign-in code/.test(sms.body), 'the sign-in text does not say it is a sign-in code');
+      smsCode = sms.code;
+      check(!(await desktop.cookies(base)).some((k) => k.name === SESSION_COOKIE), 'sending a code gave a session cookie');
+      return `"${await visibleText(page.locator('.alert.success'))}"`;
+    });
+
+    await step('enter the texted code -> Verify -> My Account, signed in', async () => {
+      await page.fill('#code', smsCode);
+      await submit(page, 'main form button:has-text("Verify")');
+      expectPath(page, '/account');
+      await expectText(page, 'table.sessions tbody tr', 'This session');
+      check((await desktop.cookies(base)).some((k) => k.name === SESSION_COOKIE), 'no session cookie after the texted code');
+    });
+
+    await step('"Get new recovery codes" with a code from the authenticator app -> 10 new codes, none of the old ones', async () => {
+      await submit(page, 'dl.facts[aria-labelledby="mfa-h"] a[href="/account/recovery-codes"]');
+      expectPath(page, '/account/recovery-codes');
+      await expectText(page, 'h1', 'Get new recovery codes');
+      await expectText(page, '.field:has(#code) .hint', /authenticator app/i);
+      await page.locator('main form button:has-text("Email me a verification code")').waitFor();
+      const before = outboxNames(outbox);
+      const { step: s, waited } = await freshTotpStep(lastTotpStep);
+      await page.fill('#code', totpCode(secret, s));
+      const resp = await submit(page, 'form[action="/account/recovery-codes"] button:has-text("Get new recovery codes")');
+      check(resp?.status() === 200, `getting new recovery codes answered ${resp?.status()}, expected 200`);
+      lastTotpStep = s;
+      await expectText(page, 'h1', 'Save your recovery codes');
+      newCodes = (await page.locator('ol.codes li code').allInnerTexts()).map((c) => c.trim());
+      check(newCodes.length === 10, `expected 10 new recovery codes, found ${newCodes.length}`);
+      check(new Set(newCodes).size === 10, 'two new recovery codes are the same');
+      check(newCodes.every((c) => !recoveryCodes.includes(c)), 'a new recovery code is one of the old ones');
+      const mail = await waitForSubject(outbox, /new recovery codes/i, { after: before });
+      check(!newCodes.some((c) => mail.text.includes(c) || mail.html.includes(c)), 'the "new recovery codes" email holds a code');
+      return `email "${mail.subject}"${waited ? `; waited ${waited} s for a fresh app code` : ''}`;
+    });
+
+    await step('the recovery codes page\'s script shows Copy and Print: Copy puts the 10 codes on the clipboard, Print prints', async () => {
+      const copy = page.locator('button[data-copy]');
+      const print = page.locator('button[data-print]');
+      check((await copy.count()) === 1 && (await print.count()) === 1, 'the recovery codes page has no Copy (button[data-copy]) or Print (button[data-print]) button');
+      check(await copy.isVisible(), 'the Copy button is hidden: /static/latchkey.js did not run');
+      check(await print.isVisible(), 'the Print button is hidden: /static/latchkey.js did not run');
+      await desktop.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+      await copy.click();
+      try {
+        await page.waitForFunction(() => document.querySelector('button[data-copy]').textContent.trim() !== 'Copy', null, { timeout: TIMEOUT_MS });
+      } catch {
+        throw new CheckFailed('the Copy button did not react to the click');
+      }
+      const label = (await copy.innerText()).trim();
+      check(label === 'Copied', `after the click the Copy button reads "${label}", expected "Copied"`);
+      const clip = (await page.evaluate(() => navigator.clipboard.readText())).split('\n').map((l) => l.trim()).filter(Boolean);
+      check(JSON.stringify(clip) === JSON.stringify(newCodes), 'the clipboard does not hold exactly the 10 new codes, one a line');
+      await page.evaluate(() => {
+        window.__printed = 0;
+        window.print = () => (window.__printed += 1); // the real dialog would block a headless page
+      });
+      await print.click();
+      check((await page.evaluate(() => window.__printed)) === 1, 'the Print button did not call window.print()');
+      await page.emulateMedia({ media: 'print' });
+      try {
+        check(!(await copy.isVisible()) && !(await print.isVisible()), 'the printout shows the Copy or Print button');
+        check(await page.locator('ol.codes').isVisible(), 'the codes are hidden in the printout');
+      } finally {
+        await page.emulateMedia({ media: null });
+      }
+      return `clipboard: ${clip.length} codes`;
+    });
+
+    await step('Continue -> My Account: 10 recovery codes left', async () => {
+      await submit(page, 'main a:has-text("Continue")');
+      expectPath(page, '/account', '?done=recovery-codes');
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd span.left', /^\s*10 left\s*$/);
+      await expectText(page, '.alert.success', 'new recovery codes are ready');
+      return `notice "${await visibleText(page.locator('.alert.success'))}"`;
+    });
+
+    let removalCode;
+    await step(`${SMS_LABEL} "Remove" -> "Email me a verification code" -> the code arrives by email`, async () => {
+      await submit(page, `dl.facts[aria-labelledby="mfa-h"] dt:text-is("${SMS_LABEL}") + dd a[href="/account/two-factor/remove/sms"]`);
+      expectPath(page, '/account/two-factor/remove/sms');
+      await expectText(page, 'h1', 'Remove a two-factor method');
+      await expectText(page, '.lead', /text message/i);
+      await expectText(page, '.lead', USER.email);
+      const before = outboxNames(outbox);
+      const resp = await submit(page, 'main form button:has-text("Email me a verification code")');
+      check(resp?.status() === 200, `"Email me a verification code" answered ${resp?.status()}, expected 200`);
+      await expectText(page, '.alert.success', `We sent a code to ${USER.email}`);
+      const mail = await waitForSubject(outbox, /your verification code/i, { after: before });
+      removalCode = codeInEmail(mail, 'verification code');
+      check(listTexts(outbox).every((t) => before.has(t.name)), 'the verification code was also texted');
+      await page.locator('main form button.danger:has-text("Remove")').waitFor();
+      return `email "${mail.subject}"; ${await shoot(page, 'remove-method.png')}`;
+    });
+
+    await step('enter the emailed code -> Remove -> "The method was removed."; "Set up text messages" again; security email', async () => {
+      const before = outboxNames(outbox);
+      await page.fill('#code', removalCode);
+      await submit(page, 'main form button:has-text("Remove")');
+      expectPath(page, '/account', '?done=two-factor-removed');
+      await expectText(page, '.alert.success', 'The method was removed.');
+      const row = methodRow(SMS_LABEL);
+      check((await row.locator('a[href="/account/two-factor/sms"]', { hasText: 'Set up text messages' }).count()) === 1, `the ${SMS_LABEL} row does not offer "Set up text messages" again`);
+      check((await row.locator('.badge', { hasText: 'On' }).count()) === 0 && !(await row.innerText()).includes('4477'), `the ${SMS_LABEL} row still shows the number as on`);
+      check((await page.locator('select#preferred').count()) === 0, 'My Account still offers a default method with one method left');
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd span.left', /^\s*10 left\s*$/);
+      const mail = await waitForSubject(outbox, /two-factor authentication method removed/i, { after: before });
+      check(/\bSMS\b|text message/i.test(mail.text), 'the "method removed" email does not name SMS (text messages)');
+      return `email "${mail.subject}"`;
+    });
+
+    await step('sign out; sign in -> the app pre-selected again; an old recovery code is refused, a new one signs in (9 left)', async () => {
+      await submit(page, 'header form[action="/sign-out"] button:has-text("Sign out")');
+      await signIn(page, base, NEW_PASSWORD);
+      expectPath(page, '/sign-in/second-factor');
+      const checked = page.locator('fieldset.choices input[name=method]:checked');
+      check((await checked.getAttribute('value')) === 'totp', `the pre-selected method is "${await checked.getAttribute('value')}", expected totp once SMS is gone`);
+      check((await page.locator('fieldset.choices input[value=sms]').count()) === 0, 'the second-factor page still offers Text message');
+      check((await page.locator('form[action="/sign-in/second-factor/send"]').count()) === 0, 'the second-factor page still offers "Text me a code"');
+      await page.check('fieldset.choices input[value=recovery_code]');
+      await page.fill('#code', oldKeptCode);
+      const resp = await submit(page, 'main form button:has-text("Verify")');
+      check(resp?.status() === 401, `a recovery code of the replaced set answered ${resp?.status()}, expected 401`);
+      await expectText(page, '.alert.error', /recovery code is not right or was already used/i);
+      check(!(await desktop.cookies(base)).some((k) => k.name === SESSION_COOKIE), 'a replaced recovery code gave a session cookie');
+      await page.check('fieldset.choices input[value=recovery_code]');
+      await page.fill('#code', newCodes[0]);
+      await submit(page, 'main form button:has-text("Verify")');
+      expectPath(page, '/account');
+      await expectText(page, 'table.sessions tbody tr', 'This session');
+      await expectText(page, 'dl.facts[aria-labelledby="mfa-h"] dd span.left', /^\s*9 left\s*$/);
     });
 
     await step('no script or console errors in the pages', async () => {

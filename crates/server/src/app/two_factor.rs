@@ -367,8 +367,8 @@ impl Latchkey {
 pub(super) fn method_label(method: &str) -> &'static str {
     match method {
         "totp" => "authenticator app",
-        "sms" => "SMS",
-        "email" => "email",
+        "sms" => "text message (SMS)",
+        "email" => "email code",
         _ => "second factor",
     }
 }

@@ -558,6 +558,7 @@ fn account_notice(done: Option<&str>) -> Option<&'static str> {
         "two-factor-removed" => Some("The method was removed."),
         "email-verified" => Some("Your email is verified."),
         "preferred" => Some("Your default method was saved."),
+        "recovery-codes" => Some("Your new recovery codes are ready. The earlier ones no longer work."),
         _ => None,
     }
 }
@@ -762,6 +763,7 @@ struct MethodChoice {
 #[template(path = "pages/second_factor.html")]
 struct SecondFactorPage {
     csrf: String,
+    code_hint: String,
     choices: Vec<MethodChoice>,
     /// SMS and email among the methods: each gets a "send me a code" button.
     sendable: Vec<MethodChoice>,
@@ -796,7 +798,17 @@ pub(super) async fn second_factor_view(web: &Web, headers: &HeaderMap, chosen: O
     let binding = CsrfBinding::of(web, headers, None);
     let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status);
     let retry = failed.as_ref().and_then(|e| e.retry_after);
+    let sources: Vec<&str> = methods
+        .iter()
+        .map(|m| match m {
+            Method::Totp => "your authenticator app",
+            Method::Sms => "the text message",
+            Method::Email => "the email",
+        })
+        .collect();
+    let code_hint = format!("The 6-digit code from {}, or one of your recovery codes.", join_or(&sources));
     let page = SecondFactorPage {
+        code_hint,
         csrf: binding.token(web),
         choices,
         sendable,
@@ -859,16 +871,19 @@ struct TotpSetupPage {
 #[template(path = "pages/recovery_codes.html")]
 struct RecoveryCodesPage {
     codes: Vec<String>,
+    continue_href: String,
     download_href: String,
     file_name: String,
 }
 
 /// The recovery codes, shown once, with a .txt download, a box to copy from and a printout.
-pub(super) fn recovery_codes_page(login_name: &str, codes: Vec<String>) -> Response {
+/// `done` names the notice My Account shows after Continue.
+pub(super) fn recovery_codes_page(login_name: &str, codes: Vec<String>, done: &str) -> Response {
     let txt = format!("Recovery codes for {login_name}\n\nEach code works once, in place of your second factor.\n\n{}\n", codes.join("\n"));
     let page = RecoveryCodesPage {
         download_href: format!("data:text/plain;charset=utf-8,{}", url::form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20")),
         file_name: format!("recovery-codes-{}.txt", login_name.replace('@', "-at-")),
+        continue_href: format!("/account?done={done}"),
         codes,
     };
     render(StatusCode::OK, &page, None)
@@ -891,6 +906,15 @@ async fn totp_setup_view(web: &Web, current: &Current, failed: Option<ApiError>)
         errors: failed.map(code_errors_at_field).unwrap_or_default(),
     };
     render(status, &page, None)
+}
+
+/// "a, b or c".
+fn join_or(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
 }
 
 /// A refused code (wrong, used, expired) belongs next to the code field.
@@ -951,7 +975,7 @@ async fn totp_setup_submit(State(web): WebState, headers: HeaderMap, Client(ctx)
                 }
             }
             match codes {
-                Some(codes) => recovery_codes_page(&current.user.login_name, codes),
+                Some(codes) => recovery_codes_page(&current.user.login_name, codes, "two-factor"),
                 None => Redirect::to("/account?done=two-factor").into_response(),
             }
         }

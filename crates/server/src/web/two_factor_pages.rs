@@ -16,7 +16,7 @@ use latchkey_core::FieldErrors;
 use serde::Deserialize;
 
 use super::pages::{
-    check_csrf, code_errors_at_field, enrolling_user, is_code_error, error_page, flow_cookie_name, method_label, recovery_codes_page, render, second_factor_view, CsrfOnly, PageForm,
+    check_csrf, code_errors_at_field, enrolling_user, is_code_error, error_page, flow_cookie_name, recovery_codes_page, render, second_factor_view, CsrfOnly, PageForm,
 };
 use super::session::{Client, Current, PageUser};
 use super::Web;
@@ -93,6 +93,16 @@ impl CodeStepPage {
     fn confirm(mut self, action: impl Into<String>, label: &'static str, hint: &'static str) -> Self {
         self.confirm = Some(ConfirmForm { action: action.into(), label, hint, danger: false });
         self
+    }
+
+    /// After "Email me a verification code": the notice, and the button now offers a new code.
+    fn after_send(mut self, sent: Result<String, ApiError>) -> Response {
+        if sent.is_ok() {
+            if let Some(f) = self.send.as_mut() {
+                f.label = "Email me a new code";
+            }
+        }
+        self.outcome(sent.map(|to| sent_to(&to)))
     }
 
     /// Shows what happened: a sent code's destination, or the error of the last submit (next to
@@ -289,7 +299,7 @@ async fn enrolled(web: &Web, current: &Current, codes: Option<Vec<String>>, meth
         }
     }
     match codes {
-        Some(codes) => recovery_codes_page(&current.user.login_name, codes),
+        Some(codes) => recovery_codes_page(&current.user.login_name, codes, &format!("two-factor-{method}")),
         None => Redirect::to(&format!("/account?done=two-factor-{method}")).into_response(),
     }
 }
@@ -298,6 +308,15 @@ async fn enrolled(web: &Web, current: &Current, codes: Option<Vec<String>>, meth
 
 fn parse_method(method: &str) -> Result<Method, Response> {
     Method::parse(method).ok_or_else(super::pages::not_found_page)
+}
+
+/// The method inside a sentence.
+fn method_phrase(m: Method) -> &'static str {
+    match m {
+        Method::Totp => "the authenticator app",
+        Method::Sms => "text message (SMS) codes",
+        Method::Email => "email codes",
+    }
 }
 
 fn verification_hint(has_app: bool) -> &'static str {
@@ -316,7 +335,7 @@ async fn remove_step(web: &Web, current: &Current, method: Method) -> CodeStepPa
         "Remove a two-factor method",
         format!(
             "To remove {}, confirm it is you: we email a verification code to {}.",
-            method_label(method).to_lowercase(),
+            method_phrase(method),
             current.user.designated_email
         ),
     )
@@ -344,7 +363,7 @@ async fn remove_send(State(web): WebState, Path(method): Path<String>, headers: 
         Err(r) => return r,
     };
     let sent = web.app.send_verification_code(&current.user, None, &ctx).await;
-    remove_step(&web, &current, method).await.outcome(sent.map(|to| sent_to(&to)))
+    remove_step(&web, &current, method).await.after_send(sent)
 }
 
 async fn remove_submit(State(web): WebState, Path(method): Path<String>, headers: HeaderMap, Client(ctx): Client, PageUser(current): PageUser, PageForm(f): PageForm<CodeFields>) -> Response {
@@ -382,7 +401,7 @@ async fn recovery_send(State(web): WebState, headers: HeaderMap, Client(ctx): Cl
         return r;
     }
     let sent = web.app.send_verification_code(&current.user, None, &ctx).await;
-    recovery_step(&web, &current).await.outcome(sent.map(|to| sent_to(&to)))
+    recovery_step(&web, &current).await.after_send(sent)
 }
 
 async fn recovery_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageUser(current): PageUser, PageForm(f): PageForm<CodeFields>) -> Response {
@@ -390,7 +409,7 @@ async fn recovery_submit(State(web): WebState, headers: HeaderMap, Client(ctx): 
         return r;
     }
     match web.app.new_recovery_codes(&current.user, &f.code, &ctx).await {
-        Ok(codes) => recovery_codes_page(&current.user.login_name, codes),
+        Ok(codes) => recovery_codes_page(&current.user.login_name, codes, "recovery-codes"),
         Err(e) => recovery_step(&web, &current).await.outcome(Err(e)),
     }
 }
