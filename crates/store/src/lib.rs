@@ -7,10 +7,12 @@
 
 mod records;
 mod sql;
+mod sso;
 mod two_factor;
 
 pub use records::*;
 pub use sql::SqlStore;
+pub use sso::*;
 pub use two_factor::*;
 
 use async_trait::async_trait;
@@ -48,7 +50,7 @@ pub enum ConsumeError {
 }
 
 #[async_trait]
-pub trait Store: TwoFactorStore + Send + Sync + 'static {
+pub trait Store: TwoFactorStore + SsoStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;

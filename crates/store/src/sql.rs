@@ -31,7 +31,7 @@ const USER_COLUMNS: &str = "u.id, u.company_id, c.name AS company_name, c.domain
     c.password_min_length, u.extension, u.login_name, u.designated_email, u.designated_email_verified_at, \
     u.role, u.state, u.password_hash, u.pin_hash, u.created_at, u.activated_at, u.last_sign_in_at";
 
-fn user_query(filter: &str) -> String {
+pub(crate) fn user_query(filter: &str) -> String {
     format!("SELECT {USER_COLUMNS} FROM users u JOIN companies c ON c.id = u.company_id WHERE {filter}")
 }
 
@@ -105,7 +105,7 @@ pub(crate) fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(ro
     row.try_get(col).map_err(map_err)
 }
 
-fn user_from_row(row: &AnyRow) -> StoreResult<User> {
+pub(crate) fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     let role: String = get(row, "role")?;
     let state: String = get(row, "state")?;
     Ok(User {
@@ -691,8 +691,9 @@ impl Store for SqlStore {
 
     async fn change_designated_email(&self, user_id: i64, email: &Email, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let r = sqlx::query("UPDATE users SET designated_email = $1, designated_email_verified_at = NULL WHERE id = $2")
+        let r = sqlx::query("UPDATE users SET designated_email = $1, designated_email_key = $2, designated_email_verified_at = NULL WHERE id = $3")
             .bind(email.as_str())
+            .bind(email.key())
             .bind(user_id)
             .execute(&mut *tx)
             .await

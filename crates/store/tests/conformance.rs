@@ -64,6 +64,10 @@ conformance!(
     send_counts_are_atomic,
     an_office_manager_reset_clears_every_factor,
     a_changed_designated_email_is_unverified_until_its_code_comes_back,
+    sso_candidates_are_verified_active_accounts_of_companies_with_the_provider,
+    sso_links_are_kept_per_identity_and_account,
+    an_sso_attempt_is_taken_once_by_its_own_browser,
+    a_waiting_sso_identity_finishes_once,
 );
 
 fn t0() -> OffsetDateTime {
@@ -430,6 +434,8 @@ async fn a_changed_designated_email_is_unverified_until_its_code_comes_back(stor
     store.change_designated_email(u.id, &Email::parse("new@example.com").unwrap(), &entry).await.unwrap();
     let changed = store.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!((changed.designated_email.as_str(), changed.designated_email_verified_at), ("new@example.com", None));
+    let found = store.users_by_designated_email(&Email::parse("NEW@example.com").unwrap()).await.unwrap();
+    assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), vec![u.id], "found by the new address, any case");
     assert_eq!(store.audit_of_company(c.id, 10).await.unwrap()[0].kind, "designated_email_changed");
     // A code sent to the old address proves nothing about the new one.
     assert!(!store.mark_email_verified(u.id, &u.designated_email, t0()).await.unwrap());
@@ -438,4 +444,111 @@ async fn a_changed_designated_email_is_unverified_until_its_code_comes_back(stor
     assert_eq!(store.user_by_id(u.id).await.unwrap().unwrap().designated_email_verified_at, Some(t0()));
     let missing = store.change_designated_email(999_999, &Email::parse("x@example.com").unwrap(), &entry).await;
     assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+async fn sso_company(store: &dyn Store, domain: &str, providers: &[&str]) -> Company {
+    let c = company(store, domain).await;
+    let settings = SsoSettings { enabled: true, providers: providers.iter().map(|p| p.to_string()).collect(), mfa_sufficient: vec![] };
+    store.set_sso_settings(c.id, &settings, &AuditEntry { company_id: Some(c.id), ..audit("sso_settings_changed") }).await.unwrap();
+    c
+}
+
+async fn active_with_email(store: &dyn Store, company: &Company, ext: &str, email: &str) -> User {
+    let (u, token) = invite(store, company, ext, email).await;
+    store.activate(&token.hash(), "pw-hash", "pin-hash", t0(), &audit("account_activated")).await.unwrap().unwrap();
+    u
+}
+
+async fn sso_candidates_are_verified_active_accounts_of_companies_with_the_provider(store: Arc<dyn Store>) {
+    let google = sso_company(&*store, "a.com", &["google", "microsoft"]).await;
+    assert_eq!(store.sso_settings(google.id).await.unwrap().providers, vec!["google", "microsoft"]);
+    let ms_only = sso_company(&*store, "b.com", &["microsoft"]).await;
+    let off = company(&*store, "c.com").await;
+    assert_eq!(store.sso_settings(off.id).await.unwrap(), SsoSettings::default());
+    let a1 = active_with_email(&*store, &google, "101", "Alice@Example.com").await;
+    active_with_email(&*store, &ms_only, "101", "alice@example.com").await;
+    active_with_email(&*store, &off, "101", "alice@example.com").await;
+    // Invited: the welcome link was never used, so the address is not verified.
+    invite(&*store, &google, "102", "alice@example.com").await;
+    let disabled = active_with_email(&*store, &google, "103", "alice@example.com").await;
+    store.set_user_state(disabled.id, UserState::Disabled, &audit("user_disabled")).await.unwrap();
+
+    let key = Email::parse("ALICE@example.com").unwrap().key();
+    let found = store.users_with_verified_email("google", &key).await.unwrap();
+    assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), vec![a1.id]);
+    assert_eq!(store.users_with_verified_email("microsoft", &key).await.unwrap().len(), 2, "a.com and b.com enable Microsoft");
+    assert!(store.users_with_verified_email("goo", &key).await.unwrap().is_empty(), "a provider name matches whole");
+    // The pilot switch off hides the company even with providers listed.
+    let settings = SsoSettings { enabled: false, providers: vec!["google".into()], mfa_sufficient: vec![] };
+    store.set_sso_settings(google.id, &settings, &audit("sso_settings_changed")).await.unwrap();
+    assert!(store.users_with_verified_email("google", &key).await.unwrap().is_empty());
+    let missing = store.set_sso_settings(999_999, &settings, &audit("x")).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+async fn sso_links_are_kept_per_identity_and_account(store: Arc<dyn Store>) {
+    let c = sso_company(&*store, "a.com", &["google"]).await;
+    let u1 = active_with_email(&*store, &c, "101", "shared@example.com").await;
+    let u2 = active_with_email(&*store, &c, "102", "shared@example.com").await;
+    let linked = |user: i64| AuditEntry { company_id: Some(c.id), target_user_id: Some(user), ..audit("sso_linked") };
+    store.add_sso_link(u1.id, "google", "sub-1", Some("shared@example.com"), t0(), &linked(u1.id)).await.unwrap();
+    store.add_sso_link(u1.id, "google", "sub-1", Some("new@example.com"), t0(), &linked(u1.id)).await.unwrap();
+    store.add_sso_link(u2.id, "google", "sub-1", None, t0(), &linked(u2.id)).await.unwrap();
+    let ids = |v: Vec<User>| v.iter().map(|u| u.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.users_linked_to("google", "sub-1").await.unwrap()), vec![u1.id, u2.id]);
+    assert!(store.users_linked_to("microsoft", "sub-1").await.unwrap().is_empty());
+    let links = store.sso_links_of_user(u1.id).await.unwrap();
+    assert_eq!(links.len(), 1, "linking again keeps one link");
+    assert_eq!(links[0].email.as_deref(), Some("new@example.com"));
+    assert_eq!(links[0].last_used_at, None);
+    store.touch_sso_link(u1.id, "google", "sub-1", t0() + Duration::hours(1)).await.unwrap();
+    assert_eq!(store.sso_links_of_user(u1.id).await.unwrap()[0].last_used_at, Some(t0() + Duration::hours(1)));
+
+    assert!(!store.remove_sso_link(u2.id, links[0].id, &audit("sso_unlinked")).await.unwrap(), "only the owner removes a link");
+    assert!(store.remove_sso_link(u1.id, links[0].id, &audit("sso_unlinked")).await.unwrap());
+    assert_eq!(ids(store.users_linked_to("google", "sub-1").await.unwrap()), vec![u2.id]);
+    let kinds: Vec<String> = store.audit_of_company(c.id, 10).await.unwrap().iter().map(|a| a.kind.to_owned()).collect();
+    assert!(kinds.contains(&"sso_linked".to_owned()));
+
+    assert_eq!(store.sso_choice("google", "sub-1").await.unwrap(), None);
+    store.remember_sso_choice("google", "sub-1", u1.id, t0()).await.unwrap();
+    store.remember_sso_choice("google", "sub-1", u2.id, t0()).await.unwrap();
+    assert_eq!(store.sso_choice("google", "sub-1").await.unwrap(), Some(u2.id), "the latest choice is remembered");
+}
+
+async fn an_sso_attempt_is_taken_once_by_its_own_browser(store: Arc<dyn Store>) {
+    let attempt = SsoAttempt {
+        state_hash: "state-hash".into(),
+        provider: "google".into(),
+        browser_hash: "browser-a".into(),
+        nonce: "nonce".into(),
+        pkce_verifier: "verifier".into(),
+        created_at: t0(),
+        expires_at: t0() + Duration::minutes(10),
+    };
+    store.begin_sso_attempt(&attempt).await.unwrap();
+    assert_eq!(store.take_sso_attempt("state-hash", "browser-b", t0()).await.unwrap(), None, "another browser's callback");
+    assert_eq!(store.take_sso_attempt("state-hash", "browser-a", t0() + Duration::minutes(10)).await.unwrap(), None, "expired");
+    assert_eq!(store.take_sso_attempt("state-hash", "browser-a", t0()).await.unwrap(), Some(attempt));
+    assert_eq!(store.take_sso_attempt("state-hash", "browser-a", t0()).await.unwrap(), None, "once");
+}
+
+async fn a_waiting_sso_identity_finishes_once(store: Arc<dyn Store>) {
+    let pending = PendingSso {
+        id_hash: "pending-hash".into(),
+        provider: "microsoft".into(),
+        subject: "sub".into(),
+        email: Some("a@example.com".into()),
+        trusted_email: None,
+        browser_hash: "browser-a".into(),
+        created_at: t0(),
+        expires_at: t0() + Duration::minutes(10),
+    };
+    store.create_pending_sso(&pending).await.unwrap();
+    assert_eq!(store.pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), Some(pending.clone()));
+    assert_eq!(store.pending_sso("pending-hash", "browser-b", t0()).await.unwrap(), None);
+    assert!(!store.finish_pending_sso("pending-hash", "browser-b", t0()).await.unwrap());
+    assert!(store.finish_pending_sso("pending-hash", "browser-a", t0()).await.unwrap());
+    assert!(!store.finish_pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), "once");
+    assert_eq!(store.pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), None);
 }

@@ -7,6 +7,7 @@ pub mod email_link;
 pub mod password_reset;
 pub mod session;
 pub mod sign_in;
+pub mod sso;
 
 use crate::account::InvalidName;
 

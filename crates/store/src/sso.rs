@@ -1,0 +1,357 @@
+//! What single sign-on keeps (C7): the company's providers, links between provider identities and
+//! accounts, the account chooser's remembered choices, and the short-lived state of a trip to the
+//! provider and back. A trip's state and a waiting identity are each consumed by one conditional
+//! statement, so a replayed callback or a second tab cannot use them twice.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::records::{AuditEntry, User};
+use crate::sql::{get, insert_audit, map_err, opt_time, to_time, ts, user_from_row, user_query, SqlStore};
+use crate::{StoreError, StoreResult};
+
+/// The operator's pilot switch and the office manager's choices. Providers are their API names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SsoSettings {
+    pub enabled: bool,
+    pub providers: Vec<String>,
+    /// Providers whose own MFA counts in place of Latchkey's second factor.
+    pub mfa_sufficient: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoLink {
+    pub id: i64,
+    pub user_id: i64,
+    pub provider: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub linked_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// A trip to the provider. The verifier and nonce are needed once, at the callback.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SsoAttempt {
+    pub state_hash: String,
+    pub provider: String,
+    pub browser_hash: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for SsoAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoAttempt").field("provider", &self.provider).field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+/// A checked identity waiting at the account chooser or the link page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSso {
+    pub id_hash: String,
+    pub provider: String,
+    pub subject: String,
+    pub email: Option<String>,
+    /// The provider email when it may be matched against verified account emails.
+    pub trusted_email: Option<String>,
+    pub browser_hash: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+#[async_trait]
+pub trait SsoStore: Send + Sync {
+    async fn sso_settings(&self, company_id: i64) -> StoreResult<SsoSettings>;
+    async fn set_sso_settings(&self, company_id: i64, settings: &SsoSettings, audit: &AuditEntry) -> StoreResult<()>;
+
+    async fn begin_sso_attempt(&self, attempt: &SsoAttempt) -> StoreResult<()>;
+    /// Consumes a live attempt of that browser: one statement, so a replayed callback gets `None`.
+    async fn take_sso_attempt(&self, state_hash: &str, browser_hash: &str, now: OffsetDateTime) -> StoreResult<Option<SsoAttempt>>;
+
+    async fn create_pending_sso(&self, pending: &PendingSso) -> StoreResult<()>;
+    /// A live waiting identity of that browser, not consumed.
+    async fn pending_sso(&self, id_hash: &str, browser_hash: &str, now: OffsetDateTime) -> StoreResult<Option<PendingSso>>;
+    /// Ends a waiting identity once; false when it was used, expired or not this browser's.
+    async fn finish_pending_sso(&self, id_hash: &str, browser_hash: &str, now: OffsetDateTime) -> StoreResult<bool>;
+
+    /// Active accounts linked to the identity, in companies that enabled `provider`.
+    async fn users_linked_to(&self, provider: &str, subject: &str) -> StoreResult<Vec<User>>;
+    /// Active accounts whose *verified* designated or additional email is `email_key`, in companies
+    /// that enabled `provider`.
+    async fn users_with_verified_email(&self, provider: &str, email_key: &str) -> StoreResult<Vec<User>>;
+    /// Stores (or keeps) the link, with its audit entry, in one transaction.
+    async fn add_sso_link(&self, user_id: i64, provider: &str, subject: &str, email: Option<&str>, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()>;
+    async fn sso_links_of_user(&self, user_id: i64) -> StoreResult<Vec<SsoLink>>;
+    /// Removes one of the user's links; false when the user has no such link.
+    async fn remove_sso_link(&self, user_id: i64, link_id: i64, audit: &AuditEntry) -> StoreResult<bool>;
+    async fn touch_sso_link(&self, user_id: i64, provider: &str, subject: &str, now: OffsetDateTime) -> StoreResult<()>;
+
+    async fn remember_sso_choice(&self, provider: &str, subject: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<()>;
+    async fn sso_choice(&self, provider: &str, subject: &str) -> StoreResult<Option<i64>>;
+}
+
+fn split(csv: &str) -> Vec<String> {
+    csv.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// `c.sso_providers` holds `provider` as a whole item of its comma-separated list.
+const PROVIDER_ENABLED: &str = "c.sso_enabled = 1 AND (',' || c.sso_providers || ',') LIKE ('%,' || $1 || ',%')";
+
+#[async_trait]
+impl SsoStore for SqlStore {
+    async fn sso_settings(&self, company_id: i64) -> StoreResult<SsoSettings> {
+        let row = sqlx::query("SELECT sso_enabled, sso_providers, sso_mfa_sufficient FROM companies WHERE id = $1")
+            .bind(company_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        Ok(SsoSettings {
+            enabled: get::<i64>(&row, "sso_enabled")? != 0,
+            providers: split(&get::<String>(&row, "sso_providers")?),
+            mfa_sufficient: split(&get::<String>(&row, "sso_mfa_sufficient")?),
+        })
+    }
+
+    async fn set_sso_settings(&self, company_id: i64, s: &SsoSettings, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let r = sqlx::query("UPDATE companies SET sso_enabled = $1, sso_providers = $2, sso_mfa_sufficient = $3 WHERE id = $4")
+            .bind(i64::from(s.enabled))
+            .bind(s.providers.join(","))
+            .bind(s.mfa_sufficient.join(","))
+            .bind(company_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn begin_sso_attempt(&self, a: &SsoAttempt) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sso_attempts (state_hash, provider, browser_hash, nonce, pkce_verifier, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(a.state_hash.as_str())
+        .bind(a.provider.as_str())
+        .bind(a.browser_hash.as_str())
+        .bind(a.nonce.as_str())
+        .bind(a.pkce_verifier.as_str())
+        .bind(ts(a.created_at))
+        .bind(ts(a.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn take_sso_attempt(&self, state_hash: &str, browser_hash: &str, now: OffsetDateTime) -> StoreResult<Option<SsoAttempt>> {
+        let row = sqlx::query(
+            "UPDATE sso_attempts SET used_at = $1 \
+             WHERE state_hash = $2 AND browser_hash = $3 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING state_hash, provider, browser_hash, nonce, pkce_verifier, created_at, expires_at",
+        )
+        .bind(ts(now))
+        .bind(state_hash)
+        .bind(browser_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok(SsoAttempt {
+                state_hash: get(&r, "state_hash")?,
+                provider: get(&r, "provider")?,
+                browser_hash: get(&r, "browser_hash")?,
+                nonce: get(&r, "nonce")?,
+                pkce_verifier: get(&r, "pkce_verifier")?,
+                created_at: to_time(get(&r, "created_at")?),
+                expires_at: to_time(get(&r, "expires_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_pending_sso(&self, p: &PendingSso) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sso_pending (id_hash, provider, subject, email, trusted_email, browser_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(p.id_hash.as_str())
+        .bind(p.provider.as_str())
+        .bind(p.subject.as_str())
+        .bind(p.email.as_deref())
+        .bind(p.trusted_email.as_deref())
+        .bind(p.browser_hash.as_str())
+        .bind(ts(p.created_at))
+        .bind(ts(p.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn pending_sso(&self, id_hash: &str, browser_hash: &str, now: OffsetDateTime) -> StoreResult<Option<PendingSso>> {
+        let row = sqlx::query(
+            "SELECT id_hash, provider, subject, email, trusted_email, browser_hash, created_at, expires_at FROM sso_pending \
+             WHERE id_hash = $1 AND browser_hash = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(id_hash)
+        .bind(browser_hash)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok(PendingSso {
+                id_hash: get(&r, "id_hash")?,
+                provider: get(&r, "provider")?,
+                subject: get(&r, "subject")?,
+                email: get(&r, "email")?,
+                trusted_email: get(&r, "trusted_email")?,
+                browser_hash: get(&r, "browser_hash")?,
+                created_at: to_time(get(&r, "created_at")?),
+                expires_at: to_time(get(&r, "expires_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn finish_pending_sso(&self, id_hash: &str, browser_hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE sso_pending SET used_at = $1 WHERE id_hash = $2 AND browser_hash = $3 AND used_at IS NULL AND expires_at > $1")
+            .bind(ts(now))
+            .bind(id_hash)
+            .bind(browser_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn users_linked_to(&self, provider: &str, subject: &str) -> StoreResult<Vec<User>> {
+        let filter = format!(
+            "{PROVIDER_ENABLED} AND u.state = 'active' AND u.id IN (SELECT user_id FROM sso_links WHERE provider = $1 AND subject = $2)"
+        );
+        let rows = sqlx::query(&format!("{} ORDER BY u.login_name", user_query(&filter)))
+            .bind(provider)
+            .bind(subject)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn users_with_verified_email(&self, provider: &str, email_key: &str) -> StoreResult<Vec<User>> {
+        let filter = format!(
+            "{PROVIDER_ENABLED} AND u.state = 'active' AND ( \
+               (u.designated_email_key = $2 AND u.designated_email_verified_at IS NOT NULL) \
+               OR u.id IN (SELECT user_id FROM user_emails WHERE email_key = $2 AND verified_at IS NOT NULL))"
+        );
+        let rows = sqlx::query(&format!("{} ORDER BY u.login_name", user_query(&filter)))
+            .bind(provider)
+            .bind(email_key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn add_sso_link(&self, user_id: i64, provider: &str, subject: &str, email: Option<&str>, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO sso_links (user_id, provider, subject, email, linked_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (provider, subject, user_id) DO UPDATE SET email = $4",
+        )
+        .bind(user_id)
+        .bind(provider)
+        .bind(subject)
+        .bind(email)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn sso_links_of_user(&self, user_id: i64) -> StoreResult<Vec<SsoLink>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, provider, subject, email, linked_at, last_used_at FROM sso_links WHERE user_id = $1 ORDER BY linked_at, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SsoLink {
+                    id: get(r, "id")?,
+                    user_id: get(r, "user_id")?,
+                    provider: get(r, "provider")?,
+                    subject: get(r, "subject")?,
+                    email: get(r, "email")?,
+                    linked_at: to_time(get(r, "linked_at")?),
+                    last_used_at: opt_time(r, "last_used_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_sso_link(&self, user_id: i64, link_id: i64, audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let r = sqlx::query("DELETE FROM sso_links WHERE id = $1 AND user_id = $2")
+            .bind(link_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn touch_sso_link(&self, user_id: i64, provider: &str, subject: &str, now: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query("UPDATE sso_links SET last_used_at = $1 WHERE user_id = $2 AND provider = $3 AND subject = $4")
+            .bind(ts(now))
+            .bind(user_id)
+            .bind(provider)
+            .bind(subject)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn remember_sso_choice(&self, provider: &str, subject: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sso_choices (provider, subject, user_id, chosen_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (provider, subject) DO UPDATE SET user_id = $3, chosen_at = $4",
+        )
+        .bind(provider)
+        .bind(subject)
+        .bind(user_id)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn sso_choice(&self, provider: &str, subject: &str) -> StoreResult<Option<i64>> {
+        let row = sqlx::query("SELECT user_id FROM sso_choices WHERE provider = $1 AND subject = $2")
+            .bind(provider)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| get(&r, "user_id")).transpose()
+    }
+}
