@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use latchkey_core::{Role, SystemClock};
+use latchkey_core::flows::sso::Provider;
 use latchkey_server::app::{Actor, RequestContext};
 use latchkey_server::Config;
 
@@ -50,19 +51,24 @@ enum CompanyCommand {
         domain: String,
     },
     List,
-    /// Turn a pilot feature on for a company.
+    /// Turn a pilot feature on for a company (`sso`: both providers unless `--provider` names some).
     Enable {
         #[arg(long)]
         domain: String,
-        #[arg(long, value_parser = ["two-factor"])]
+        #[arg(long, value_parser = ["two-factor", "sso"])]
         feature: String,
+        /// With `--feature sso`: `google` or `microsoft`; repeat for both.
+        #[arg(long, value_parser = ["google", "microsoft"])]
+        provider: Vec<String>,
     },
-    /// Turn a pilot feature off for a company.
+    /// Turn a pilot feature off for a company (`sso` with `--provider`: just that provider).
     Disable {
         #[arg(long)]
         domain: String,
-        #[arg(long, value_parser = ["two-factor"])]
+        #[arg(long, value_parser = ["two-factor", "sso"])]
         feature: String,
+        #[arg(long, value_parser = ["google", "microsoft"])]
+        provider: Vec<String>,
     },
 }
 
@@ -157,8 +163,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("two-factor authentication reset for {}", user.login_name);
             Ok(())
         }
-        Command::Company(CompanyCommand::Enable { domain, feature }) => switch_feature(config, &domain, &feature, true, &ctx).await,
-        Command::Company(CompanyCommand::Disable { domain, feature }) => switch_feature(config, &domain, &feature, false, &ctx).await,
+        Command::Company(CompanyCommand::Enable { domain, feature, provider }) => switch_feature(config, &domain, &feature, &provider, true, &ctx).await,
+        Command::Company(CompanyCommand::Disable { domain, feature, provider }) => switch_feature(config, &domain, &feature, &provider, false, &ctx).await,
         Command::User(UserCommand::Create { company, extension, email, role }) => {
             let role: Role = role.parse().map_err(|e: latchkey_core::account::InvalidName| anyhow::anyhow!(e.0))?;
             let outbox = config.smtp.is_none();
@@ -177,11 +183,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// The operator's pilot switches. `feature` is checked by clap; two-factor is the one there is.
-async fn switch_feature(config: Config, domain: &str, feature: &str, on: bool, ctx: &RequestContext) -> anyhow::Result<()> {
+/// The operator's pilot switches; clap checks the names.
+async fn switch_feature(config: Config, domain: &str, feature: &str, providers: &[String], on: bool, ctx: &RequestContext) -> anyhow::Result<()> {
     let app = latchkey_server::open(config, Arc::new(SystemClock)).await?;
-    app.set_two_factor_feature(domain, on, Actor::Operator, ctx).await.map_err(api_error)?;
-    println!("{feature} {} for {domain}", if on { "enabled" } else { "disabled" });
+    let state = if on { "enabled" } else { "disabled" };
+    if feature == "sso" {
+        let providers: Vec<Provider> = providers.iter().filter_map(|p| Provider::parse(p)).collect();
+        let settings = app.set_sso_feature(domain, on, &providers, Actor::Operator, ctx).await.map_err(api_error)?;
+        let list = if settings.providers.is_empty() { "none".to_owned() } else { settings.providers.join(", ") };
+        println!("sso {} for {domain}; providers: {list}", if settings.enabled { "enabled" } else { "disabled" });
+    } else {
+        if !providers.is_empty() {
+            anyhow::bail!("--provider goes with --feature sso");
+        }
+        app.set_two_factor_feature(domain, on, Actor::Operator, ctx).await.map_err(api_error)?;
+        println!("{feature} {state} for {domain}");
+    }
     Ok(())
 }
 

@@ -126,3 +126,24 @@ fn a_bad_configuration_is_refused_with_a_message() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `lisen`"));
 }
+
+#[test]
+fn the_operator_switches_sso_per_company_and_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cli = |args: &[&str]| String::from_utf8(run(&mut latchkey(dir.path(), port, args)).stdout).unwrap();
+    cli(&["company", "create", "--name", "Organization Inc.", "--domain", "organization.com"]);
+    let on = cli(&["company", "enable", "--domain", "organization.com", "--feature", "sso", "--provider", "google"]);
+    assert!(on.contains("sso enabled for organization.com; providers: google"), "{on}");
+    let both = cli(&["company", "enable", "--domain", "organization.com", "--feature", "sso"]);
+    assert!(both.contains("providers: google, microsoft"), "{both}");
+    let one_off = cli(&["company", "disable", "--domain", "organization.com", "--feature", "sso", "--provider", "google"]);
+    assert!(one_off.contains("sso enabled for organization.com; providers: microsoft"), "{one_off}");
+    let off = cli(&["company", "disable", "--domain", "organization.com", "--feature", "sso"]);
+    assert!(off.contains("sso disabled"), "{off}");
+    let wrong = latchkey(dir.path(), port, &["company", "enable", "--domain", "organization.com", "--feature", "two-factor", "--provider", "google"]).output().unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("--provider goes with --feature sso"));
+    let unknown = latchkey(dir.path(), port, &["company", "enable", "--domain", "organization.com", "--feature", "sso", "--provider", "okta"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2), "clap refuses an unknown provider");
+}

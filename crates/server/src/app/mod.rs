@@ -9,6 +9,7 @@ mod codes;
 mod methods;
 mod profile;
 mod recovery;
+mod sso;
 mod two_factor;
 
 pub use accounts::CreatedUser;
