@@ -41,6 +41,56 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// The Twilio-style SMS gateway. Absent: texts go to the outbox folder in `data_dir`.
     pub sms: Option<SmsGatewayConfig>,
+    /// Single sign-on: the OpenID providers Latchkey is registered with.
+    pub sso: SsoConfig,
+}
+
+/// The operator's registrations with the OpenID providers; a provider without one is not offered.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SsoConfig {
+    pub google: Option<OidcProviderConfig>,
+    pub microsoft: Option<OidcProviderConfig>,
+    /// How long a trip to the provider and back may take.
+    pub attempt_minutes: i64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// Where discovery starts: `https://accounts.google.com`, or Microsoft's multi-tenant
+    /// `https://login.microsoftonline.com/organizations/v2.0` (its issuer is a `{tenantid}` template).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Microsoft tenant ids (`tid`) whose email claims the operator trusts although the domain is
+    /// not marked verified (`xms_edov`); comma-separated.
+    #[serde(default)]
+    pub trusted_tenants: String,
+}
+
+impl Default for SsoConfig {
+    fn default() -> Self {
+        Self { google: None, microsoft: None, attempt_minutes: 10 }
+    }
+}
+
+impl OidcProviderConfig {
+    pub fn trusted_tenants(&self) -> Vec<String> {
+        self.trusted_tenants.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+    }
+}
+
+// The client secret stays out of any print of the configuration.
+impl std::fmt::Debug for OidcProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProviderConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("trusted_tenants", &self.trusted_tenants)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -134,6 +184,7 @@ impl Default for Config {
             mail_from: "Latchkey <no-reply@latchkey.localhost>".into(),
             smtp: None,
             sms: None,
+            sso: SsoConfig::default(),
         }
     }
 }
@@ -180,6 +231,9 @@ impl Config {
         if self.session.idle_minutes < 1 || self.session.absolute_hours < 1 {
             bail!("session timeouts must be at least a minute and an hour");
         }
+        if self.sso.attempt_minutes < 1 {
+            bail!("sso.attempt_minutes must be at least 1");
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format is text or json");
         }
@@ -215,6 +269,7 @@ impl std::fmt::Debug for Config {
             .field("argon2", &self.argon2)
             .field("smtp", &self.smtp)
             .field("sms", &self.sms)
+            .field("sso", &self.sso)
             .finish_non_exhaustive()
     }
 }
@@ -224,7 +279,7 @@ impl std::fmt::Debug for Config {
 const KEYS: &[&str] = &[
     "listen", "data_dir", "database_url", "database_max_connections", "public_url", "cookie_secure", "secret_key",
     "log_format", "client_ip_header", "body_limit_bytes", "request_timeout_secs", "argon2", "session", "throttle", "two_factor",
-    "mail_from", "smtp", "sms",
+    "mail_from", "smtp", "sms", "sso",
 ];
 
 /// `LATCHKEY_A__B=v` sets `a.b = v`; values that read as TOML integers or booleans become them.
@@ -260,6 +315,25 @@ fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sso_providers_come_from_the_file_or_the_environment_and_hide_their_secret() {
+        let mut t: toml::Table = "[sso.google]\nissuer = \"https://accounts.google.com\"\nclient_id = \"g-id\"\nclient_secret = \"g-secret\"\n".parse().unwrap();
+        let env = [
+            ("LATCHKEY_SSO__MICROSOFT__ISSUER".to_owned(), "https://login.microsoftonline.com/organizations/v2.0".to_owned()),
+            ("LATCHKEY_SSO__MICROSOFT__CLIENT_ID".to_owned(), "m-id".to_owned()),
+            ("LATCHKEY_SSO__MICROSOFT__CLIENT_SECRET".to_owned(), "m-secret".to_owned()),
+            ("LATCHKEY_SSO__MICROSOFT__TRUSTED_TENANTS".to_owned(), "t1, t2".to_owned()),
+        ];
+        apply_env(&mut t, env.into_iter()).unwrap();
+        let c: Config = toml::Value::Table(t).try_into().unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.sso.attempt_minutes, 10);
+        assert_eq!(c.sso.google.as_ref().unwrap().client_id, "g-id");
+        assert_eq!(c.sso.microsoft.as_ref().unwrap().trusted_tenants(), vec!["t1", "t2"]);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("g-secret") && !shown.contains("m-secret"), "{shown}");
+    }
 
     #[test]
     fn environment_overrides_the_file() {
