@@ -2,11 +2,13 @@
 //! the providers a company enabled. The relying party (discovery, the code flow with PKCE, ID
 //! token checks) and the account resolution of `latchkey_core::flows::sso` build on it.
 
+use axum::http::StatusCode;
 use latchkey_core::flows::sso::Provider;
-use latchkey_store::SsoSettings;
+use latchkey_store::{SsoLink, SsoSettings, User};
 
 use super::{Actor, Latchkey, RequestContext};
 use crate::error::ApiError;
+use crate::mail::templates;
 
 impl Latchkey {
     /// The operator's pilot switch for SSO, per company and per provider. Turning it on with no
@@ -33,5 +35,37 @@ impl Latchkey {
         audit.detail = format!("enabled={} providers={}", settings.enabled, settings.providers.join(","));
         self.store.set_sso_settings(company.id, &settings, &audit).await?;
         Ok(settings)
+    }
+}
+
+impl Latchkey {
+    /// The identities linked to the user's account (Account Security).
+    pub async fn sso_links(&self, user: &User) -> Result<Vec<SsoLink>, ApiError> {
+        Ok(self.store.sso_links_of_user(user.id).await?)
+    }
+
+    /// "Remove": the identity no longer signs in to this account (it can be linked again any
+    /// time). Audited, and the user is told.
+    pub async fn remove_sso_link(&self, user: &User, link_id: i64, ctx: &RequestContext) -> Result<(), ApiError> {
+        let link = self.store.sso_links_of_user(user.id).await?.into_iter().find(|l| l.id == link_id);
+        let Some(link) = link else {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "link_not_found", "There is no such linked sign-in on your account."));
+        };
+        let provider = Provider::parse(&link.provider).map_or("single sign-on", Provider::label);
+        let mut audit = self.audit("sso_unlinked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        audit.detail = format!("{} {}", link.provider, link.email.as_deref().unwrap_or(""));
+        if !self.store.remove_sso_link(user.id, link_id, &audit).await? {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "link_not_found", "There is no such linked sign-in on your account."));
+        }
+        let who = link.email.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+        self.send(templates::security_notice(
+            &user.designated_email,
+            &user.company_name,
+            &user.login_name,
+            "Single sign-on link removed",
+            &format!("Sign-in with {provider}{who} was unlinked"),
+        ))
+        .await;
+        Ok(())
     }
 }

@@ -44,6 +44,8 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/api/v1/companies/{domain}/users/{extension}/2fa/reset", post(two_factor_reset))
         .route("/api/v1/companies/{domain}/policy", get(policy_get).put(policy_put))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/me/sso-links", get(sso_links))
+        .route("/api/v1/me/sso-links/{id}", delete(sso_link_remove))
         .route("/api/v1/me/sessions", get(sessions))
         .route("/api/v1/me/sessions/{id}", delete(revoke_session))
         .route("/api/v1/me/sessions/revoke-others", post(revoke_other_sessions))
@@ -460,7 +462,37 @@ pub struct Me {
     preferred_method: Option<String>,
     /// Present once a method is enrolled.
     recovery_codes_left: Option<i64>,
-    sso_links: Vec<serde_json::Value>,
+    sso_links: Vec<SsoLinkInfo>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SsoLinkInfo {
+    /// For `DELETE /api/v1/me/sso-links/{id}`.
+    id: i64,
+    /// `google` or `microsoft`.
+    provider: String,
+    email: Option<String>,
+    linked_at: String,
+    last_used_at: Option<String>,
+}
+
+fn sso_link_info(l: latchkey_store::SsoLink) -> SsoLinkInfo {
+    SsoLinkInfo { id: l.id, provider: l.provider, email: l.email, linked_at: rfc3339(l.linked_at), last_used_at: l.last_used_at.map(rfc3339) }
+}
+
+/// The provider identities that sign in to this account.
+#[utoipa::path(get, path = "/api/v1/me/sso-links", tag = "me", responses((status = 200, body = [SsoLinkInfo]), (status = 401, body = ErrorBody)))]
+pub async fn sso_links(State(web): WebState, SignedIn(current): SignedIn) -> Result<Json<Vec<SsoLinkInfo>>, ApiError> {
+    Ok(Json(web.app.sso_links(&current.user).await?.into_iter().map(sso_link_info).collect()))
+}
+
+/// Unlinks an identity (it can be linked again at any time); audited, the user is emailed.
+#[utoipa::path(delete, path = "/api/v1/me/sso-links/{id}", tag = "me", params(("id" = i64, Path,)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn sso_link_remove(State(web): WebState, Path(id): Path<String>, Client(ctx): Client, SignedIn(current): SignedIn) -> Result<StatusCode, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "link_not_found", "There is no such linked sign-in on your account."))?;
+    web.app.remove_sso_link(&current.user, id, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -479,6 +511,7 @@ pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Jso
     let recovery_codes_left = if methods.is_empty() { None } else { Some(web.app.store.recovery_codes_left(u.id).await?) };
     let two_factor_available = web.app.company_two_factor(u.company_id).await?.available();
     let preferred_method = web.app.store.preferred_method(u.id).await?;
+    let links = web.app.sso_links(&u).await?;
     Ok(Json(Me {
         login_name: u.login_name,
         extension: u.extension,
@@ -500,7 +533,7 @@ pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Jso
             .collect(),
         preferred_method,
         recovery_codes_left,
-        sso_links: vec![],
+        sso_links: links.into_iter().map(sso_link_info).collect(),
     }))
 }
 

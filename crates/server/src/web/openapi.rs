@@ -13,7 +13,7 @@ use super::{api, two_factor_api};
         api::csrf, api::activation_open, api::activation_complete, api::password_forgot, api::reset_open, api::reset_complete,
         api::login_name_forgot, api::sign_in, api::sign_in_verify, api::sign_out, api::totp_start, api::totp_confirm,
         api::policy_get, api::policy_put, api::preferred_put, api::two_factor_reset, api::me, api::sessions, api::revoke_session,
-        api::revoke_other_sessions, api::change_password, api::change_pin, api::create_user, api::resend_welcome,
+        api::revoke_other_sessions, api::change_password, api::change_pin, api::create_user, api::resend_welcome, api::sso_links, api::sso_link_remove,
         two_factor_api::sign_in_send, two_factor_api::email_verification_start, two_factor_api::email_verification_confirm,
         two_factor_api::sms_start, two_factor_api::sms_confirm, two_factor_api::email_start, two_factor_api::email_confirm,
         two_factor_api::verification_code, two_factor_api::remove_method, two_factor_api::recovery_codes,
