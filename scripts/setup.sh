@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need and is missing: Debian's Chromium for the browser test, oathtool and
 # zbarimg for the two-factor tests, Python's
-# aiosmtpd (the real SMTP server the mail tests talk to), and the browser test's npm packages.
+# aiosmtpd (the real SMTP server the mail tests talk to), the browser test's npm packages and the
+# OpenID test provider's (npm oidc-provider, for the single sign-on tests).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,11 @@ fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "setup: installing the browser test's npm packages"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+  echo "setup: installing the OpenID test provider's npm packages (oidc-provider)"
+  (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # PostgreSQL tests make one database each; drop what earlier runs left behind.
