@@ -139,6 +139,12 @@ impl E164 {
         let tail: String = self.0.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
         format!("•••• {tail}")
     }
+
+    /// [`Self::masked`] for a number as stored or typed; anything that is not a number shows as
+    /// "••••", never as itself.
+    pub fn mask(number: &str) -> String {
+        Self::parse(number).map(|n| n.masked()).unwrap_or_else(|_| "••••".to_owned())
+    }
 }
 
 impl fmt::Display for E164 {

@@ -85,6 +85,16 @@ impl UserFacing for CodeError {
     }
 }
 
+/// The six digits of a typed code, spaces dropped ("123 456"); anything else is a typo.
+pub fn normalize(presented: &str) -> Result<String, CodeError> {
+    let digits: String = presented.chars().filter(|c| *c != ' ').collect();
+    if digits.len() == DIGITS && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(digits)
+    } else {
+        Err(CodeError::Malformed)
+    }
+}
+
 /// Checks `presented` against a stored code. Spaces are ignored ("123 456").
 ///
 /// Malformed input is told first (it says nothing about the stored code); then used, then expired,
@@ -99,10 +109,7 @@ pub fn check(
     presented: &str,
     now: OffsetDateTime,
 ) -> Result<(), CodeError> {
-    let presented: String = presented.chars().filter(|c| *c != ' ').collect();
-    if presented.len() != DIGITS || !presented.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(CodeError::Malformed);
-    }
+    let presented = normalize(presented)?;
     if used {
         return Err(CodeError::Used);
     }

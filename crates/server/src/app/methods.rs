@@ -7,13 +7,12 @@ use latchkey_core::flows::sign_in::SecondFactorRequirement;
 use latchkey_core::flows::UserFacing;
 use latchkey_core::two_factor::one_time_code::{self, CodeError};
 use latchkey_core::two_factor::recovery::RecoveryCodes;
-use latchkey_core::two_factor::totp;
 use latchkey_core::two_factor::{Method, TwoFactorMode, E164};
 use latchkey_core::secret::TokenHash;
 use latchkey_store::{StoredMethod, User};
 
 use super::codes::{Channel, CodePurpose};
-use super::two_factor::{flow_expired, method_label};
+use super::two_factor::{flow_expired, method_label, TotpCheck};
 use super::{Actor, Latchkey, RequestContext};
 use crate::error::ApiError;
 use crate::mail::templates;
@@ -160,10 +159,9 @@ impl Latchkey {
     /// authenticator code unless the app is going). One wrong guess counts once against the lock.
     async fn confirm_change(&self, user: &User, code: &str, removing: Option<Method>, ctx: &RequestContext) -> Result<(), ApiError> {
         self.ensure_not_locked(user).await?;
-        let code: String = code.chars().filter(|c| *c != ' ').collect();
-        if code.len() != one_time_code::DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
+        let Ok(code) = one_time_code::normalize(code) else {
             return Err(ApiError::field("code", "Enter the 6-digit verification code, or a code from your authenticator app."));
-        }
+        };
         let now = self.now();
         if let Some(stored) = self.store.code(user.id, CodePurpose::Verification.as_str()).await? {
             let channel = stored.target.as_deref().and_then(Channel::from_target);
@@ -176,26 +174,10 @@ impl Latchkey {
                 return Ok(());
             }
         }
-        if removing != Some(Method::Totp) && self.authenticator_accepts(user, &code).await? {
+        if removing != Some(Method::Totp) && matches!(self.spend_totp(user, &code).await?, TotpCheck::Accepted) {
             return Ok(());
         }
         Err(self.wrong_code(user, &CodeError::Wrong.message(), ctx).await)
-    }
-
-    /// Whether the user's authenticator app made `code` now; spends its step when it did.
-    async fn authenticator_accepts(&self, user: &User, code: &str) -> Result<bool, ApiError> {
-        let methods = self.store.methods_of_user(user.id).await?;
-        let Some(stored) = methods.iter().find(|m| m.method == Method::Totp.as_str()) else {
-            return Ok(false);
-        };
-        let (Some(blob), Some(key_id)) = (&stored.totp_sealed, &stored.totp_key_id) else {
-            return Ok(false);
-        };
-        let secret = self.open_totp(user.id, blob, key_id)?;
-        match totp::verify(&secret, code, self.now(), stored.totp_last_step) {
-            Ok(step) => Ok(self.store.advance_totp_step(user.id, step).await?),
-            Err(_) => Ok(false),
-        }
     }
 
     /// Removes one method after a verification code. Where the company requires 2FA the last

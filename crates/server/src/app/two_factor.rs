@@ -29,6 +29,15 @@ pub struct TotpEnrollment {
     pub qr_svg: String,
 }
 
+/// What the authenticator app's code did.
+pub(super) enum TotpCheck {
+    NotSetUp,
+    Accepted,
+    Refused(totp::TotpError),
+    /// Right, but its step (or a later one) was spent already.
+    AlreadyUsed,
+}
+
 pub struct SecondFactorChallenge {
     pub flow: Token,
     pub methods: Vec<Method>,
@@ -319,9 +328,23 @@ impl Latchkey {
     }
 
     async fn check_totp(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<(), ApiError> {
+        match self.spend_totp(user, code).await? {
+            TotpCheck::Accepted => Ok(()),
+            TotpCheck::NotSetUp => {
+                Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "The authenticator app is not set up for your account."))
+            }
+            TotpCheck::Refused(totp::TotpError::Malformed) => Err(ApiError::field("code", "Enter the 6-digit code from your authenticator app.")),
+            TotpCheck::Refused(e) => Err(self.wrong_code(user, &e.message(), ctx).await),
+            TotpCheck::AlreadyUsed => Err(self.wrong_code(user, "This code was already used. Wait for the next code.", ctx).await),
+        }
+    }
+
+    /// Checks `code` against the user's authenticator app and, when right, spends its step. Counts
+    /// nothing: the caller decides what a refusal means.
+    pub(super) async fn spend_totp(&self, user: &User, code: &str) -> Result<TotpCheck, ApiError> {
         let methods = self.store.methods_of_user(user.id).await?;
-        let Some(stored) = methods.iter().find(|m| m.method == "totp") else {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "The authenticator app is not set up for your account."));
+        let Some(stored) = methods.iter().find(|m| m.method == Method::Totp.as_str()) else {
+            return Ok(TotpCheck::NotSetUp);
         };
         let (Some(blob), Some(key_id)) = (&stored.totp_sealed, &stored.totp_key_id) else {
             return Err(ApiError::internal());
@@ -329,14 +352,10 @@ impl Latchkey {
         let secret = self.open_totp(user.id, blob, key_id)?;
         let step = match totp::verify(&secret, code, self.now(), stored.totp_last_step) {
             Ok(step) => step,
-            Err(totp::TotpError::Malformed) => return Err(ApiError::field("code", "Enter the 6-digit code from your authenticator app.")),
-            Err(e) => return Err(self.wrong_code(user, &e.message(), ctx).await),
+            Err(e) => return Ok(TotpCheck::Refused(e)),
         };
         // The atomic check-and-advance: of two nodes racing with the same code, one wins.
-        if !self.store.advance_totp_step(user.id, step).await? {
-            return Err(self.wrong_code(user, "This code was already used. Wait for the next code.", ctx).await);
-        }
-        Ok(())
+        Ok(if self.store.advance_totp_step(user.id, step).await? { TotpCheck::Accepted } else { TotpCheck::AlreadyUsed })
     }
 
     async fn use_recovery_code(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<i64, ApiError> {

@@ -24,9 +24,6 @@ use crate::error::{ApiError, ErrorBody};
 
 type WebState = State<Arc<Web>>;
 
-fn masked_phone(number: &str) -> String {
-    latchkey_core::two_factor::E164::parse(number).map(|n| n.masked()).unwrap_or_else(|_| "••••".into())
-}
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -360,9 +357,7 @@ impl Enrolled {
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn totp_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<TotpConfirmBody>) -> Result<Json<Enrolled>, ApiError> {
     let codes = web.app.confirm_totp(&current.user, &b.code, &b.current_password, &ctx).await?;
-    if current.session.restricted {
-        web.app.store.promote_session(&crate::app::Latchkey::session_hash(&current.token)).await?;
-    }
+    web.app.finish_enrolment(&current.token, &current.session).await?;
     Ok(Json(Enrolled { recovery_codes: codes }))
 }
 
@@ -526,7 +521,7 @@ pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Jso
             .map(|m| SecondFactorInfo {
                 // A phone number is shown masked, even to its owner: a stolen session should not
                 // learn the number to port or swap.
-                detail: if m.method == "sms" { m.detail.as_deref().map(masked_phone) } else { m.detail },
+                detail: if m.method == "sms" { m.detail.as_deref().map(latchkey_core::two_factor::E164::mask) } else { m.detail },
                 method: m.method,
                 enabled_at: rfc3339(m.enabled_at),
             })

@@ -495,7 +495,7 @@ fn method_row(m: Method, stored: Option<&latchkey_store::StoredMethod>) -> Metho
         Method::Email => ("/account/two-factor/email", "Set up email codes"),
     };
     let detail = stored.and_then(|s| s.detail.as_deref()).map(|d| match m {
-        Method::Sms => latchkey_core::two_factor::E164::parse(d).map(|n| n.masked()).unwrap_or_default(),
+        Method::Sms => latchkey_core::two_factor::E164::mask(d),
         _ => d.to_owned(),
     });
     MethodRow {
@@ -969,10 +969,8 @@ async fn totp_setup_submit(State(web): WebState, headers: HeaderMap, Client(ctx)
     }
     match web.app.confirm_totp(&current.user, &f.code, &f.current_password, &ctx).await {
         Ok(codes) => {
-            if current.session.restricted {
-                if let Err(e) = web.app.store.promote_session(&crate::app::Latchkey::session_hash(&current.token)).await {
-                    return error_page(&e.into());
-                }
+            if let Err(e) = web.app.finish_enrolment(&current.token, &current.session).await {
+                return error_page(&e);
             }
             match codes {
                 Some(codes) => recovery_codes_page(&current.user.login_name, codes, "two-factor"),

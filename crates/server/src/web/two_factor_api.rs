@@ -105,9 +105,7 @@ pub async fn sms_start(State(web): WebState, Client(ctx): Client, Enrolling(curr
 
 /// Completing an enrolment turns a session restricted to enrolment into a full one.
 async fn enrolled(web: &Web, current: &Current, codes: Option<Vec<String>>) -> Result<Json<Enrolled>, ApiError> {
-    if current.session.restricted {
-        web.app.store.promote_session(&crate::app::Latchkey::session_hash(&current.token)).await?;
-    }
+    web.app.finish_enrolment(&current.token, &current.session).await?;
     Ok(Json(Enrolled::new(codes)))
 }
 

@@ -293,10 +293,8 @@ async fn email_confirm(State(web): WebState, headers: HeaderMap, Client(ctx): Cl
 /// A method was turned on: a restricted session becomes a full one; the first method shows its
 /// recovery codes, later ones go back to My Account.
 async fn enrolled(web: &Web, current: &Current, codes: Option<Vec<String>>, method: &str) -> Response {
-    if current.session.restricted {
-        if let Err(e) = web.app.store.promote_session(&crate::app::Latchkey::session_hash(&current.token)).await {
-            return error_page(&e.into());
-        }
+    if let Err(e) = web.app.finish_enrolment(&current.token, &current.session).await {
+        return error_page(&e);
     }
     match codes {
         Some(codes) => recovery_codes_page(&current.user.login_name, codes, &format!("two-factor-{method}")),
