@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod mail;
+pub mod oidc;
 mod outbox_file;
 pub mod sms;
 pub mod web;
@@ -44,7 +45,8 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<L
     };
     let hasher = hashing::Hasher::new(&config.argon2).context("argon2 parameters")?;
     let keyring = keyring(&config)?;
-    Ok(Arc::new(Latchkey::new(store, clock, hasher, mailer, sms, keyring, config)))
+    let relying_parties = oidc::RelyingParties::from_config(&config).context("single sign-on providers")?;
+    Ok(Arc::new(Latchkey::new(store, clock, hasher, mailer, sms, keyring, relying_parties, config)))
 }
 
 /// The keys that seal TOTP seeds: from the configuration, else made once into the data dir.

@@ -76,6 +76,11 @@ pub trait SsoStore: Send + Sync {
     async fn pending_sso(&self, id_hash: &str, browser_hash: &str, now: OffsetDateTime) -> StoreResult<Option<PendingSso>>;
     /// Ends a waiting identity once; false when it was used, expired or not this browser's.
     async fn finish_pending_sso(&self, id_hash: &str, browser_hash: &str, now: OffsetDateTime) -> StoreResult<bool>;
+    /// Ties a live waiting identity of that browser to the sign-in flow (of `user_id`) that must
+    /// complete before the link is made; false when it is no longer live.
+    async fn attach_pending_sso_to_flow(&self, id_hash: &str, browser_hash: &str, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<bool>;
+    /// Ends, once, the waiting identity tied to a completed sign-in flow of `user_id`.
+    async fn take_pending_sso_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<Option<PendingSso>>;
 
     /// Active accounts linked to the identity, in companies that enabled `provider`.
     async fn users_linked_to(&self, provider: &str, subject: &str) -> StoreResult<Vec<User>>;
@@ -91,6 +96,19 @@ pub trait SsoStore: Send + Sync {
 
     async fn remember_sso_choice(&self, provider: &str, subject: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<()>;
     async fn sso_choice(&self, provider: &str, subject: &str) -> StoreResult<Option<i64>>;
+}
+
+fn pending_from_row(r: &sqlx::any::AnyRow) -> StoreResult<PendingSso> {
+    Ok(PendingSso {
+        id_hash: get(r, "id_hash")?,
+        provider: get(r, "provider")?,
+        subject: get(r, "subject")?,
+        email: get(r, "email")?,
+        trusted_email: get(r, "trusted_email")?,
+        browser_hash: get(r, "browser_hash")?,
+        created_at: to_time(get(r, "created_at")?),
+        expires_at: to_time(get(r, "expires_at")?),
+    })
 }
 
 fn split(csv: &str) -> Vec<String> {
@@ -207,19 +225,7 @@ impl SsoStore for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        row.map(|r| {
-            Ok(PendingSso {
-                id_hash: get(&r, "id_hash")?,
-                provider: get(&r, "provider")?,
-                subject: get(&r, "subject")?,
-                email: get(&r, "email")?,
-                trusted_email: get(&r, "trusted_email")?,
-                browser_hash: get(&r, "browser_hash")?,
-                created_at: to_time(get(&r, "created_at")?),
-                expires_at: to_time(get(&r, "expires_at")?),
-            })
-        })
-        .transpose()
+        row.as_ref().map(pending_from_row).transpose()
     }
 
     async fn finish_pending_sso(&self, id_hash: &str, browser_hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
@@ -231,6 +237,35 @@ impl SsoStore for SqlStore {
             .await
             .map_err(map_err)?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn attach_pending_sso_to_flow(&self, id_hash: &str, browser_hash: &str, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE sso_pending SET flow_hash = $1, user_id = $2 WHERE id_hash = $3 AND browser_hash = $4 AND used_at IS NULL AND expires_at > $5",
+        )
+        .bind(flow_hash)
+        .bind(user_id)
+        .bind(id_hash)
+        .bind(browser_hash)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn take_pending_sso_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<Option<PendingSso>> {
+        let row = sqlx::query(
+            "UPDATE sso_pending SET used_at = $1 WHERE flow_hash = $2 AND user_id = $3 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING id_hash, provider, subject, email, trusted_email, browser_hash, created_at, expires_at",
+        )
+        .bind(ts(now))
+        .bind(flow_hash)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(pending_from_row).transpose()
     }
 
     async fn users_linked_to(&self, provider: &str, subject: &str) -> StoreResult<Vec<User>> {

@@ -113,17 +113,42 @@ pub fn after_password(facts: &PasswordFacts) -> Result<SignInState, SignInError>
         (None, _) | (Some(UserState::Invited), _) | (_, false) => Err(SignInError::InvalidCredentials),
         // Told only to someone who knows the password: no enumeration.
         (Some(UserState::Disabled), true) => Err(SignInError::AccountDisabled),
-        (Some(UserState::Active), true) => Ok(match &facts.second_factor {
-            SecondFactorRequirement::NotNeeded => SignInState::SignedIn,
-            SecondFactorRequirement::Verify { methods, default } => SignInState::SecondFactor { methods: methods.clone(), default: *default },
-            SecondFactorRequirement::Enroll { allowed } => SignInState::EnrollmentRequired { allowed: allowed.clone() },
-        }),
+        (Some(UserState::Active), true) => Ok(next_step(&facts.second_factor)),
+    }
+}
+
+/// What a single sign-on identity leads to, once it resolved to one active account. The company's
+/// second-factor rule holds as after a password, unless the office manager counts that provider's
+/// own MFA as enough.
+pub fn after_sso(second_factor: &SecondFactorRequirement, provider_mfa_sufficient: bool) -> SignInState {
+    if provider_mfa_sufficient {
+        SignInState::SignedIn
+    } else {
+        next_step(second_factor)
+    }
+}
+
+fn next_step(second_factor: &SecondFactorRequirement) -> SignInState {
+    match second_factor {
+        SecondFactorRequirement::NotNeeded => SignInState::SignedIn,
+        SecondFactorRequirement::Verify { methods, default } => SignInState::SecondFactor { methods: methods.clone(), default: *default },
+        SecondFactorRequirement::Enroll { allowed } => SignInState::EnrollmentRequired { allowed: allowed.clone() },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn single_sign_on_keeps_the_companys_second_factor_unless_the_providers_mfa_is_enough() {
+        let verify = SecondFactorRequirement::Verify { methods: vec![Method::Totp], default: Method::Totp };
+        assert_eq!(after_sso(&verify, false), SignInState::SecondFactor { methods: vec![Method::Totp], default: Method::Totp });
+        assert_eq!(after_sso(&verify, true), SignInState::SignedIn);
+        let enroll = SecondFactorRequirement::Enroll { allowed: vec![Method::Sms] };
+        assert_eq!(after_sso(&enroll, false), SignInState::EnrollmentRequired { allowed: vec![Method::Sms] });
+        assert_eq!(after_sso(&SecondFactorRequirement::NotNeeded, false), SignInState::SignedIn);
+    }
 
     fn facts(account: Option<UserState>, ok: bool) -> PasswordFacts {
         PasswordFacts { account, password_matches: ok, second_factor: SecondFactorRequirement::NotNeeded }

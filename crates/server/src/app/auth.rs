@@ -96,6 +96,12 @@ impl Latchkey {
             let new = self.hasher.hash(password).await?;
             self.store.upgrade_password_hash(user.id, &old, &new).await?;
         }
+        self.continue_sign_in(user, next, ctx).await
+    }
+
+    /// The step after the first factor (a password, or a single sign-on identity): a session, the
+    /// second-factor step, or a session restricted to enrolment.
+    pub(super) async fn continue_sign_in(&self, user: User, next: SignInState, ctx: &RequestContext) -> Result<SignInOutcome, ApiError> {
         match next {
             SignInState::SignedIn => {
                 let token = self.start_session(&user, false, ctx).await?;

@@ -10,11 +10,13 @@ mod methods;
 mod profile;
 mod recovery;
 mod sso;
+mod sso_sign_in;
 mod two_factor;
 
 pub use accounts::CreatedUser;
 pub use activation::LinkView;
 pub use auth::{SignInOutcome, SignedIn};
+pub use sso_sign_in::{ProviderAnswer, SsoStep, WaitingIdentity};
 pub use two_factor::{SecondFactorChallenge, TotpEnrollment};
 
 use std::sync::Arc;
@@ -58,6 +60,8 @@ pub struct Latchkey {
     /// Wrong second-factor codes per account, for every flow of that account.
     pub second_factor_throttle: ThrottlePolicy,
     pub keyring: latchkey_core::seal::Keyring,
+    /// The OpenID providers the operator registered (single sign-on).
+    pub relying_parties: crate::oidc::RelyingParties,
 }
 
 impl Latchkey {
@@ -68,6 +72,7 @@ impl Latchkey {
         mailer: Arc<dyn Mailer>,
         sms: Arc<dyn SmsGateway>,
         keyring: latchkey_core::seal::Keyring,
+        relying_parties: crate::oidc::RelyingParties,
         config: Config,
     ) -> Self {
         let tf = &config.two_factor;
@@ -88,6 +93,7 @@ impl Latchkey {
             client_throttle: ThrottlePolicy { max_failures: t.client_max_failures, window, lockout },
             second_factor_throttle,
             keyring,
+            relying_parties,
             store,
             clock,
             hasher,

@@ -323,6 +323,8 @@ impl Latchkey {
             return Err(flow_expired());
         }
         self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
+        // A single sign-on identity waiting for this sign-in to prove the account is linked now.
+        self.link_waiting_identity(&flow_hash, &user, ctx).await?;
         let token = self.start_session(&user, false, ctx).await?;
         Ok((SignedIn { token, user }, recovery_left))
     }

@@ -227,7 +227,7 @@ pub struct SignInBody {
 #[derive(Serialize, ToSchema, Default)]
 pub struct SignInResponse {
     /// `signed_in`, `second_factor` or `enrollment_required`.
-    state: &'static str,
+    pub(super) state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     login_name: Option<String>,
     /// The new session's CSRF token, for `X-CSRF-Token` (signed in, or restricted to enrolment).
@@ -257,7 +257,12 @@ pub struct SignInResponse {
     responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn sign_in(State(web): WebState, Client(ctx): Client, ApiJson(body): ApiJson<SignInBody>) -> Result<Response, ApiError> {
-    match web.app.sign_in(&body.login_name, &body.password, &ctx).await? {
+    Ok(sign_in_response(&web, web.app.sign_in(&body.login_name, &body.password, &ctx).await?))
+}
+
+/// The answer to a completed first factor (a password, or single sign-on).
+pub(super) fn sign_in_response(web: &Web, outcome: SignInOutcome) -> Response {
+    match outcome {
         SignInOutcome::SignedIn(signed) => {
             let body = SignInResponse {
                 state: "signed_in",
@@ -265,16 +270,16 @@ pub async fn sign_in(State(web): WebState, Client(ctx): Client, ApiJson(body): A
                 csrf_token: Some(web.csrf_token_for(signed.token.expose())),
                 ..Default::default()
             };
-            Ok(([(header::SET_COOKIE, web.session_cookie(Some(&signed.token)))], Json(body)).into_response())
+            ([(header::SET_COOKIE, web.session_cookie(Some(&signed.token)))], Json(body)).into_response()
         }
-        SignInOutcome::SecondFactor { flow, methods, default } => Ok(Json(SignInResponse {
+        SignInOutcome::SecondFactor { flow, methods, default } => Json(SignInResponse {
             state: "second_factor",
             flow: Some(flow.expose().to_owned()),
             methods: Some(methods),
             default_method: Some(default),
             ..Default::default()
         })
-        .into_response()),
+        .into_response(),
         SignInOutcome::EnrollmentRequired { session, allowed } => {
             let body = SignInResponse {
                 state: "enrollment_required",
@@ -283,7 +288,7 @@ pub async fn sign_in(State(web): WebState, Client(ctx): Client, ApiJson(body): A
                 allowed_methods: Some(allowed),
                 ..Default::default()
             };
-            Ok(([(header::SET_COOKIE, web.session_cookie(Some(&session.token)))], Json(body)).into_response())
+            ([(header::SET_COOKIE, web.session_cookie(Some(&session.token)))], Json(body)).into_response()
         }
     }
 }

@@ -7,6 +7,8 @@ mod two_factor_pages;
 pub mod openapi;
 pub mod pages;
 pub mod session;
+pub mod sso_api;
+mod sso_pages;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(api::routes())
         .merge(two_factor_api::routes())
         .merge(two_factor_pages::routes())
+        .merge(sso_pages::routes())
+        .merge(sso_api::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

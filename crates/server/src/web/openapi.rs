@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{api, two_factor_api};
+use super::{api, sso_api, two_factor_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,8 +17,9 @@ use super::{api, two_factor_api};
         two_factor_api::sign_in_send, two_factor_api::email_verification_start, two_factor_api::email_verification_confirm,
         two_factor_api::sms_start, two_factor_api::sms_confirm, two_factor_api::email_start, two_factor_api::email_confirm,
         two_factor_api::verification_code, two_factor_api::remove_method, two_factor_api::recovery_codes,
+        sso_api::start, sso_api::callback, sso_api::waiting, sso_api::choose, sso_api::link,
     ),
-    tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "two-factor"), (name = "office manager"))
+    tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "two-factor"), (name = "office manager"), (name = "single sign-on"))
 )]
 pub struct ApiDoc;
 

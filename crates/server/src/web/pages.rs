@@ -86,6 +86,7 @@ struct Notice<'a> {
 pub fn error_page(e: &ApiError) -> Response {
     let (href, label) = match e.code {
         "link_expired" | "link_replaced" | "link_used" | "link_not_found" => ("/forgot-password", "Forgot Password"),
+        c if c.starts_with("sso_") => ("/sign-in", "Sign in with your password"),
         _ => ("/sign-in", "Go to sign in"),
     };
     let title = match e.code {
@@ -95,6 +96,11 @@ pub fn error_page(e: &ApiError) -> Response {
         "link_not_found" => "This link is not valid",
         "too_many_attempts" => "Too many attempts",
         "csrf_failed" => "Please try again",
+        "sso_denied" => "You were not signed in",
+        "sso_state_invalid" | "sso_expired" => "This sign-in cannot continue",
+        "sso_unavailable" => "The sign-in provider is unavailable",
+        "sso_refused" => "The sign-in could not be verified",
+        "sso_not_offered" => "This sign-in is not offered",
         _ => "Something is not right",
     };
     let (href, label) = if e.code == "link_used" && e.message.contains("account is set up") { ("/sign-in", "Go to sign in") } else { (href, label) };
@@ -149,6 +155,17 @@ struct SignInPage<'a> {
     notice: Option<&'static str>,
     error: Option<String>,
     errors: FieldErrors,
+    /// "Sign in with Google" / "Sign in with Office 365": the providers the operator registered.
+    sso: Vec<SsoButton>,
+}
+
+pub(super) struct SsoButton {
+    pub(super) href: String,
+    pub(super) label: String,
+}
+
+fn sso_buttons(web: &Web) -> Vec<SsoButton> {
+    web.app.sso_providers().into_iter().map(|p| SsoButton { href: format!("/sso/{}/start", p.as_str()), label: format!("Sign in with {}", p.label()) }).collect()
 }
 
 #[derive(Deserialize)]
@@ -171,7 +188,7 @@ async fn sign_in_page(State(web): WebState, headers: HeaderMap, Query(q): Query<
         return Redirect::to("/account").into_response();
     }
     let binding = CsrfBinding::of(&web, &headers, None);
-    let page = SignInPage { csrf: binding.token(&web), login_name: "", notice: done_notice(q.done.as_deref()), error: None, errors: FieldErrors::new() };
+    let page = SignInPage { csrf: binding.token(&web), login_name: "", notice: done_notice(q.done.as_deref()), error: None, errors: FieldErrors::new(), sso: sso_buttons(&web) };
     render(StatusCode::OK, &page, binding.set_cookie)
 }
 
@@ -187,17 +204,18 @@ async fn sign_in_submit(State(web): WebState, headers: HeaderMap, Client(ctx): C
         return r;
     }
     match web.app.sign_in(&f.login_name, &f.password, &ctx).await {
-        Ok(SignInOutcome::SignedIn(signed)) => redirect_with_cookie("/account", web.session_cookie(Some(&signed.token))),
-        Ok(SignInOutcome::SecondFactor { flow, .. }) => {
-            redirect_with_cookie("/sign-in/second-factor", web.cookie(flow_cookie_name(&web), Some(flow.expose())))
-        }
-        Ok(SignInOutcome::EnrollmentRequired { session, .. }) => {
-            redirect_with_cookie("/account/two-factor/enroll", web.session_cookie(Some(&session.token)))
-        }
+        Ok(outcome) => signed_in_response(&web, outcome),
         Err(e) if e.status.is_client_error() => {
             let binding = CsrfBinding::of(&web, &headers, None);
             let login_name: String = f.login_name.chars().take(300).collect();
-            let page = SignInPage { csrf: binding.token(&web), login_name: &login_name, notice: None, error: Some(e.message.clone()), errors: e.fields.clone() };
+            let page = SignInPage {
+                csrf: binding.token(&web),
+                login_name: &login_name,
+                notice: None,
+                error: Some(e.message.clone()),
+                errors: e.fields.clone(),
+                sso: sso_buttons(&web),
+            };
             let mut resp = render(e.status, &page, binding.set_cookie);
             if let Some(v) = e.retry_after.and_then(|s| s.to_string().parse().ok()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -205,6 +223,15 @@ async fn sign_in_submit(State(web): WebState, headers: HeaderMap, Client(ctx): C
             resp
         }
         Err(e) => error_page(&e),
+    }
+}
+
+/// Where a completed first factor (a password, or single sign-on) sends the browser.
+pub(super) fn signed_in_response(web: &Web, outcome: SignInOutcome) -> Response {
+    match outcome {
+        SignInOutcome::SignedIn(signed) => redirect_with_cookie("/account", web.session_cookie(Some(&signed.token))),
+        SignInOutcome::SecondFactor { flow, .. } => redirect_with_cookie("/sign-in/second-factor", web.cookie(flow_cookie_name(web), Some(flow.expose()))),
+        SignInOutcome::EnrollmentRequired { session, .. } => redirect_with_cookie("/account/two-factor/enroll", web.session_cookie(Some(&session.token))),
     }
 }
 
