@@ -36,8 +36,11 @@ use crate::config::OidcProviderConfig;
 
 /// How long discovery metadata and keys are trusted before they are fetched again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
-/// The shortest time between two JWKS fetches caused by an unknown key id.
-pub const JWKS_REFRESH_MIN: Duration = Duration::from_secs(30);
+/// The shortest time between two JWKS fetches caused by an unknown key id. ID tokens arrive over
+/// the back channel from the provider's own token endpoint, so an unknown key id means a rotation,
+/// not an attacker's choice; the floor only stops a misbehaving provider from making every
+/// callback a fetch.
+pub const JWKS_REFRESH_MIN: Duration = Duration::from_secs(5);
 /// Every call to a provider; a provider that hangs must not hold a sign-in longer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -292,6 +295,10 @@ fn claims_error(e: &ClaimsVerificationError) -> String {
 
 fn exchange_error<RE: std::error::Error + 'static>(e: &openidconnect::RequestTokenError<RE, StandardErrorResponse<CoreErrorResponseType>>) -> OidcError {
     match e {
+        // RFC 6749's two codes for a provider that cannot answer now (sent with a 5xx).
+        openidconnect::RequestTokenError::ServerResponse(r) if matches!(r.error().as_ref(), "temporarily_unavailable" | "server_error") => {
+            OidcError::Unavailable(format!("token endpoint: {}", r.error()))
+        }
         // The provider answered and refused the code (used, expired, wrong verifier).
         openidconnect::RequestTokenError::ServerResponse(r) => OidcError::Refused(format!("token endpoint: {}", r.error())),
         openidconnect::RequestTokenError::Parse(err, _) => OidcError::Unavailable(format!("token endpoint answer: {err}")),

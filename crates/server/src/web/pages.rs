@@ -555,6 +555,9 @@ struct AccountPage {
     email_verified: bool,
     additional_emails: Vec<String>,
     sessions: Vec<SessionRow>,
+    /// Linked Google / Microsoft sign-ins, and the providers the user can link.
+    sso_links: Vec<SsoLinkRow>,
+    sso_link_offers: Vec<SsoButton>,
     two_factor_available: bool,
     method_rows: Vec<MethodRow>,
     recovery_codes_left: Option<i64>,
@@ -566,6 +569,38 @@ struct AccountPage {
     password_errors: FieldErrors,
     pin_errors: FieldErrors,
     error: Option<String>,
+}
+
+pub(super) struct SsoLinkRow {
+    id: i64,
+    provider: &'static str,
+    email: String,
+    linked_at: String,
+    last_used_at: String,
+}
+
+/// The user's links, and "Link Google" where the company enabled a provider not linked yet.
+async fn sso_rows(web: &Web, u: &latchkey_store::User) -> Result<(Vec<SsoLinkRow>, Vec<SsoButton>), ApiError> {
+    let links = web.app.sso_links(u).await?;
+    let settings = web.app.store.sso_settings(u.company_id).await?;
+    let rows = links
+        .iter()
+        .map(|l| SsoLinkRow {
+            id: l.id,
+            provider: latchkey_core::flows::sso::Provider::parse(&l.provider).map_or("Single sign-on", |p| p.label()),
+            email: l.email.clone().unwrap_or_default(),
+            linked_at: human_time(l.linked_at),
+            last_used_at: l.last_used_at.map(human_time).unwrap_or_else(|| "never".into()),
+        })
+        .collect();
+    let offers = web
+        .app
+        .sso_providers()
+        .into_iter()
+        .filter(|p| settings.enabled && settings.providers.iter().any(|x| x == p.as_str()))
+        .map(|p| SsoButton { href: format!("/sso/{}/start", p.as_str()), label: format!("Link {}", p.label()) })
+        .collect();
+    Ok((rows, offers))
 }
 
 #[derive(Deserialize)]
@@ -586,6 +621,7 @@ fn account_notice(done: Option<&str>) -> Option<&'static str> {
         "email-verified" => Some("Your email is verified."),
         "preferred" => Some("Your default method was saved."),
         "recovery-codes" => Some("Your new recovery codes are ready. The earlier ones no longer work."),
+        "sso-unlinked" => Some("The linked sign-in was removed. It can be linked again at any time."),
         _ => None,
     }
 }
@@ -610,7 +646,10 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
     let shown: Vec<Method> = Method::ALL.into_iter().filter(|m| company.allowed.contains(m) || find(*m).is_some()).collect();
     let preferred = web.app.store.preferred_method(u.id).await?;
     let enabled: Vec<Method> = shown.iter().copied().filter(|m| find(*m).is_some()).collect();
+    let (sso_links, sso_link_offers) = sso_rows(web, u).await?;
     Ok(AccountPage {
+        sso_links,
+        sso_link_offers,
         two_factor_available: company.available(),
         method_rows: shown.iter().map(|m| method_row(*m, find(*m))).collect(),
         preferred_options: enabled

@@ -13,8 +13,8 @@ use latchkey_core::secret::Token;
 use latchkey_core::FieldErrors;
 use serde::Deserialize;
 
-use super::pages::{check_csrf, error_page, render, signed_in_response, PageForm};
-use super::session::{cookie_value, Client, CsrfBinding};
+use super::pages::{check_csrf, error_page, render, signed_in_response, CsrfOnly, PageForm};
+use super::session::{cookie_value, Client, CsrfBinding, PageUser};
 use super::Web;
 use crate::app::{ProviderAnswer, SsoStep, WaitingIdentity};
 use crate::error::ApiError;
@@ -27,6 +27,26 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/sso/{provider}/callback", get(callback))
         .route("/sso/choose", get(choose_page).post(choose_submit))
         .route("/sso/link", get(link_page).post(link_submit))
+        .route("/account/sso-links/{id}/remove", axum::routing::post(remove_link))
+}
+
+/// "Remove" in Account Security: the identity no longer signs in to this account.
+async fn remove_link(
+    State(web): WebState,
+    headers: HeaderMap,
+    Client(ctx): Client,
+    PageUser(current): PageUser,
+    Path(id): Path<String>,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    if let Err(r) = check_csrf(&web, &headers, Some(&current), &f.csrf_token) {
+        return r;
+    }
+    let Ok(id) = id.parse::<i64>() else { return error_page(&ApiError::not_found()) };
+    match web.app.remove_sso_link(&current.user, id, &ctx).await {
+        Ok(()) => Redirect::to("/account?done=sso-unlinked#sso-h").into_response(),
+        Err(e) => error_page(&e),
+    }
 }
 
 impl Web {
