@@ -6,15 +6,19 @@ mod accounts;
 mod activation;
 mod auth;
 mod codes;
+mod emails;
 mod methods;
 mod profile;
 mod recovery;
 mod sso;
+mod sso_admin;
 mod two_factor;
 
 pub use accounts::CreatedUser;
 pub use activation::LinkView;
 pub use auth::{SignInOutcome, SignedIn};
+pub use emails::{AddedEmail, EmailConfirmationView};
+pub use sso_admin::EmailReview;
 pub use two_factor::{SecondFactorChallenge, TotpEnrollment};
 
 use std::sync::Arc;
