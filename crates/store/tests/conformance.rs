@@ -679,22 +679,24 @@ async fn company_emails_are_every_address_of_that_company(store: Arc<dyn Store>)
     store.confirm_additional_email(&token.hash(), t0(), &audit("x")).await.unwrap().unwrap();
     add_email(&*store, &boss, "voicemail@example.com").await;
 
-    let row = |ext: &str, email: &str, slot, verified| AccountEmail {
-        login_name: format!("{ext}@organization.com"),
-        extension: ext.to_owned(),
-        role: Role::User,
-        email: email.to_owned(),
-        email_key: email.to_lowercase(),
-        slot,
-        verified,
-    };
+    let rows: Vec<(String, String, String, EmailSlot, bool)> = store
+        .company_emails(c.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r: AccountEmail| (r.login_name, r.email, r.email_key, r.slot, r.verified))
+        .collect();
+    let row = |login: &str, email: &str, slot, verified| (login.to_owned(), email.to_owned(), email.to_lowercase(), slot, verified);
     assert_eq!(
-        store.company_emails(c.id).await.unwrap(),
+        rows,
         vec![
-            row("101", "assistant@example.com", EmailSlot::Additional, true),
-            row("101", "Boss@Example.com", EmailSlot::Designated, true),
-            row("102", "front@example.com", EmailSlot::Designated, false),
-            row("101", "voicemail@example.com", EmailSlot::Additional, false),
+            row("101@organization.com", "assistant@example.com", EmailSlot::Additional, true),
+            row("101@organization.com", "Boss@Example.com", EmailSlot::Designated, true),
+            row("102@organization.com", "front@example.com", EmailSlot::Designated, false),
+            row("101@organization.com", "voicemail@example.com", EmailSlot::Additional, false),
         ]
     );
+    let all = store.company_emails(c.id).await.unwrap();
+    assert!(all.iter().all(|r| r.role == Role::User && r.login_name.starts_with(&format!("{}@", r.extension))), "{all:?}");
+    assert_eq!(store.company_emails(elsewhere.id).await.unwrap().len(), 1, "each company reads its own");
 }
