@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod clock;
+pub mod email_review;
 pub mod error;
 pub mod flows;
 pub mod policy;

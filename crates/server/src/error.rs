@@ -51,6 +51,14 @@ impl ApiError {
         Self::validation(f)
     }
 
+    /// A 422 about one field whose sentence is the whole story: it is the message and the field's.
+    pub fn field_refused(field: &str, code: &'static str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let mut fields = FieldErrors::new();
+        fields.add(field, message.clone());
+        Self { fields, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message) }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }

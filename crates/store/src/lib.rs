@@ -5,11 +5,13 @@
 //! change is one transaction, so two nodes racing cannot both succeed and a crash leaves nothing
 //! half-written. The conformance suite in `tests/` runs against both backends.
 
+mod emails;
 mod records;
 mod sql;
 mod sso;
 mod two_factor;
 
+pub use emails::*;
 pub use records::*;
 pub use sql::SqlStore;
 pub use sso::*;
@@ -50,7 +52,7 @@ pub enum ConsumeError {
 }
 
 #[async_trait]
-pub trait Store: TwoFactorStore + SsoStore + Send + Sync + 'static {
+pub trait Store: TwoFactorStore + SsoStore + EmailStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;

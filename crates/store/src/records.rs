@@ -79,6 +79,9 @@ impl NewLink {
 #[derive(Debug, Clone)]
 pub struct StoredLink {
     pub user_id: i64,
+    /// The additional email a confirmation link was sent to; `None` for links to the designated
+    /// email (welcome, reset), which follow whatever it is.
+    pub sent_to: Option<String>,
     pub link: EmailLink,
 }
 

@@ -177,13 +177,15 @@ const REPLACE_LINKS: &str = "UPDATE email_links SET replaced_at = $1 \
 const INSERT_LINK: &str = "INSERT INTO email_links (token_hash, user_id, purpose, created_at, expires_at) \
     VALUES ($1, $2, $3, $4, $5)";
 
-/// The single-use step: only a valid link of that purpose matches, and only once.
+/// The single-use step: only a valid link of that purpose matches, and only once. A link sent to
+/// an additional email works only while that very address is still on the account.
 const CONSUME_LINK: &str = "UPDATE email_links SET used_at = $1 \
     WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND replaced_at IS NULL AND expires_at > $1 \
+    AND (email IS NULL OR EXISTS (SELECT 1 FROM user_emails e WHERE e.id = email_links.user_email_id AND e.email = email_links.email)) \
     RETURNING user_id";
 
 impl SqlStore {
-    async fn consume_and<F>(
+    pub(crate) async fn consume_and<F>(
         &self,
         token: &TokenHash,
         purpose: LinkPurpose,
@@ -376,7 +378,7 @@ impl Store for SqlStore {
 
     async fn link_by_token(&self, token: &TokenHash) -> StoreResult<Option<StoredLink>> {
         let row = sqlx::query(
-            "SELECT user_id, purpose, created_at, expires_at, used_at, replaced_at FROM email_links WHERE token_hash = $1",
+            "SELECT user_id, purpose, created_at, expires_at, used_at, replaced_at, email FROM email_links WHERE token_hash = $1",
         )
         .bind(token.as_str())
         .fetch_optional(&self.pool)
@@ -387,6 +389,7 @@ impl Store for SqlStore {
         let purpose = LinkPurpose::parse(&purpose).ok_or_else(|| StoreError::Backend(format!("unknown link purpose {purpose}")))?;
         Ok(Some(StoredLink {
             user_id: get(&row, "user_id")?,
+            sent_to: get(&row, "email")?,
             link: EmailLink {
                 purpose,
                 created_at: to_time(get(&row, "created_at")?),

@@ -68,6 +68,11 @@ conformance!(
     sso_links_are_kept_per_identity_and_account,
     an_sso_attempt_is_taken_once_by_its_own_browser,
     a_waiting_sso_identity_finishes_once,
+    an_additional_email_is_added_once_and_verified_by_its_link_once,
+    removing_an_additional_email_kills_its_confirmation_link,
+    an_expired_confirmation_link_verifies_nothing,
+    twenty_racing_confirmations_succeed_once,
+    company_emails_are_every_address_of_that_company,
 );
 
 fn t0() -> OffsetDateTime {
@@ -551,4 +556,147 @@ async fn a_waiting_sso_identity_finishes_once(store: Arc<dyn Store>) {
     assert!(store.finish_pending_sso("pending-hash", "browser-a", t0()).await.unwrap());
     assert!(!store.finish_pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), "once");
     assert_eq!(store.pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), None);
+}
+
+fn confirmation_link(at: OffsetDateTime) -> (Token, NewLink) {
+    let token = Token::generate();
+    let link = NewLink { token_hash: token.hash(), link: EmailLink::issue(LinkPurpose::EmailConfirmation, at) };
+    (token, link)
+}
+
+fn email(s: &str) -> Email {
+    Email::parse(s).unwrap()
+}
+
+async fn add_email(store: &dyn Store, user: &User, address: &str) -> Token {
+    let (token, link) = confirmation_link(t0());
+    let entry = AuditEntry { company_id: Some(user.company_id), target_user_id: Some(user.id), ..audit("additional_email_added") };
+    store.add_additional_email(user.id, &email(address), &link, &entry).await.unwrap();
+    token
+}
+
+async fn an_additional_email_is_added_once_and_verified_by_its_link_once(store: Arc<dyn Store>) {
+    let c = sso_company(&*store, "organization.com", &["google"]).await;
+    let u = active_with_email(&*store, &c, "101", "boss@example.com").await;
+    let token = add_email(&*store, &u, "Assistant@Example.com").await;
+    let listed = store.additional_emails(u.id).await.unwrap();
+    assert_eq!(listed, vec![AdditionalEmail { email: "Assistant@Example.com".into(), verified_at: None }]);
+    let link = store.link_by_token(&token.hash()).await.unwrap().unwrap();
+    assert_eq!((link.user_id, link.sent_to.as_deref(), link.link.purpose), (u.id, Some("Assistant@Example.com"), LinkPurpose::EmailConfirmation));
+    assert_eq!(store.audit_of_company(c.id, 1).await.unwrap()[0].kind, "additional_email_added", "written with the email");
+    let key = email("assistant@example.com").key();
+    assert!(store.users_with_verified_email("google", &key).await.unwrap().is_empty(), "unverified: goes to linking");
+
+    // The same address again, in any case, or the designated email: refused, nothing written.
+    let events = store.audit_of_company(c.id, 100).await.unwrap().len();
+    for again in ["assistant@example.com", "BOSS@example.com"] {
+        let (dup, link) = confirmation_link(t0());
+        let r = store.add_additional_email(u.id, &email(again), &link, &audit("additional_email_added")).await;
+        assert!(matches!(r, Err(StoreError::Conflict("email"))), "{again}: {r:?}");
+        assert!(store.link_by_token(&dup.hash()).await.unwrap().is_none(), "{again}: no link left behind");
+    }
+    assert_eq!(store.audit_of_company(c.id, 100).await.unwrap().len(), events);
+    assert_eq!(store.additional_emails(u.id).await.unwrap().len(), 1);
+    let missing = store.add_additional_email(999_999, &email("x@example.com"), &confirmation_link(t0()).1, &audit("x")).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+
+    // A welcome link is not a confirmation link, and the other way round.
+    assert_eq!(store.activate(&token.hash(), "pw", "pin", t0(), &audit("a")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
+    let at = t0() + Duration::hours(2);
+    let confirmed = store.confirm_additional_email(&token.hash(), at, &AuditEntry { company_id: Some(c.id), ..audit("additional_email_confirmed") }).await.unwrap();
+    assert_eq!(confirmed.map(|user| user.id), Ok(u.id));
+    assert_eq!(store.additional_emails(u.id).await.unwrap()[0].verified_at, Some(at));
+    assert_eq!(store.confirm_additional_email(&token.hash(), at, &audit("x")).await.unwrap(), Err(ConsumeError::LinkNotUsable), "once");
+    assert_eq!(store.link_by_token(&token.hash()).await.unwrap().unwrap().link.used_at, Some(at));
+    let found = store.users_with_verified_email("google", &key).await.unwrap();
+    assert_eq!(found.iter().map(|x| x.id).collect::<Vec<_>>(), vec![u.id], "verified: signs in by SSO");
+    let event = &store.audit_of_company(c.id, 1).await.unwrap()[0];
+    assert_eq!((event.kind.as_str(), event.target_user_id), ("additional_email_confirmed", Some(u.id)));
+}
+
+async fn removing_an_additional_email_kills_its_confirmation_link(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_with_email(&*store, &c, "101", "boss@example.com").await;
+    let other = active_with_email(&*store, &c, "102", "other@example.com").await;
+    let old = add_email(&*store, &u, "assistant@example.com").await;
+    let kept = add_email(&*store, &u, "desk@example.com").await;
+    add_email(&*store, &other, "assistant@example.com").await;
+
+    let at = t0() + Duration::minutes(5);
+    let entry = AuditEntry { company_id: Some(c.id), at, ..audit("additional_email_removed") };
+    assert!(!store.remove_additional_email(u.id, &email("nobody@example.com"), &entry).await.unwrap());
+    assert!(store.remove_additional_email(u.id, &email("ASSISTANT@example.com"), &entry).await.unwrap());
+    assert_eq!(store.link_by_token(&old.hash()).await.unwrap().unwrap().link.replaced_at, Some(at));
+    assert_eq!(store.audit_of_company(c.id, 1).await.unwrap()[0].kind, "additional_email_removed");
+    let left: Vec<String> = store.additional_emails(u.id).await.unwrap().into_iter().map(|e| e.email).collect();
+    assert_eq!(left, vec!["desk@example.com"]);
+    assert_eq!(store.additional_emails(other.id).await.unwrap().len(), 1, "another account's address stays");
+
+    // Added again, the address gets a new link; the old one stays dead.
+    let new = add_email(&*store, &u, "assistant@example.com").await;
+    assert_eq!(store.confirm_additional_email(&old.hash(), at, &audit("x")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
+    assert!(store.additional_emails(u.id).await.unwrap().iter().all(|e| e.verified_at.is_none()));
+    assert!(store.confirm_additional_email(&new.hash(), at, &audit("x")).await.unwrap().is_ok());
+    assert!(store.confirm_additional_email(&kept.hash(), at, &audit("x")).await.unwrap().is_ok(), "other addresses' links live on");
+    assert!(!store.remove_additional_email(u.id, &email("boss@example.com"), &entry).await.unwrap(), "the designated email is not removed here");
+}
+
+async fn an_expired_confirmation_link_verifies_nothing(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_with_email(&*store, &c, "101", "boss@example.com").await;
+    let token = add_email(&*store, &u, "assistant@example.com").await;
+    let expired = t0() + Duration::hours(24);
+    assert_eq!(store.confirm_additional_email(&token.hash(), expired, &audit("x")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
+    assert_eq!(store.additional_emails(u.id).await.unwrap()[0].verified_at, None);
+    assert!(store.confirm_additional_email(&token.hash(), expired - Duration::seconds(1), &audit("x")).await.unwrap().is_ok());
+}
+
+async fn twenty_racing_confirmations_succeed_once(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_with_email(&*store, &c, "101", "boss@example.com").await;
+    let token = add_email(&*store, &u, "assistant@example.com").await;
+    let tasks = (0..20)
+        .map(|_| {
+            let (store, hash) = (store.clone(), token.hash());
+            let entry = AuditEntry { company_id: Some(c.id), ..audit("additional_email_confirmed") };
+            tokio::spawn(async move { store.confirm_additional_email(&hash, t0(), &entry).await })
+        })
+        .collect();
+    let wins = futures_join(tasks).await.into_iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+    assert_eq!(wins, 1);
+    let events = store.audit_of_company(c.id, 100).await.unwrap();
+    assert_eq!(events.iter().filter(|a| a.kind == "additional_email_confirmed").count(), 1, "the losers wrote nothing");
+}
+
+async fn company_emails_are_every_address_of_that_company(store: Arc<dyn Store>) {
+    use latchkey_core::email_review::{AccountEmail, EmailSlot};
+    let c = company(&*store, "organization.com").await;
+    let elsewhere = company(&*store, "other.org").await;
+    let boss = active_with_email(&*store, &c, "101", "Boss@Example.com").await;
+    invite(&*store, &c, "102", "front@example.com").await;
+    active_with_email(&*store, &elsewhere, "101", "boss@example.com").await;
+    let token = add_email(&*store, &boss, "assistant@example.com").await;
+    store.confirm_additional_email(&token.hash(), t0(), &audit("x")).await.unwrap().unwrap();
+    add_email(&*store, &boss, "voicemail@example.com").await;
+
+    let rows: Vec<(String, String, String, EmailSlot, bool)> = store
+        .company_emails(c.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r: AccountEmail| (r.login_name, r.email, r.email_key, r.slot, r.verified))
+        .collect();
+    let row = |login: &str, email: &str, slot, verified| (login.to_owned(), email.to_owned(), email.to_lowercase(), slot, verified);
+    assert_eq!(
+        rows,
+        vec![
+            row("101@organization.com", "assistant@example.com", EmailSlot::Additional, true),
+            row("101@organization.com", "Boss@Example.com", EmailSlot::Designated, true),
+            row("102@organization.com", "front@example.com", EmailSlot::Designated, false),
+            row("101@organization.com", "voicemail@example.com", EmailSlot::Additional, false),
+        ]
+    );
+    let all = store.company_emails(c.id).await.unwrap();
+    assert!(all.iter().all(|r| r.role == Role::User && r.login_name.starts_with(&format!("{}@", r.extension))), "{all:?}");
+    assert_eq!(store.company_emails(elsewhere.id).await.unwrap().len(), 1, "each company reads its own");
 }

@@ -1,6 +1,7 @@
-//! The emailed links: the welcome email's Complete Setup link (24 hours) and the password reset
-//! link (3 hours). One mechanism with two lifetimes: `Valid → Used`, `Valid → Expired`, or
-//! `Valid → Replaced` when a newer link of the same purpose is sent.
+//! The emailed links: the welcome email's Complete Setup link (24 hours), the password reset link
+//! (3 hours) and the confirmation link sent to an additional email (24 hours). One mechanism with
+//! three lifetimes: `Valid → Used`, `Valid → Expired`, or `Valid → Replaced` when a newer link of
+//! the same purpose is sent (or, for a confirmation link, its address is removed).
 
 use time::{Duration, OffsetDateTime};
 
@@ -10,6 +11,8 @@ use super::UserFacing;
 pub enum LinkPurpose {
     Welcome,
     PasswordReset,
+    /// Proves an additional email reaches someone: only then can it sign in by SSO (C7).
+    EmailConfirmation,
 }
 
 impl LinkPurpose {
@@ -18,6 +21,10 @@ impl LinkPurpose {
         match self {
             LinkPurpose::Welcome => Duration::hours(24),
             LinkPurpose::PasswordReset => Duration::hours(3),
+            // Like a welcome link: the address is often an assistant's or a shared desk's, read
+            // the next working day. Not longer: a confirmed address can sign in by SSO, so an
+            // unopened link should not lie in a mailbox for days.
+            LinkPurpose::EmailConfirmation => Duration::hours(24),
         }
     }
 
@@ -25,6 +32,7 @@ impl LinkPurpose {
         match self {
             LinkPurpose::Welcome => "welcome",
             LinkPurpose::PasswordReset => "password_reset",
+            LinkPurpose::EmailConfirmation => "email_confirmation",
         }
     }
 
@@ -32,6 +40,7 @@ impl LinkPurpose {
         match s {
             "welcome" => Some(LinkPurpose::Welcome),
             "password_reset" => Some(LinkPurpose::PasswordReset),
+            "email_confirmation" => Some(LinkPurpose::EmailConfirmation),
             _ => None,
         }
     }
@@ -117,6 +126,9 @@ impl UserFacing for LinkError {
             LinkError::Used(PasswordReset) => "This password reset link was already used. Sign in with your new password, or use Forgot Password to get a new link.".into(),
             LinkError::Replaced(Welcome) => "A newer welcome email was sent, and only its link works. Use the link in the latest welcome email.".into(),
             LinkError::Replaced(PasswordReset) => "A newer password reset email was sent, and only its link works. Use the link in the latest email.".into(),
+            LinkError::Expired(EmailConfirmation) => "This confirmation link has expired: confirmation links work for 24 hours. Ask your office manager to remove the email and add it again, which sends a new link.".into(),
+            LinkError::Used(EmailConfirmation) => "This email address was already confirmed with this link. There is nothing else to do.".into(),
+            LinkError::Replaced(EmailConfirmation) => "This confirmation link no longer works: the email address was removed from the account. Ask your office manager if it should be added again.".into(),
         }
     }
 }
@@ -135,6 +147,15 @@ mod tests {
         let reset = EmailLink::issue(LinkPurpose::PasswordReset, t0);
         assert_eq!(reset.state(t0 + Duration::minutes(179)), LinkState::Valid);
         assert_eq!(reset.state(t0 + Duration::hours(3)), LinkState::Expired);
+        let confirmation = EmailLink::issue(LinkPurpose::EmailConfirmation, t0);
+        assert_eq!(confirmation.state(t0 + Duration::hours(24)), LinkState::Expired);
+    }
+
+    #[test]
+    fn purposes_round_trip_through_their_stored_names() {
+        for p in [LinkPurpose::Welcome, LinkPurpose::PasswordReset, LinkPurpose::EmailConfirmation] {
+            assert_eq!(LinkPurpose::parse(p.as_str()), Some(p));
+        }
     }
 
     #[test]

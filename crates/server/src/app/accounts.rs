@@ -71,12 +71,17 @@ impl Latchkey {
         Ok(CreatedUser { user, complete_setup_url, email_sent })
     }
 
-    /// A new welcome email; the old link stops working.
-    pub async fn resend_welcome(&self, company_domain: &str, extension: &str, actor: Actor, ctx: &RequestContext) -> Result<CreatedUser, ApiError> {
+    /// The account with that extension in the company; 404 for either unknown.
+    pub async fn user_of_company(&self, company_domain: &str, extension: &str) -> Result<User, ApiError> {
         let company = self.company(company_domain).await?;
         let ext = Extension::parse(extension).map_err(|_| ApiError::not_found())?;
         let domain = CompanyDomain::parse(&company.domain).map_err(|_| ApiError::internal())?;
-        let user = self.store.user_by_login_name(&LoginName::new(&ext, &domain)).await?.ok_or_else(ApiError::not_found)?;
+        self.store.user_by_login_name(&LoginName::new(&ext, &domain)).await?.ok_or_else(ApiError::not_found)
+    }
+
+    /// A new welcome email; the old link stops working.
+    pub async fn resend_welcome(&self, company_domain: &str, extension: &str, actor: Actor, ctx: &RequestContext) -> Result<CreatedUser, ApiError> {
+        let user = self.user_of_company(company_domain, extension).await?;
         if user.state != UserState::Invited {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -87,7 +92,7 @@ impl Latchkey {
         let token = Token::generate();
         let now = self.now();
         let link = NewLink { token_hash: token.hash(), link: EmailLink::issue(LinkPurpose::Welcome, now) };
-        self.store.issue_link(user.id, &link, &self.audit("welcome_resent", Some(company.id), actor, Some(user.id), ctx)).await?;
+        self.store.issue_link(user.id, &link, &self.audit("welcome_resent", Some(user.company_id), actor, Some(user.id), ctx)).await?;
         let (complete_setup_url, email_sent) = self.send_welcome(&user, &token).await;
         Ok(CreatedUser { user, complete_setup_url, email_sent })
     }

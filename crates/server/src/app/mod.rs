@@ -6,17 +6,21 @@ mod accounts;
 mod activation;
 mod auth;
 mod codes;
+mod emails;
 mod methods;
 mod profile;
 mod recovery;
 mod sso;
 mod sso_sign_in;
+mod sso_admin;
 mod two_factor;
 
 pub use accounts::CreatedUser;
 pub use activation::LinkView;
 pub use auth::{SignInOutcome, SignedIn};
 pub use sso_sign_in::{ProviderAnswer, SsoStep, WaitingIdentity};
+pub use emails::{AddedEmail, EmailConfirmationView};
+pub use sso_admin::EmailReview;
 pub use two_factor::{SecondFactorChallenge, TotpEnrollment};
 
 use std::sync::Arc;

@@ -448,11 +448,8 @@ impl Latchkey {
     /// The office manager's reset: every method and recovery code of the user goes; the user
     /// enrols again at the next sign-in (where required). Audited, and the user is told.
     pub async fn reset_two_factor(&self, domain: &str, extension: &str, actor: Actor, ctx: &RequestContext) -> Result<User, ApiError> {
-        let company = self.company(domain).await?;
-        let ext = latchkey_core::Extension::parse(extension).map_err(|_| ApiError::not_found())?;
-        let dom = latchkey_core::CompanyDomain::parse(&company.domain).map_err(|_| ApiError::internal())?;
-        let user = self.store.user_by_login_name(&LoginName::new(&ext, &dom)).await?.ok_or_else(ApiError::not_found)?;
-        let audit = self.audit("two_factor_reset", Some(company.id), actor, Some(user.id), ctx);
+        let user = self.user_of_company(domain, extension).await?;
+        let audit = self.audit("two_factor_reset", Some(user.company_id), actor, Some(user.id), ctx);
         self.store.reset_two_factor(user.id, &audit).await?;
         self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
         self.send(templates::security_notice(

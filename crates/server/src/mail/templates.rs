@@ -99,6 +99,41 @@ pub fn welcome(to: &str, company_name: &str, login_name: &str, complete_setup_ur
     email(to, &m.subject, &WelcomeText { m: &m }, &WelcomeHtml { m: &m })
 }
 
+struct ConfirmEmail<'a> {
+    subject: String,
+    sender: String,
+    company_name: &'a str,
+    login_name: &'a str,
+    url: &'a str,
+    hours: i64,
+}
+
+#[derive(Template)]
+#[template(path = "email/confirm_email.html")]
+struct ConfirmEmailHtml<'a> {
+    m: &'a ConfirmEmail<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "email/confirm_email.txt")]
+struct ConfirmEmailText<'a> {
+    m: &'a ConfirmEmail<'a>,
+}
+
+/// The confirmation link sent to an additional email: until it is used, the address cannot sign
+/// in by SSO (C7).
+pub fn email_confirmation(to: &str, company_name: &str, login_name: &str, confirm_url: &str) -> OutgoingEmail {
+    let m = ConfirmEmail {
+        subject: format!("{company_name}: confirm your email address"),
+        sender: sender(company_name),
+        company_name,
+        login_name,
+        url: confirm_url,
+        hours: LinkPurpose::EmailConfirmation.lifetime().whole_hours(),
+    };
+    email(to, &m.subject, &ConfirmEmailText { m: &m }, &ConfirmEmailHtml { m: &m })
+}
+
 struct PasswordReset<'a> {
     subject: String,
     sender: String,
@@ -577,6 +612,18 @@ mod tests {
         }
         let s = one_time_code("a@org.test", "Org", "101@org.test", "111111", EmailCodePurpose::SignIn);
         assert!(s.text.contains("finish signing in"));
+    }
+
+    #[test]
+    fn email_confirmation_names_the_account_the_button_and_24_hours() {
+        let e = email_confirmation("assistant@org.test", "Org", "101@org.test", "https://portal.test/confirm-email/c1");
+        assert_eq!((e.to.as_str(), e.subject.as_str()), ("assistant@org.test", "Org: confirm your email address"));
+        for part in [&e.text, &e.html] {
+            assert!(part.contains("Org via Latchkey") && part.contains("101@org.test"), "{part}");
+            assert!(part.contains("24 hours") && part.contains("only once") && part.contains("single sign-on"), "{part}");
+        }
+        assert!(has_button(&e.html, "https://portal.test/confirm-email/c1", "Confirm Email"), "{}", e.html);
+        assert!(e.text.lines().any(|l| l == "https://portal.test/confirm-email/c1"), "{}", e.text);
     }
 
     #[test]

@@ -394,7 +394,7 @@ fn policy_body(p: &latchkey_store::TwoFactorPolicy) -> PolicyBody {
 }
 
 /// A member of the company: office managers and supervisors read its policy.
-fn member_of(current: &super::session::Current, domain: &str) -> Result<(), ApiError> {
+pub(super) fn member_of(current: &super::session::Current, domain: &str) -> Result<(), ApiError> {
     if !current.user.company_domain.eq_ignore_ascii_case(domain.trim()) || current.user.role == Role::User {
         return Err(ApiError::not_found());
     }
@@ -441,7 +441,14 @@ pub struct CompanyRef {
 #[derive(Serialize, ToSchema)]
 pub struct EmailEntry {
     email: String,
+    /// Its confirmation link was used: it can sign in by SSO where the company uses it.
     verified: bool,
+}
+
+impl From<latchkey_store::AdditionalEmail> for EmailEntry {
+    fn from(e: latchkey_store::AdditionalEmail) -> Self {
+        EmailEntry { email: e.email, verified: e.verified_at.is_some() }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -519,7 +526,7 @@ pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Jso
         company: CompanyRef { name: u.company_name, domain: u.company_domain },
         designated_email: u.designated_email,
         email_verified: u.designated_email_verified_at.is_some(),
-        emails: emails.into_iter().map(|e| EmailEntry { email: e.email, verified: e.verified_at.is_some() }).collect(),
+        emails: emails.into_iter().map(EmailEntry::from).collect(),
         two_factor_available,
         second_factors: methods
             .into_iter()
@@ -622,7 +629,7 @@ pub async fn change_pin(State(web): WebState, Client(ctx): Client, SignedIn(curr
 }
 
 /// An office manager of `domain`. Anyone of another company gets 404, as if it did not exist.
-fn office_manager_of(current: &super::session::Current, domain: &str) -> Result<(), ApiError> {
+pub(super) fn office_manager_of(current: &super::session::Current, domain: &str) -> Result<(), ApiError> {
     if !current.user.company_domain.eq_ignore_ascii_case(domain.trim()) {
         return Err(ApiError::not_found());
     }

@@ -2,6 +2,7 @@
 //! carries, limits on bodies and time, and the service endpoints (/healthz, /readyz, /metrics).
 
 pub mod api;
+mod email_pages;
 pub mod two_factor_api;
 mod two_factor_pages;
 pub mod openapi;
@@ -9,6 +10,7 @@ pub mod pages;
 pub mod session;
 pub mod sso_api;
 mod sso_pages;
+pub mod sso_admin_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(two_factor_pages::routes())
         .merge(sso_pages::routes())
         .merge(sso_api::routes())
+        .merge(sso_admin_api::routes())
+        .merge(email_pages::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

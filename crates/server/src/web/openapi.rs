@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{api, sso_api, two_factor_api};
+use super::{api, sso_admin_api, sso_api, two_factor_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,8 @@ use super::{api, sso_api, two_factor_api};
         two_factor_api::sms_start, two_factor_api::sms_confirm, two_factor_api::email_start, two_factor_api::email_confirm,
         two_factor_api::verification_code, two_factor_api::remove_method, two_factor_api::recovery_codes,
         sso_api::start, sso_api::callback, sso_api::waiting, sso_api::choose, sso_api::link,
+        sso_admin_api::emails_list, sso_admin_api::email_add, sso_admin_api::email_remove, sso_admin_api::email_confirmation_open,
+        sso_admin_api::email_confirmation_confirm, sso_admin_api::sso_get, sso_admin_api::sso_put, sso_admin_api::email_review,
     ),
     tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "two-factor"), (name = "office manager"), (name = "single sign-on"))
 )]

@@ -82,6 +82,11 @@ struct Notice<'a> {
     action_label: &'a str,
 }
 
+/// A page that says one thing and offers one way on.
+pub(super) fn notice_page(status: StatusCode, title: &str, message: &str, action_href: &str, action_label: &str) -> Response {
+    render(status, &Notice { title, message, action_href, action_label }, None)
+}
+
 /// A page for an error with no form to go back to: what happened and where to go next.
 pub fn error_page(e: &ApiError) -> Response {
     let (href, label) = match e.code {
@@ -89,6 +94,12 @@ pub fn error_page(e: &ApiError) -> Response {
         c if c.starts_with("sso_") => ("/sign-in", "Sign in with your password"),
         _ => ("/sign-in", "Go to sign in"),
     };
+    let (href, label) = if e.code == "link_used" && e.message.contains("account is set up") { ("/sign-in", "Go to sign in") } else { (href, label) };
+    error_page_to(e, href, label)
+}
+
+/// An error page whose way on is the caller's (a link that is not a password link, say).
+pub(super) fn error_page_to(e: &ApiError, href: &str, label: &str) -> Response {
     let title = match e.code {
         "link_expired" => "This link has expired",
         "link_used" => "This link was already used",
@@ -103,7 +114,6 @@ pub fn error_page(e: &ApiError) -> Response {
         "sso_not_offered" => "This sign-in is not offered",
         _ => "Something is not right",
     };
-    let (href, label) = if e.code == "link_used" && e.message.contains("account is set up") { ("/sign-in", "Go to sign in") } else { (href, label) };
     let mut resp = render(e.status, &Notice { title, message: &e.message, action_href: href, action_label: label }, None);
     if let Some(secs) = e.retry_after.and_then(|s| s.to_string().parse().ok()) {
         resp.headers_mut().insert(header::RETRY_AFTER, secs);
@@ -112,11 +122,7 @@ pub fn error_page(e: &ApiError) -> Response {
 }
 
 pub fn not_found_page() -> Response {
-    render(
-        StatusCode::NOT_FOUND,
-        &Notice { title: "Page not found", message: "There is nothing at this address.", action_href: "/sign-in", action_label: "Go to sign in" },
-        None,
-    )
+    notice_page(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.", "/sign-in", "Go to sign in")
 }
 
 /// `Form` whose rejections become a readable page instead of plain text.
@@ -262,7 +268,7 @@ async fn sign_out(State(web): WebState, headers: HeaderMap, Client(ctx): Client,
 // ---------------------------------------------------------------- Complete Setup
 
 /// "24 Nov 2026, 09:00 UTC": what a person reads; the machine form stays in `datetime`.
-fn human_time(t: time::OffsetDateTime) -> String {
+pub(super) fn human_time(t: time::OffsetDateTime) -> String {
     t.format(&time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute] UTC")).unwrap_or_default()
 }
 

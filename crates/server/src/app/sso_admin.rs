@@ -1,0 +1,90 @@
+//! The office manager's side of single sign-on (C7, C8): which providers' own MFA counts in place
+//! of Latchkey's second factor, and the email association review. Turning SSO and its providers on
+//! stays the operator's (`latchkey company enable --feature sso`).
+
+use latchkey_core::email_review::{self, Finding};
+use latchkey_core::flows::sso::Provider;
+use latchkey_store::SsoSettings;
+
+use super::{Actor, Latchkey, RequestContext};
+use crate::error::ApiError;
+
+pub struct EmailReview {
+    /// With SSO off nothing signs in by email yet: the findings are risks for the day it is on.
+    pub sso_enabled: bool,
+    pub findings: Vec<Finding>,
+}
+
+impl Latchkey {
+    pub async fn sso_settings_of(&self, domain: &str) -> Result<SsoSettings, ApiError> {
+        let company = self.company(domain).await?;
+        Ok(self.store.sso_settings(company.id).await?)
+    }
+
+    /// Sets the providers whose own MFA is enough after SSO; each must be one the operator enabled
+    /// for the company. Audited as `sso_policy_changed`.
+    pub async fn set_sso_mfa_sufficient(&self, domain: &str, providers: &[String], actor: Actor, ctx: &RequestContext) -> Result<SsoSettings, ApiError> {
+        let company = self.company(domain).await?;
+        let mut settings = self.store.sso_settings(company.id).await?;
+        settings.mfa_sufficient = mfa_sufficient_within(&settings, providers)?;
+        let mut audit = self.audit("sso_policy_changed", Some(company.id), actor, None, ctx);
+        audit.detail = format!("mfa_sufficient={}", settings.mfa_sufficient.join(","));
+        self.store.set_sso_settings(company.id, &settings, &audit).await?;
+        Ok(settings)
+    }
+
+    pub async fn email_review(&self, domain: &str) -> Result<EmailReview, ApiError> {
+        let company = self.company(domain).await?;
+        let settings = self.store.sso_settings(company.id).await?;
+        let rows = self.store.company_emails(company.id).await?;
+        Ok(EmailReview { sso_enabled: settings.enabled && !settings.providers.is_empty(), findings: email_review::review(&rows) })
+    }
+}
+
+/// The requested providers, sorted and once each, when every one is enabled for the company.
+fn mfa_sufficient_within(settings: &SsoSettings, requested: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut chosen: Vec<String> = Vec::new();
+    for name in requested {
+        let provider = Provider::parse(name.trim()).ok_or_else(|| {
+            ApiError::field_refused("mfa_sufficient", "unknown_provider", format!("{name:?} is not a provider: use google or microsoft."))
+        })?;
+        let enabled = settings.enabled && settings.providers.iter().any(|p| p == provider.as_str());
+        if !enabled {
+            return Err(ApiError::field_refused(
+                "mfa_sufficient",
+                "provider_not_enabled",
+                format!("Sign-in with {} is not enabled for this company; the operator enables providers.", provider.label()),
+            ));
+        }
+        chosen.push(provider.as_str().to_owned());
+    }
+    chosen.sort();
+    chosen.dedup();
+    Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(enabled: bool, providers: &[&str]) -> SsoSettings {
+        SsoSettings { enabled, providers: providers.iter().map(|p| p.to_string()).collect(), mfa_sufficient: vec![] }
+    }
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn mfa_sufficient_is_a_subset_of_the_enabled_providers() {
+        let both = settings(true, &["google", "microsoft"]);
+        assert_eq!(mfa_sufficient_within(&both, &names(&["microsoft", "google", "google"])).unwrap(), names(&["google", "microsoft"]));
+        assert_eq!(mfa_sufficient_within(&both, &[]).unwrap(), Vec::<String>::new());
+        let google = settings(true, &["google"]);
+        let refused = mfa_sufficient_within(&google, &names(&["microsoft"])).unwrap_err();
+        assert_eq!(refused.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(refused.fields.get("mfa_sufficient")[0].contains("Office 365"), "{:?}", refused.fields);
+        assert!(mfa_sufficient_within(&google, &names(&["okta"])).is_err());
+        assert!(mfa_sufficient_within(&settings(false, &["google"]), &names(&["google"])).is_err(), "the pilot is off");
+    }
+}
