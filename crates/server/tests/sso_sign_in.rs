@@ -55,6 +55,7 @@ on_both_stores_with_idp!(
     linking_needs_a_company_that_enabled_the_provider,
     rotated_provider_keys_are_fetched_again,
     denied_consent_replays_and_an_outage_lead_back_to_the_password_sign_in,
+    an_additional_email_signs_in_only_once_its_confirmation_link_was_opened,
 );
 
 async fn start(backend: Backend, test: &str, trusted_tenants: &str) -> Option<(TestServer, OidcProvider)> {
@@ -402,4 +403,42 @@ async fn denied_consent_replays_and_an_outage_lead_back_to_the_password_sign_in(
     // The password keeps working.
     assert_eq!(s.browser().sign_in("101@organization.com", "Welcome2Sonar").await.json()["state"], "signed_in");
     idp.set_down(false).await;
+}
+
+async fn an_additional_email_signs_in_only_once_its_confirmation_link_was_opened(s: &TestServer, idp: &OidcProvider) {
+    user_with_2fa_feature(s, "101").await;
+    let (om, password) = s.company_with_office_manager("organization.com").await;
+    enable_sso(s).await;
+    let mut manager = s.browser();
+    assert_eq!(manager.sign_in(&om, &password).await.json()["state"], "signed_in");
+    // The seed's assistant who receives the manager's voicemail.
+    let added = manager.post("/api/v1/companies/organization.com/users/101/emails", json!({"email": "assistant@example.com"})).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    idp.set_accounts(&[Account::google("g-assistant", "assistant@example.com", true, "Assistant")]).await;
+
+    idp.next_login(Idp::Google, None, "g-assistant").await;
+    let back = trip(&mut s.browser(), "google").await;
+    assert!(location(&back).starts_with("/sso/link?waiting="), "an unconfirmed additional email goes to linking");
+
+    let review = manager.get("/api/v1/companies/organization.com/email-review").await.json();
+    assert!(!review["findings"].as_array().unwrap().iter().any(|f| f["kind"] == "additional_email_can_sign_in"), "{review}");
+    let mail = s.smtp.messages().await.into_iter().rev().find(|m| m.to.iter().any(|t| t == "assistant@example.com")).expect("a confirmation email");
+    let link = mail.text.split_whitespace().find(|w| w.contains("/confirm-email/")).unwrap().to_owned();
+    let confirmed = s.browser().post(&format!("/api/v1/email-confirmation/{}", server::token_of(&link)), json!({})).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+
+    idp.next_login(Idp::Google, None, "g-assistant").await;
+    let mut b = s.browser();
+    assert_eq!(location(&trip(&mut b, "google").await), "/account", "a confirmed additional email signs in (the seed's warning)");
+    assert_eq!(signed_in_as(&mut b).await.as_deref(), Some("101@organization.com"));
+    let review = manager.get("/api/v1/companies/organization.com/email-review").await.json();
+    assert!(review["findings"].as_array().unwrap().iter().any(|f| f["kind"] == "additional_email_can_sign_in"), "the review names it: {review}");
+
+    // The office manager counts Google's MFA as enough through the API; the setting is audited.
+    let put = manager.send(Method::PUT, "/api/v1/companies/organization.com/sso", Some(json!({"mfa_sufficient": ["google"]}))).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let removed = manager.send(Method::DELETE, "/api/v1/companies/organization.com/users/101/emails/assistant@example.com", None).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
+    idp.next_login(Idp::Google, None, "g-assistant").await;
+    assert!(location(&trip(&mut s.browser(), "google").await).starts_with("/sso/link?waiting="), "a removed email signs in no more");
 }

@@ -110,9 +110,11 @@ impl TestServer {
         Browser { base: self.base.clone(), http, cookies: BTreeMap::new(), csrf: None }
     }
 
-    /// A company with an office manager, activated and ready to sign in.
+    /// A company (made unless it exists) with an office manager, activated and ready to sign in.
     pub async fn company_with_office_manager(&self, domain: &str) -> (String, String) {
-        self.app.create_company("Organization Inc.", domain).await.unwrap();
+        if self.app.store.company_by_domain(domain).await.unwrap().is_none() {
+            self.app.create_company("Organization Inc.", domain).await.unwrap();
+        }
         let ctx = Default::default();
         let created = self
             .app
