@@ -43,7 +43,8 @@ pub struct WaitingIdentity {
     pub preselected: Option<i64>,
 }
 
-/// Where the callback leads.
+/// Where the callback leads. Made once per sign-in and matched at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum SsoStep {
     SignIn(SignInOutcome),
     Choose(WaitingIdentity),
