@@ -165,9 +165,9 @@ struct SignInPage<'a> {
     sso: Vec<SsoButton>,
 }
 
-pub(super) struct SsoButton {
-    pub(super) href: String,
-    pub(super) label: String,
+struct SsoButton {
+    href: String,
+    label: String,
 }
 
 fn sso_buttons(web: &Web) -> Vec<SsoButton> {
@@ -563,7 +563,7 @@ struct AccountPage {
     sessions: Vec<SessionRow>,
     /// Linked Google / Microsoft sign-ins, and the providers the user can link.
     sso_links: Vec<SsoLinkRow>,
-    sso_link_offers: Vec<SsoButton>,
+    sso_offered: Vec<&'static str>,
     two_factor_available: bool,
     method_rows: Vec<MethodRow>,
     recovery_codes_left: Option<i64>,
@@ -585,8 +585,9 @@ pub(super) struct SsoLinkRow {
     last_used_at: String,
 }
 
-/// The user's links, and "Link Google" where the company enabled a provider not linked yet.
-async fn sso_rows(web: &Web, u: &latchkey_store::User) -> Result<(Vec<SsoLinkRow>, Vec<SsoButton>), ApiError> {
+/// The user's links, and the providers the company enabled (linking one is signing in with it
+/// once, signed out: the first time asks for this account's password).
+async fn sso_rows(web: &Web, u: &latchkey_store::User) -> Result<(Vec<SsoLinkRow>, Vec<&'static str>), ApiError> {
     let links = web.app.sso_links(u).await?;
     let settings = web.app.store.sso_settings(u.company_id).await?;
     let rows = links
@@ -599,14 +600,14 @@ async fn sso_rows(web: &Web, u: &latchkey_store::User) -> Result<(Vec<SsoLinkRow
             last_used_at: l.last_used_at.map(human_time).unwrap_or_else(|| "never".into()),
         })
         .collect();
-    let offers = web
+    let offered = web
         .app
         .sso_providers()
         .into_iter()
         .filter(|p| settings.enabled && settings.providers.iter().any(|x| x == p.as_str()))
-        .map(|p| SsoButton { href: format!("/sso/{}/start", p.as_str()), label: format!("Link {}", p.label()) })
+        .map(|p| p.label())
         .collect();
-    Ok((rows, offers))
+    Ok((rows, offered))
 }
 
 #[derive(Deserialize)]
@@ -652,10 +653,10 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
     let shown: Vec<Method> = Method::ALL.into_iter().filter(|m| company.allowed.contains(m) || find(*m).is_some()).collect();
     let preferred = web.app.store.preferred_method(u.id).await?;
     let enabled: Vec<Method> = shown.iter().copied().filter(|m| find(*m).is_some()).collect();
-    let (sso_links, sso_link_offers) = sso_rows(web, u).await?;
+    let (sso_links, sso_offered) = sso_rows(web, u).await?;
     Ok(AccountPage {
         sso_links,
-        sso_link_offers,
+        sso_offered,
         two_factor_available: company.available(),
         method_rows: shown.iter().map(|m| method_row(*m, find(*m))).collect(),
         preferred_options: enabled

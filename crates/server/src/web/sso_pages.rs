@@ -14,7 +14,7 @@ use latchkey_core::FieldErrors;
 use serde::Deserialize;
 
 use super::pages::{check_csrf, error_page, render, signed_in_response, CsrfOnly, PageForm};
-use super::session::{cookie_value, Client, CsrfBinding, PageUser};
+use super::session::{cookie_value, Client, CsrfBinding, MaybeSignedIn, PageUser};
 use super::Web;
 use crate::app::{ProviderAnswer, SsoStep, WaitingIdentity};
 use crate::error::ApiError;
@@ -44,7 +44,7 @@ async fn remove_link(
     }
     let Ok(id) = id.parse::<i64>() else { return error_page(&ApiError::not_found()) };
     match web.app.remove_sso_link(&current.user, id, &ctx).await {
-        Ok(()) => Redirect::to("/account?done=sso-unlinked#sso-h").into_response(),
+        Ok(()) => Redirect::to("/account?done=sso-unlinked").into_response(),
         Err(e) => error_page(&e),
     }
 }
@@ -82,7 +82,13 @@ fn with_cookie(mut resp: Response, cookie: Option<String>) -> Response {
 
 /// "Sign in with Google": a plain link, so the redirect to the provider is a navigation (a form
 /// post redirected off-site would be stopped by the `form-action 'self'` policy).
-async fn start(State(web): WebState, headers: HeaderMap, Path(provider): Path<String>) -> Response {
+///
+/// Someone already signed in goes back to My Account, as on the sign-in page: a trip would sign in
+/// again as whoever the identity leads to (perhaps another account) beside the open session.
+async fn start(State(web): WebState, headers: HeaderMap, MaybeSignedIn(current): MaybeSignedIn, Path(provider): Path<String>) -> Response {
+    if current.is_some() {
+        return Redirect::to("/account").into_response();
+    }
     let (browser, set_cookie) = web.sso_binding_or_new(&headers);
     match web.app.sso_start(&provider, &browser).await {
         Ok(url) => with_cookie(Redirect::to(&url).into_response(), set_cookie),
@@ -121,6 +127,8 @@ struct CandidateRow {
     login_name: String,
     company_name: String,
     checked: bool,
+    /// The identity's remembered choice (not merely the first, pre-checked one).
+    last_used: bool,
 }
 
 #[derive(Template)]
@@ -141,7 +149,13 @@ fn choose_view(web: &Web, headers: &HeaderMap, w: WaitingIdentity, status: Statu
     let candidates = w
         .candidates
         .into_iter()
-        .map(|c| CandidateRow { checked: Some(c.user_id) == preselected, user_id: c.user_id, login_name: c.login_name, company_name: c.company_name })
+        .map(|c| CandidateRow {
+            checked: Some(c.user_id) == preselected,
+            last_used: Some(c.user_id) == w.preselected,
+            user_id: c.user_id,
+            login_name: c.login_name,
+            company_name: c.company_name,
+        })
         .collect();
     let page = ChoosePage { csrf: binding.token(web), waiting: w.token, provider: w.provider.label(), email: w.email, candidates, error };
     render(status, &page, binding.set_cookie)
