@@ -2,7 +2,9 @@
 //!
 //! The `openidconnect` crate builds the authorization request (PKCE S256, state, nonce), exchanges
 //! the code and checks the ID token: signature against the provider's JWKS (RS256 only), audience
-//! (and `azp` when there are several), expiry and nonce. Two things it cannot do are done here:
+//! (several audiences are refused), expiry and nonce. What it leaves out is done here: `azp`, when
+//! present, must be our client (the crate does not compare it); an `iat` more than five minutes
+//! ahead is refused; and two more:
 //!
 //! * **Discovery** is read by hand, because Microsoft's multi-tenant metadata publishes an issuer
 //!   template (`https://login.microsoftonline.com/{tenantid}/v2.0`) that the crate's discovery
@@ -206,9 +208,15 @@ impl RelyingParty {
         let verifier = IdTokenVerifier::new_public_client(ClientId::new(self.config.client_id.clone()), issuer_url(&discovery.issuer)?, jwks.clone())
             .require_issuer_match(false)
             .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256])
+            .set_issue_time_verifier_fn(move |iat| {
+                if iat > now + chrono::Duration::minutes(5) { Err("issued in the future".to_owned()) } else { Ok(()) }
+            })
             .set_time_fn(move || now);
         let expected = Nonce::new(nonce.to_owned());
         let claims = token.claims(&verifier, &expected).map_err(|e| OidcError::Refused(claims_error(&e)))?;
+        if claims.authorized_party().is_some_and(|azp| azp.as_str() != self.config.client_id) {
+            return Err(OidcError::Refused("the token was issued to another client (azp)".into()));
+        }
         let extra = claims.additional_claims();
         if !issuer_matches(&discovery.issuer, claims.issuer().as_str(), extra.tid.as_deref()) {
             return Err(OidcError::Refused(format!("issuer {} is not {}", claims.issuer().as_str(), discovery.issuer)));
@@ -301,6 +309,11 @@ fn exchange_error<RE: std::error::Error + 'static>(e: &openidconnect::RequestTok
         }
         // The provider answered and refused the code (used, expired, wrong verifier).
         openidconnect::RequestTokenError::ServerResponse(r) => OidcError::Refused(format!("token endpoint: {}", r.error())),
+        // A token response that is JSON with an ID token the crate could not read (a claim missing
+        // or of the wrong type) is a refused token, not an outage.
+        openidconnect::RequestTokenError::Parse(err, body) if serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("id_token").is_some()) => {
+            OidcError::Refused(format!("the ID token could not be read: {err}"))
+        }
         openidconnect::RequestTokenError::Parse(err, _) => OidcError::Unavailable(format!("token endpoint answer: {err}")),
         other => OidcError::Unavailable(format!("token endpoint: {other}")),
     }
