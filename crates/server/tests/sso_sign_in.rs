@@ -387,7 +387,11 @@ async fn denied_consent_replays_and_an_outage_lead_back_to_the_password_sign_in(
     assert_eq!(replay.status, StatusCode::BAD_REQUEST, "used once");
     assert!(replay.body.contains("This sign-in cannot continue"));
 
+    // A signed-in browser is not sent on a trip: it would sign in again beside its session.
+    assert_eq!(location(&b.get("/sso/google/start").await), "/account");
+
     // The provider goes down between the trip out and the way back: the code cannot be exchanged.
+    let mut b = s.browser();
     idp.next_login(Idp::Google, None, "g-101").await;
     let started = b.get("/sso/google/start").await;
     let answer = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap().get(location(&started)).send().await.unwrap();
