@@ -19,6 +19,14 @@ pub struct SsoSettings {
     pub mfa_sufficient: Vec<String>,
 }
 
+impl SsoSettings {
+    /// Whether the company's people may sign in with `provider` (its API name): the pilot is on
+    /// and the operator enabled that provider. The SQL twin is `PROVIDER_ENABLED` below.
+    pub fn allows(&self, provider: &str) -> bool {
+        self.enabled && self.providers.iter().any(|p| p == provider)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SsoLink {
     pub id: i64,

@@ -48,8 +48,7 @@ fn mfa_sufficient_within(settings: &SsoSettings, requested: &[String]) -> Result
         let provider = Provider::parse(name.trim()).ok_or_else(|| {
             ApiError::field_refused("mfa_sufficient", "unknown_provider", format!("{name:?} is not a provider: use google or microsoft."))
         })?;
-        let enabled = settings.enabled && settings.providers.iter().any(|p| p == provider.as_str());
-        if !enabled {
+        if !settings.allows(provider.as_str()) {
             return Err(ApiError::field_refused(
                 "mfa_sufficient",
                 "provider_not_enabled",

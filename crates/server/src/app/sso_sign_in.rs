@@ -248,7 +248,7 @@ impl Latchkey {
             SignInOutcome::SignedIn(s) | SignInOutcome::EnrollmentRequired { session: s, .. } => s.user.clone(),
             SignInOutcome::SecondFactor { flow, .. } => self.live_flow(flow.expose()).await?.1,
         };
-        if !self.sso_enabled_for(&user, &pending.provider).await? {
+        if !self.store.sso_settings(user.company_id).await?.allows(&pending.provider) {
             self.undo_sign_in(&outcome).await?;
             return Err(sso_error(
                 StatusCode::FORBIDDEN,
@@ -271,11 +271,6 @@ impl Latchkey {
             }
         }
         Ok(outcome)
-    }
-
-    async fn sso_enabled_for(&self, user: &User, provider: &str) -> Result<bool, ApiError> {
-        let settings = self.store.sso_settings(user.company_id).await?;
-        Ok(settings.enabled && settings.providers.iter().any(|p| p == provider))
     }
 
     /// A session a refused link must not leave behind.

@@ -604,7 +604,7 @@ async fn sso_rows(web: &Web, u: &latchkey_store::User) -> Result<(Vec<SsoLinkRow
         .app
         .sso_providers()
         .into_iter()
-        .filter(|p| settings.enabled && settings.providers.iter().any(|x| x == p.as_str()))
+        .filter(|p| settings.allows(p.as_str()))
         .map(|p| p.label())
         .collect();
     Ok((rows, offered))

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -35,12 +35,6 @@ pub struct SsoStart {
     /// Send the browser here; the provider comes back to `/sso/{provider}/callback` (or the client's
     /// own handling of that URI) with `code` and `state`.
     authorization_url: String,
-}
-
-fn binding(web: &Web, headers: &HeaderMap) -> Result<String, ApiError> {
-    web.sso_binding(headers)
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "sso_state_invalid", "This single sign-on was started in another browser, or cookies are blocked. Start again."))
 }
 
 /// Starts a trip to Google (`google`) or Microsoft 365 (`microsoft`).
@@ -112,9 +106,9 @@ pub async fn callback(
     Path(provider): Path<String>,
     ApiJson(b): ApiJson<CallbackBody>,
 ) -> Result<Response, ApiError> {
-    let browser = binding(&web, &headers)?;
+    let browser = web.sso_binding(&headers)?;
     let answer = ProviderAnswer { code: b.code, state: b.state, error: b.error };
-    Ok(match web.app.sso_callback(&provider, answer, &browser, &ctx).await? {
+    Ok(match web.app.sso_callback(&provider, answer, browser, &ctx).await? {
         SsoStep::SignIn(outcome) => sign_in_response(&web, outcome),
         SsoStep::Choose(w) => Json(waiting_body("choose", w)).into_response(),
         SsoStep::Link(w) => Json(waiting_body("link", w)).into_response(),
@@ -125,8 +119,8 @@ pub async fn callback(
 #[utoipa::path(get, path = "/api/v1/sso/waiting/{waiting}", tag = "single sign-on", params(("waiting" = String, Path,)),
     responses((status = 200, body = SsoWaiting), (status = 400, body = ErrorBody)))]
 pub async fn waiting(State(web): WebState, headers: HeaderMap, Path(waiting): Path<String>) -> Result<Json<SsoWaiting>, ApiError> {
-    let browser = binding(&web, &headers)?;
-    let w = web.app.sso_waiting(&waiting, &browser).await?;
+    let browser = web.sso_binding(&headers)?;
+    let w = web.app.sso_waiting(&waiting, browser).await?;
     let state = if w.candidates.is_empty() { "link" } else { "choose" };
     Ok(Json(waiting_body(state, w)))
 }
@@ -147,8 +141,8 @@ pub async fn choose(
     Path(waiting): Path<String>,
     ApiJson(b): ApiJson<ChooseBody>,
 ) -> Result<Response, ApiError> {
-    let browser = binding(&web, &headers)?;
-    Ok(sign_in_response(&web, web.app.sso_choose(&waiting, b.user_id, &browser, &ctx).await?))
+    let browser = web.sso_binding(&headers)?;
+    Ok(sign_in_response(&web, web.app.sso_choose(&waiting, b.user_id, browser, &ctx).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -170,6 +164,6 @@ pub async fn link(
     Path(waiting): Path<String>,
     ApiJson(b): ApiJson<LinkBody>,
 ) -> Result<Response, ApiError> {
-    let browser = binding(&web, &headers)?;
-    Ok(sign_in_response(&web, web.app.sso_link(&waiting, &b.login_name, &b.password, &browser, &ctx).await?))
+    let browser = web.sso_binding(&headers)?;
+    Ok(sign_in_response(&web, web.app.sso_link(&waiting, &b.login_name, &b.password, browser, &ctx).await?))
 }

@@ -55,16 +55,18 @@ impl Web {
         if self.app.config.cookie_secure { "__Host-latchkey_sso" } else { "latchkey_sso" }
     }
 
-    /// The browser's binding, if it has one (the callback and later steps need the one it started with).
-    pub fn sso_binding<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
-        cookie_value(headers, self.sso_cookie_name()).filter(|v| !v.is_empty() && v.len() <= 128)
+    /// The browser's binding: the callback and every later step need the one the trip started with.
+    pub fn sso_binding<'a>(&self, headers: &'a HeaderMap) -> Result<&'a str, ApiError> {
+        cookie_value(headers, self.sso_cookie_name()).filter(|v| !v.is_empty() && v.len() <= 128).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "sso_state_invalid", "This sign-in was started in another browser, or cookies are blocked. Start again.")
+        })
     }
 
     /// The browser's binding, made when it has none; the `Set-Cookie` to send when it was made.
     pub fn sso_binding_or_new(&self, headers: &HeaderMap) -> (String, Option<String>) {
         match self.sso_binding(headers) {
-            Some(b) => (b.to_owned(), None),
-            None => {
+            Ok(b) => (b.to_owned(), None),
+            Err(_) => {
                 let fresh = Token::generate();
                 let set = self.cookie(self.sso_cookie_name(), Some(fresh.expose()));
                 (fresh.expose().to_owned(), Some(set))
@@ -104,8 +106,9 @@ struct CallbackQuery {
 }
 
 async fn callback(State(web): WebState, headers: HeaderMap, Client(ctx): Client, Path(provider): Path<String>, Query(q): Query<CallbackQuery>) -> Response {
-    let Some(browser) = web.sso_binding(&headers) else {
-        return error_page(&ApiError::new(StatusCode::BAD_REQUEST, "sso_state_invalid", "This sign-in was started in another browser, or cookies are blocked. Start again."));
+    let browser = match web.sso_binding(&headers) {
+        Ok(b) => b,
+        Err(e) => return error_page(&e),
     };
     let answer = ProviderAnswer { code: q.code, state: q.state, error: q.error };
     match web.app.sso_callback(&provider, answer, browser, &ctx).await {
@@ -162,7 +165,10 @@ fn choose_view(web: &Web, headers: &HeaderMap, w: WaitingIdentity, status: Statu
 }
 
 async fn choose_page(State(web): WebState, headers: HeaderMap, Query(q): Query<WaitingQuery>) -> Response {
-    let Some(browser) = web.sso_binding(&headers) else { return error_page(&no_binding()) };
+    let browser = match web.sso_binding(&headers) {
+        Ok(b) => b,
+        Err(e) => return error_page(&e),
+    };
     match web.app.sso_waiting(&q.waiting, browser).await {
         // Nothing to choose between any more (a link or an email changed): linking is what is left.
         Ok(w) if w.candidates.is_empty() => Redirect::to(&format!("/sso/link?waiting={}", w.token)).into_response(),
@@ -184,7 +190,10 @@ async fn choose_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Cl
     if let Err(r) = check_csrf(&web, &headers, None, &f.csrf_token) {
         return r;
     }
-    let Some(browser) = web.sso_binding(&headers) else { return error_page(&no_binding()) };
+    let browser = match web.sso_binding(&headers) {
+        Ok(b) => b,
+        Err(e) => return error_page(&e),
+    };
     let Ok(user_id) = f.user.parse::<i64>() else {
         return match web.app.sso_waiting(&f.waiting, browser).await {
             Ok(w) => choose_view(&web, &headers, w, StatusCode::UNPROCESSABLE_ENTITY, Some("Choose one of the accounts shown.".into())),
@@ -214,7 +223,10 @@ struct LinkPage<'a> {
 }
 
 async fn link_page(State(web): WebState, headers: HeaderMap, Query(q): Query<WaitingQuery>) -> Response {
-    let Some(browser) = web.sso_binding(&headers) else { return error_page(&no_binding()) };
+    let browser = match web.sso_binding(&headers) {
+        Ok(b) => b,
+        Err(e) => return error_page(&e),
+    };
     match web.app.sso_waiting(&q.waiting, browser).await {
         Ok(w) => {
             let binding = CsrfBinding::of(&web, &headers, None);
@@ -241,7 +253,10 @@ async fn link_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Clie
     if let Err(r) = check_csrf(&web, &headers, None, &f.csrf_token) {
         return r;
     }
-    let Some(browser) = web.sso_binding(&headers) else { return error_page(&no_binding()) };
+    let browser = match web.sso_binding(&headers) {
+        Ok(b) => b,
+        Err(e) => return error_page(&e),
+    };
     match web.app.sso_link(&f.waiting, &f.login_name, &f.password, browser, &ctx).await {
         Ok(outcome) => signed_in_response(&web, outcome),
         // A wrong password and the like: the form again, for as long as the identity waits.
@@ -268,8 +283,4 @@ async fn link_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Clie
         },
         Err(e) => error_page(&e),
     }
-}
-
-fn no_binding() -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "sso_expired", "This single sign-on was started in another browser, or cookies are blocked. Start again.")
 }
