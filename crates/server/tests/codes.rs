@@ -218,6 +218,7 @@ async fn email_codes_need_the_designated_email_verified_first(s: &TestServer, _g
     let audit = latchkey_store::AuditEntry {
         company_id: Some(user.company_id),
         actor_user_id: None,
+        actor_token_id: None,
         target_user_id: Some(user.id),
         kind: "designated_email_changed",
         detail: String::new(),

@@ -25,6 +25,7 @@ async fn link(s: &TestServer, login: &str, provider: &str, subject: &str, email:
     let audit = AuditEntry {
         company_id: Some(user.company_id),
         actor_user_id: Some(user.id),
+        actor_token_id: None,
         target_user_id: Some(user.id),
         kind: "sso_linked",
         detail: String::new(),

@@ -94,7 +94,7 @@ async fn user(s: &TestServer, login: &str) -> User {
 }
 
 fn audit(s: &TestServer, company_id: i64, kind: &'static str) -> latchkey_store::AuditEntry {
-    latchkey_store::AuditEntry { company_id: Some(company_id), actor_user_id: None, target_user_id: None, kind, detail: String::new(), client_ip: None, user_agent: None, at: s.app.now() }
+    latchkey_store::AuditEntry { company_id: Some(company_id), actor_user_id: None, actor_token_id: None, target_user_id: None, kind, detail: String::new(), client_ip: None, user_agent: None, at: s.app.now() }
 }
 
 fn location(a: &Answer) -> String {

@@ -9,12 +9,14 @@ mod emails;
 mod records;
 mod sql;
 mod sso;
+mod tokens;
 mod two_factor;
 
 pub use emails::*;
 pub use records::*;
 pub use sql::SqlStore;
 pub use sso::*;
+pub use tokens::*;
 pub use two_factor::*;
 
 use async_trait::async_trait;
@@ -52,7 +54,7 @@ pub enum ConsumeError {
 }
 
 #[async_trait]
-pub trait Store: TwoFactorStore + SsoStore + EmailStore + Send + Sync + 'static {
+pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;

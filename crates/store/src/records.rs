@@ -113,6 +113,8 @@ pub struct Session {
 pub struct AuditEntry {
     pub company_id: Option<i64>,
     pub actor_user_id: Option<i64>,
+    /// The operator's API token that acted, when one did.
+    pub actor_token_id: Option<i64>,
     pub target_user_id: Option<i64>,
     pub kind: &'static str,
     pub detail: String,

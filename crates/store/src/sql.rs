@@ -151,13 +151,14 @@ fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
 }
 
 const AUDIT_INSERT: &str = "INSERT INTO audit_events \
-    (company_id, actor_user_id, target_user_id, kind, detail, client_ip, user_agent, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    (company_id, actor_user_id, actor_token_id, target_user_id, kind, detail, client_ip, user_agent, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 pub(crate) async fn insert_audit<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(exec: E, a: &AuditEntry) -> StoreResult<()> {
     sqlx::query(AUDIT_INSERT)
         .bind(a.company_id)
         .bind(a.actor_user_id)
+        .bind(a.actor_token_id)
         .bind(a.target_user_id)
         .bind(a.kind)
         .bind(a.detail.as_str())

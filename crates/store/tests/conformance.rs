@@ -80,7 +80,7 @@ fn t0() -> OffsetDateTime {
 }
 
 fn audit(kind: &'static str) -> AuditEntry {
-    AuditEntry { company_id: None, actor_user_id: None, target_user_id: None, kind, detail: String::new(), client_ip: None, user_agent: None, at: t0() }
+    AuditEntry { company_id: None, actor_user_id: None, actor_token_id: None, target_user_id: None, kind, detail: String::new(), client_ip: None, user_agent: None, at: t0() }
 }
 
 async fn company(store: &dyn Store, domain: &str) -> Company {

@@ -43,10 +43,11 @@ pub struct RequestContext {
     pub user_agent: Option<String>,
 }
 
-/// Who acts: the operator (CLI) or a signed-in user.
+/// Who acts: the operator at the CLI, the holder of an API token, or a signed-in user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
     Operator,
+    ApiToken(i64),
     User(i64),
 }
 
@@ -119,14 +120,18 @@ impl Latchkey {
         AuditEntry {
             company_id,
             actor_user_id: match actor {
-                Actor::Operator => None,
                 Actor::User(id) => Some(id),
+                Actor::Operator | Actor::ApiToken(_) => None,
+            },
+            actor_token_id: match actor {
+                Actor::ApiToken(id) => Some(id),
+                Actor::Operator | Actor::User(_) => None,
             },
             target_user_id: target,
             kind,
             detail: match actor {
                 Actor::Operator => "by operator".into(),
-                Actor::User(_) => String::new(),
+                Actor::ApiToken(_) | Actor::User(_) => String::new(),
             },
             client_ip: ctx.client_ip.clone(),
             user_agent: ctx.user_agent.clone(),

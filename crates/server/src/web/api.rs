@@ -15,11 +15,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::admin::Admin;
 use super::session::{Client, CsrfBinding, Enrolling, MaybeSignedIn, SignedIn};
 use crate::app::SignInOutcome;
 use latchkey_core::two_factor::{Method, TwoFactorMode};
 use super::Web;
-use crate::app::{rfc3339, Actor};
+use crate::app::rfc3339;
 use crate::error::{ApiError, ErrorBody};
 
 type WebState = State<Arc<Web>>;
@@ -393,19 +394,11 @@ fn policy_body(p: &latchkey_store::TwoFactorPolicy) -> PolicyBody {
     }
 }
 
-/// A member of the company: office managers and supervisors read its policy.
-pub(super) fn member_of(current: &super::session::Current, domain: &str) -> Result<(), ApiError> {
-    if !current.user.company_domain.eq_ignore_ascii_case(domain.trim()) || current.user.role == Role::User {
-        return Err(ApiError::not_found());
-    }
-    Ok(())
-}
-
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/policy", tag = "office manager", params(("domain" = String, Path,)),
     responses((status = 200, body = PolicyBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn policy_get(State(web): WebState, SignedIn(current): SignedIn, Path(domain): Path<String>) -> Result<Json<PolicyBody>, ApiError> {
-    member_of(&current, &domain)?;
-    Ok(Json(policy_body(&web.app.store.two_factor_policy(current.user.company_id).await?)))
+pub async fn policy_get(State(web): WebState, admin: Admin, Path(domain): Path<String>) -> Result<Json<PolicyBody>, ApiError> {
+    let company = admin.read(&web, &domain).await?;
+    Ok(Json(policy_body(&web.app.store.two_factor_policy(company.id).await?)))
 }
 
 /// Sets the company's two-factor rules (office manager).
@@ -414,14 +407,15 @@ pub async fn policy_get(State(web): WebState, SignedIn(current): SignedIn, Path(
 pub async fn policy_put(
     State(web): WebState,
     Client(ctx): Client,
-    SignedIn(current): SignedIn,
+    admin: Admin,
     Path(domain): Path<String>,
     ApiJson(b): ApiJson<PolicyBody>,
 ) -> Result<Json<PolicyBody>, ApiError> {
-    office_manager_of(&current, &domain)?;
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
     let p = web
         .app
-        .set_two_factor_policy(&domain, b.two_factor, &b.allowed_methods, b.default_method, b.default_method_locked, Actor::User(current.user.id), &ctx)
+        .set_two_factor_policy(&domain, b.two_factor, &b.allowed_methods, b.default_method, b.default_method_locked, admin.actor(), &ctx)
         .await?;
     Ok(Json(policy_body(&p)))
 }
@@ -628,17 +622,6 @@ pub async fn change_pin(State(web): WebState, Client(ctx): Client, SignedIn(curr
     Ok(Json(Done { message: "Your voicemail PIN was changed." }))
 }
 
-/// An office manager of `domain`. Anyone of another company gets 404, as if it did not exist.
-pub(super) fn office_manager_of(current: &super::session::Current, domain: &str) -> Result<(), ApiError> {
-    if !current.user.company_domain.eq_ignore_ascii_case(domain.trim()) {
-        return Err(ApiError::not_found());
-    }
-    if current.user.role != Role::OfficeManager {
-        return Err(ApiError::forbidden("Only an office manager can do this."));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserBody {
@@ -662,14 +645,15 @@ pub struct CreatedUserBody {
 pub async fn create_user(
     State(web): WebState,
     Client(ctx): Client,
-    SignedIn(current): SignedIn,
+    admin: Admin,
     Path(domain): Path<String>,
     ApiJson(b): ApiJson<CreateUserBody>,
 ) -> Result<(StatusCode, Json<CreatedUserBody>), ApiError> {
-    office_manager_of(&current, &domain)?;
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
     let created = web
         .app
-        .create_user(&domain, &b.extension, &b.designated_email, b.role.unwrap_or(Role::User), Actor::User(current.user.id), &ctx)
+        .create_user(&domain, &b.extension, &b.designated_email, b.role.unwrap_or(Role::User), admin.actor(), &ctx)
         .await?;
     Ok((StatusCode::CREATED, Json(CreatedUserBody { login_name: created.user.login_name, welcome_email_sent: created.email_sent })))
 }
@@ -681,11 +665,12 @@ pub async fn create_user(
 pub async fn resend_welcome(
     State(web): WebState,
     Client(ctx): Client,
-    SignedIn(current): SignedIn,
+    admin: Admin,
     Path((domain, extension)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    office_manager_of(&current, &domain)?;
-    web.app.resend_welcome(&domain, &extension, Actor::User(current.user.id), &ctx).await?;
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    web.app.resend_welcome(&domain, &extension, admin.actor(), &ctx).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { message: "A new welcome email was sent; the previous link no longer works." })))
 }
 
@@ -713,10 +698,11 @@ pub async fn preferred_put(State(web): WebState, SignedIn(current): SignedIn, Ap
 pub async fn two_factor_reset(
     State(web): WebState,
     Client(ctx): Client,
-    SignedIn(current): SignedIn,
+    admin: Admin,
     Path((domain, extension)): Path<(String, String)>,
 ) -> Result<Json<Done>, ApiError> {
-    office_manager_of(&current, &domain)?;
-    web.app.reset_two_factor(&domain, &extension, Actor::User(current.user.id), &ctx).await?;
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    web.app.reset_two_factor(&domain, &extension, admin.actor(), &ctx).await?;
     Ok(Json(Done { message: "Two-factor authentication was reset; the user sets it up again at the next sign-in." }))
 }

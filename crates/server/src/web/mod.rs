@@ -1,7 +1,9 @@
 //! The HTTP surface: routes for pages and the JSON API, the security headers every answer
 //! carries, limits on bodies and time, and the service endpoints (/healthz, /readyz, /metrics).
 
+pub mod admin;
 pub mod api;
+pub mod console;
 mod email_pages;
 pub mod two_factor_api;
 mod two_factor_pages;
@@ -44,6 +46,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(sso_api::routes())
         .merge(sso_admin_api::routes())
         .merge(email_pages::routes())
+        .merge(console::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

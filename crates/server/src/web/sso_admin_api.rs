@@ -14,10 +14,11 @@ use latchkey_store::SsoSettings;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::api::{member_of, office_manager_of, ApiJson, EmailEntry};
-use super::session::{Client, SignedIn};
+use super::admin::Admin;
+use super::api::{ApiJson, EmailEntry};
+use super::session::Client;
 use super::Web;
-use crate::app::{rfc3339, Actor, EmailConfirmationView};
+use crate::app::{rfc3339, EmailConfirmationView};
 use crate::error::{ApiError, ErrorBody};
 
 type WebState = State<Arc<Web>>;
@@ -35,8 +36,9 @@ pub fn routes() -> Router<Arc<Web>> {
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/users/{extension}/emails", tag = "office manager",
     params(("domain" = String, Path,), ("extension" = String, Path,)),
     responses((status = 200, body = [EmailEntry]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn emails_list(State(web): WebState, SignedIn(current): SignedIn, Path((domain, extension)): Path<(String, String)>) -> Result<Json<Vec<EmailEntry>>, ApiError> {
-    member_of(&current, &domain)?;
+pub async fn emails_list(State(web): WebState, admin: Admin, Path((domain, extension)): Path<(String, String)>) -> Result<Json<Vec<EmailEntry>>, ApiError> {
+    let company = admin.read(&web, &domain).await?;
+    let domain = company.domain.clone();
     let emails = web.app.additional_emails_of(&domain, &extension).await?;
     Ok(Json(emails.into_iter().map(EmailEntry::from).collect()))
 }
@@ -64,12 +66,13 @@ pub struct AddedEmailBody {
 pub async fn email_add(
     State(web): WebState,
     Client(ctx): Client,
-    SignedIn(current): SignedIn,
+    admin: Admin,
     Path((domain, extension)): Path<(String, String)>,
     ApiJson(b): ApiJson<AddEmailBody>,
 ) -> Result<(StatusCode, Json<AddedEmailBody>), ApiError> {
-    office_manager_of(&current, &domain)?;
-    let added = web.app.add_additional_email(&domain, &extension, &b.email, Actor::User(current.user.id), &ctx).await?;
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    let added = web.app.add_additional_email(&domain, &extension, &b.email, admin.actor(), &ctx).await?;
     let body = AddedEmailBody { email: added.email.to_string(), verified: false, confirmation_email_sent: added.confirmation_email_sent };
     Ok((StatusCode::CREATED, Json(body)))
 }
@@ -81,11 +84,12 @@ pub async fn email_add(
 pub async fn email_remove(
     State(web): WebState,
     Client(ctx): Client,
-    SignedIn(current): SignedIn,
+    admin: Admin,
     Path((domain, extension, email)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    office_manager_of(&current, &domain)?;
-    web.app.remove_additional_email(&domain, &extension, &email, Actor::User(current.user.id), &ctx).await?;
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    web.app.remove_additional_email(&domain, &extension, &email, admin.actor(), &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -135,8 +139,9 @@ fn sso_body(s: SsoSettings) -> SsoSettingsBody {
 
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/sso", tag = "office manager", params(("domain" = String, Path,)),
     responses((status = 200, body = SsoSettingsBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn sso_get(State(web): WebState, SignedIn(current): SignedIn, Path(domain): Path<String>) -> Result<Json<SsoSettingsBody>, ApiError> {
-    member_of(&current, &domain)?;
+pub async fn sso_get(State(web): WebState, admin: Admin, Path(domain): Path<String>) -> Result<Json<SsoSettingsBody>, ApiError> {
+    let company = admin.read(&web, &domain).await?;
+    let domain = company.domain.clone();
     Ok(Json(sso_body(web.app.sso_settings_of(&domain).await?)))
 }
 
@@ -155,12 +160,13 @@ pub struct SsoMfaBody {
 pub async fn sso_put(
     State(web): WebState,
     Client(ctx): Client,
-    SignedIn(current): SignedIn,
+    admin: Admin,
     Path(domain): Path<String>,
     ApiJson(b): ApiJson<SsoMfaBody>,
 ) -> Result<Json<SsoSettingsBody>, ApiError> {
-    office_manager_of(&current, &domain)?;
-    let settings = web.app.set_sso_mfa_sufficient(&domain, &b.mfa_sufficient, Actor::User(current.user.id), &ctx).await?;
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    let settings = web.app.set_sso_mfa_sufficient(&domain, &b.mfa_sufficient, admin.actor(), &ctx).await?;
     Ok(Json(sso_body(settings)))
 }
 
@@ -203,8 +209,9 @@ fn finding_body(f: Finding) -> FindingBody {
 /// several SSO emails, additional emails that sign in — each with its fix.
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/email-review", tag = "office manager", params(("domain" = String, Path,)),
     responses((status = 200, body = EmailReviewBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn email_review(State(web): WebState, SignedIn(current): SignedIn, Path(domain): Path<String>) -> Result<Json<EmailReviewBody>, ApiError> {
-    member_of(&current, &domain)?;
+pub async fn email_review(State(web): WebState, admin: Admin, Path(domain): Path<String>) -> Result<Json<EmailReviewBody>, ApiError> {
+    let company = admin.read(&web, &domain).await?;
+    let domain = company.domain.clone();
     let review = web.app.email_review(&domain).await?;
     Ok(Json(EmailReviewBody { sso_enabled: review.sso_enabled, findings: review.findings.into_iter().map(finding_body).collect() }))
 }
