@@ -16,6 +16,9 @@ impl PasswordPolicy {
     pub const SEED_MIN_LENGTH: usize = 8;
     /// Long enough for any passphrase; short enough that a hash of it is cheap to refuse.
     pub const MAX_LENGTH: usize = 256;
+    /// The most an office manager may require: longer minimums only push people to write
+    /// passwords down.
+    pub const MAX_COMPANY_MIN_LENGTH: usize = 64;
 
     /// The company's policy: `min_length` below the seed's 8 is raised to 8.
     pub fn with_min_length(min_length: usize) -> Self {

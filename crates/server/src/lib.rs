@@ -5,6 +5,9 @@
 //! method per step of a flow) → `latchkey_core` (rules and state machines) and
 //! `latchkey_store` (SQL). `mail` and `hashing` are the adapters `app` uses.
 
+// Page handlers answer a refusal with a whole rendered page (`Err(Response)`): that is the point.
+#![allow(clippy::result_large_err)]
+
 pub mod app;
 pub mod config;
 pub mod error;

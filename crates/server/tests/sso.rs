@@ -11,31 +11,13 @@ mod smtp;
 mod two_factor;
 
 use latchkey_core::flows::sso::Provider;
-use latchkey_core::LoginName;
 use latchkey_server::app::Actor;
-use latchkey_store::AuditEntry;
 use reqwest::{Method, StatusCode};
 use server::{Backend, TestServer};
-use two_factor::{user_with_2fa_feature, wait_for_subject};
+use two_factor::{sso_link as link, user_with_2fa_feature, wait_for_subject};
 
 on_both_stores!(linked_identities_are_listed_and_removed_by_their_owner_only);
 
-async fn link(s: &TestServer, login: &str, provider: &str, subject: &str, email: &str) -> i64 {
-    let user = s.app.store.user_by_login_name(&LoginName::parse(login).unwrap()).await.unwrap().unwrap();
-    let audit = AuditEntry {
-        company_id: Some(user.company_id),
-        actor_user_id: Some(user.id),
-        actor_token_id: None,
-        target_user_id: Some(user.id),
-        kind: "sso_linked",
-        detail: String::new(),
-        client_ip: None,
-        user_agent: None,
-        at: s.app.now(),
-    };
-    s.app.store.add_sso_link(user.id, provider, subject, Some(email), s.app.now(), &audit).await.unwrap();
-    s.app.store.sso_links_of_user(user.id).await.unwrap().into_iter().find(|l| l.subject == subject).unwrap().id
-}
 
 async fn linked_identities_are_listed_and_removed_by_their_owner_only(s: &TestServer) {
     let mut alice = user_with_2fa_feature(s, "101").await;

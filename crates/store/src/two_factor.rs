@@ -12,8 +12,9 @@ use crate::records::AuditEntry;
 use crate::sql::{get, insert_audit, map_err, opt_time, to_time, ts, SqlStore};
 use crate::StoreResult;
 
-/// The company's rules (C6). `enabled` is the operator's pilot switch; the rest is the office
-/// manager's. Methods are their API spellings (`totp`, `sms`, `email`).
+/// The company's security rules (C6, and C3's tightening). `enabled` is the operator's pilot
+/// switch; the rest is the office manager's. Methods are their API spellings (`totp`, `sms`,
+/// `email`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TwoFactorPolicy {
     pub enabled: bool,
@@ -21,6 +22,8 @@ pub struct TwoFactorPolicy {
     pub allowed_methods: Vec<String>,
     pub default_method: Option<String>,
     pub default_method_locked: bool,
+    /// The company's minimum password length (the seed's 8 or more).
+    pub password_min_length: i64,
 }
 
 /// An enabled method. For TOTP the seed is sealed; `totp_key_id` names the key that sealed it.
@@ -122,7 +125,8 @@ fn method_from_row(r: &sqlx::any::AnyRow) -> StoreResult<StoredMethod> {
 impl TwoFactorStore for SqlStore {
     async fn two_factor_policy(&self, company_id: i64) -> StoreResult<TwoFactorPolicy> {
         let r = sqlx::query(
-            "SELECT two_factor_enabled, two_factor_mode, allowed_methods, default_method, default_method_locked FROM companies WHERE id = $1",
+            "SELECT two_factor_enabled, two_factor_mode, allowed_methods, default_method, default_method_locked, password_min_length \
+             FROM companies WHERE id = $1",
         )
         .bind(company_id)
         .fetch_optional(&self.pool)
@@ -135,6 +139,7 @@ impl TwoFactorStore for SqlStore {
             allowed_methods: split_methods(&get::<String>(&r, "allowed_methods")?),
             default_method: get(&r, "default_method")?,
             default_method_locked: get::<i64>(&r, "default_method_locked")? != 0,
+            password_min_length: get(&r, "password_min_length")?,
         })
     }
 
@@ -142,13 +147,14 @@ impl TwoFactorStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let r = sqlx::query(
             "UPDATE companies SET two_factor_enabled = $1, two_factor_mode = $2, allowed_methods = $3, default_method = $4, \
-             default_method_locked = $5 WHERE id = $6",
+             default_method_locked = $5, password_min_length = $6 WHERE id = $7",
         )
         .bind(i64::from(p.enabled))
         .bind(p.mode.as_str())
         .bind(p.allowed_methods.join(","))
         .bind(p.default_method.as_deref())
         .bind(i64::from(p.default_method_locked))
+        .bind(p.password_min_length)
         .bind(company_id)
         .execute(&mut *tx)
         .await

@@ -281,12 +281,12 @@ async fn failures_lock_after_the_limit_and_the_window_restarts(store: Arc<dyn St
     let now = t0();
     assert_eq!(store.throttle_fail(&key, &p, now).await.unwrap(), None);
     assert_eq!(store.throttle_fail(&key, &p, now + Duration::minutes(1)).await.unwrap(), None);
-    assert_eq!(store.throttle_locked_until(&[key.clone()], now).await.unwrap(), None);
+    assert_eq!(store.throttle_locked_until(std::slice::from_ref(&key), now).await.unwrap(), None);
     let lock = store.throttle_fail(&key, &p, now + Duration::minutes(2)).await.unwrap();
     assert_eq!(lock, Some(now + Duration::minutes(12)));
     let other = "sign_in:client:10.0.0.1".to_owned();
     assert_eq!(store.throttle_locked_until(&[other.clone(), key.clone()], now + Duration::minutes(5)).await.unwrap(), lock);
-    assert_eq!(store.throttle_locked_until(&[key.clone()], now + Duration::minutes(12)).await.unwrap(), None);
+    assert_eq!(store.throttle_locked_until(std::slice::from_ref(&key), now + Duration::minutes(12)).await.unwrap(), None);
     // A new window after the old one is over: counting starts again.
     assert_eq!(store.throttle_fail(&key, &p, now + Duration::minutes(30)).await.unwrap(), None);
     store.throttle_clear(&key).await.unwrap();
@@ -331,6 +331,7 @@ async fn two_factor_policy_round_trips(store: Arc<dyn Store>) {
         allowed_methods: vec!["totp".into(), "email".into()],
         default_method: Some("email".into()),
         default_method_locked: true,
+        password_min_length: 12,
     };
     store.set_two_factor_policy(c.id, &p, &AuditEntry { company_id: Some(c.id), ..audit("policy_changed") }).await.unwrap();
     assert_eq!(store.two_factor_policy(c.id).await.unwrap(), p);

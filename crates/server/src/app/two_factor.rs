@@ -120,45 +120,6 @@ impl Latchkey {
         Ok(())
     }
 
-    /// The office manager's rules: mode, allowed methods, a default method and its lock.
-    pub async fn set_two_factor_policy(
-        &self,
-        domain: &str,
-        mode: TwoFactorMode,
-        allowed: &[Method],
-        default_method: Option<Method>,
-        default_locked: bool,
-        actor: Actor,
-        ctx: &RequestContext,
-    ) -> Result<TwoFactorPolicy, ApiError> {
-        let company = self.company(domain).await?;
-        let mut errors = latchkey_core::FieldErrors::new();
-        if allowed.is_empty() && mode != TwoFactorMode::Off {
-            errors.add("allowed_methods", "Allow at least one method.");
-        }
-        if let Some(d) = default_method {
-            if !allowed.contains(&d) {
-                errors.add("default_method", "The default method must be one of the allowed methods.");
-            }
-        } else if default_locked {
-            errors.add("default_method_locked", "Choose a default method to lock.");
-        }
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
-        }
-        let mut policy = self.store.two_factor_policy(company.id).await?;
-        let mut allowed_sorted: Vec<Method> = Method::ALL.into_iter().filter(|m| allowed.contains(m)).collect();
-        allowed_sorted.dedup();
-        policy.mode = mode.as_str().into();
-        policy.allowed_methods = allowed_sorted.iter().map(|m| m.as_str().to_owned()).collect();
-        policy.default_method = default_method.map(|m| m.as_str().to_owned());
-        policy.default_method_locked = default_locked;
-        let mut audit = self.audit("policy_changed", Some(company.id), actor, None, ctx);
-        audit.detail = format!("two_factor={} allowed={} default={} locked={}", policy.mode, policy.allowed_methods.join(","), policy.default_method.as_deref().unwrap_or("-"), default_locked);
-        self.store.set_two_factor_policy(company.id, &policy, &audit).await?;
-        Ok(policy)
-    }
-
     /// 403 unless the company offers 2FA and allows `method`.
     pub(super) async fn require_allowed(&self, user: &User, method: Method) -> Result<(), ApiError> {
         let company = self.company_two_factor(user.company_id).await?;

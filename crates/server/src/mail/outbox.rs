@@ -74,6 +74,11 @@ fn links_in(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Outbox file names for emails (see [`crate::outbox_file::file_name`]).
+fn file_name(now: OffsetDateTime) -> String {
+    crate::outbox_file::file_name(now, "eml")
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -209,9 +214,4 @@ mod tests {
         let err = OutboxMailer::new(tmp.path().to_path_buf(), "nope".into()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
-}
-
-/// Outbox file names for emails (see [`crate::outbox_file::file_name`]).
-fn file_name(now: OffsetDateTime) -> String {
-    crate::outbox_file::file_name(now, "eml")
 }

@@ -20,7 +20,7 @@ use super::session::{Client, CsrfBinding, Enrolling, MaybeSignedIn, SignedIn};
 use crate::app::SignInOutcome;
 use latchkey_core::two_factor::{Method, TwoFactorMode};
 use super::Web;
-use crate::app::rfc3339;
+use crate::app::{rfc3339, SecurityRules};
 use crate::error::{ApiError, ErrorBody};
 
 type WebState = State<Arc<Web>>;
@@ -382,6 +382,9 @@ pub struct PolicyBody {
     /// Read-only: whether the operator turned the two-factor pilot on for this company.
     #[serde(default)]
     two_factor_enabled: bool,
+    /// The company's minimum password length, 8 to 64; left out of a change, it stays as it is.
+    #[serde(default)]
+    password_min_length: Option<i64>,
 }
 
 fn policy_body(p: &latchkey_store::TwoFactorPolicy) -> PolicyBody {
@@ -391,6 +394,7 @@ fn policy_body(p: &latchkey_store::TwoFactorPolicy) -> PolicyBody {
         default_method: p.default_method.as_deref().and_then(Method::parse),
         default_method_locked: p.default_method_locked,
         two_factor_enabled: p.enabled,
+        password_min_length: Some(p.password_min_length),
     }
 }
 
@@ -413,10 +417,14 @@ pub async fn policy_put(
 ) -> Result<Json<PolicyBody>, ApiError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();
-    let p = web
-        .app
-        .set_two_factor_policy(&domain, b.two_factor, &b.allowed_methods, b.default_method, b.default_method_locked, admin.actor(), &ctx)
-        .await?;
+    let rules = SecurityRules {
+        mode: b.two_factor,
+        allowed: b.allowed_methods,
+        default_method: b.default_method,
+        default_locked: b.default_method_locked,
+        password_min_length: b.password_min_length,
+    };
+    let p = web.app.set_security_policy(&domain, &rules, admin.actor(), &ctx).await?;
     Ok(Json(policy_body(&p)))
 }
 

@@ -633,7 +633,7 @@ fn account_notice(done: Option<&str>) -> Option<&'static str> {
     }
 }
 
-fn role_label(role: latchkey_core::Role) -> &'static str {
+pub(super) fn role_label(role: latchkey_core::Role) -> &'static str {
     match role {
         latchkey_core::Role::User => "User",
         latchkey_core::Role::Supervisor => "Call Center Supervisor",

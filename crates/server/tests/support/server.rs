@@ -168,6 +168,10 @@ impl Answer {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
+    /// Where a redirect points.
+    pub fn location(&self) -> Option<String> {
+        self.headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
     pub fn set_cookies(&self) -> Vec<String> {
         self.headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
     }

@@ -82,3 +82,22 @@ pub async fn wait_for_subject(s: &TestServer, needle: &str) -> bool {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Links a provider identity straight in the store (the sign-in trip itself is tested against a
+/// real provider in sso_sign_in.rs); returns the link's id.
+pub async fn sso_link(s: &TestServer, login: &str, provider: &str, subject: &str, email: &str) -> i64 {
+    let user = s.app.store.user_by_login_name(&latchkey_core::LoginName::parse(login).unwrap()).await.unwrap().unwrap();
+    let audit = latchkey_store::AuditEntry {
+        company_id: Some(user.company_id),
+        actor_user_id: Some(user.id),
+        actor_token_id: None,
+        target_user_id: Some(user.id),
+        kind: "sso_linked",
+        detail: String::new(),
+        client_ip: None,
+        user_agent: None,
+        at: s.app.now(),
+    };
+    s.app.store.add_sso_link(user.id, provider, subject, Some(email), s.app.now(), &audit).await.unwrap();
+    s.app.store.sso_links_of_user(user.id).await.unwrap().into_iter().find(|l| l.subject == subject).unwrap().id
+}

@@ -19,8 +19,14 @@ use super::session::{Current, PageUser};
 use super::Web;
 use crate::app::Actor;
 
+mod email_review;
+mod policy;
+
 pub fn routes() -> Router<Arc<Web>> {
-    Router::new().route("/console", get(|| async { Redirect::to("/console/users") }))
+    Router::new()
+        .route("/console", get(|| async { Redirect::to("/console/users") }))
+        .merge(policy::routes())
+        .merge(email_review::routes())
 }
 
 /// A signed-in office manager or supervisor, on a console page.
