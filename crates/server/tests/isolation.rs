@@ -5,8 +5,9 @@
 //! - A's user gets 404 (no office manager endpoint exists for a user);
 //! - A's supervisor reads (2xx) but gets 403 on every change;
 //! - a caller with neither session nor token gets 401;
-//! - A's token and the operator token are let through (never 401, 403 or 404);
-//! and every operator endpoint refuses everyone but the operator token with 403 (401 anonymous).
+//! - A's token and the operator token are let through (never 401, 403 or 404).
+//!
+//! Every operator endpoint refuses everyone but the operator token with 403 (401 anonymous).
 //! Nothing a refused call asked for is written: A's audit log does not grow.
 //!
 //! The table is checked against the served OpenAPI document, so a company endpoint added without
