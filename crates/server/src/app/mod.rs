@@ -7,12 +7,14 @@ mod activation;
 mod auth;
 mod codes;
 mod emails;
+mod features;
 mod methods;
 mod profile;
 mod recovery;
 mod sso;
 mod sso_sign_in;
 mod sso_admin;
+mod tokens;
 mod two_factor;
 
 pub use accounts::CreatedUser;
@@ -20,7 +22,9 @@ pub use activation::LinkView;
 pub use auth::{SignInOutcome, SignedIn};
 pub use sso_sign_in::{ProviderAnswer, SsoStep, WaitingIdentity};
 pub use emails::{AddedEmail, EmailConfirmationView};
+pub use features::PilotFeatures;
 pub use sso_admin::EmailReview;
+pub use tokens::{CreatedApiToken, API_TOKEN_PREFIX};
 pub use two_factor::{SecondFactorChallenge, TotpEnrollment};
 
 use std::sync::Arc;
