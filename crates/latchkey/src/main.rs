@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use latchkey_core::{Role, SystemClock};
 use latchkey_core::flows::sso::Provider;
-use latchkey_server::app::{Actor, RequestContext};
+use latchkey_server::app::{rfc3339, Actor, RequestContext};
 use latchkey_server::Config;
 
 #[derive(Parser)]
@@ -39,6 +39,26 @@ enum Command {
     /// Users of a company.
     #[command(subcommand)]
     User(UserCommand),
+    /// API tokens for the operator's automation (`Authorization: Bearer lk_…`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print its secret, once. Without `--company` it reaches every company.
+    Create {
+        /// 1 to 64 printable characters, to tell tokens apart (e.g. "provisioning").
+        #[arg(long)]
+        name: String,
+        /// Limit the token to this company's domain, with an office manager's rights there.
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// Every token, live and revoked: id, name, scope, created, last used, revoked.
+    List,
+    /// Revoke a token by its id; it stops working at once.
+    Revoke { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -163,6 +183,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("two-factor authentication reset for {}", user.login_name);
             Ok(())
         }
+        Command::Token(command) => token_command(config, command, &ctx).await,
         Command::Company(CompanyCommand::Enable { domain, feature, provider }) => switch_feature(config, &domain, &feature, &provider, true, &ctx).await,
         Command::Company(CompanyCommand::Disable { domain, feature, provider }) => switch_feature(config, &domain, &feature, &provider, false, &ctx).await,
         Command::User(UserCommand::Create { company, extension, email, role }) => {
@@ -202,6 +223,38 @@ async fn switch_feature(config: Config, domain: &str, feature: &str, providers: 
     Ok(())
 }
 
+async fn token_command(config: Config, command: TokenCommand, ctx: &RequestContext) -> anyhow::Result<()> {
+    let app = latchkey_server::open(config, Arc::new(SystemClock)).await?;
+    match command {
+        TokenCommand::Create { name, company } => {
+            let created = app.create_api_token(&name, company.as_deref(), Actor::Operator, ctx).await.map_err(api_error)?;
+            // The secret alone on stdout, so a script can take it: `SECRET=$(latchkey token create …)`.
+            println!("{}", created.secret);
+            eprintln!("API token {} \"{}\" created, {}.", created.token.id, created.token.name, scope(&created.token));
+            eprintln!("The secret above is shown only once: Latchkey keeps only its hash. Send it as `Authorization: Bearer <secret>`.");
+        }
+        TokenCommand::List => {
+            println!("id\tname\tscope\tcreated\tlast used\trevoked");
+            let time = |t: Option<_>| t.map_or_else(|| "-".to_owned(), rfc3339);
+            for t in app.api_tokens().await.map_err(api_error)? {
+                println!("{}\t{}\t{}\t{}\t{}\t{}", t.id, t.name, scope(&t), rfc3339(t.created_at), time(t.last_used_at), time(t.revoked_at));
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let token = app.revoke_api_token(id, Actor::Operator, ctx).await.map_err(api_error)?;
+            println!("API token {} \"{}\" revoked at {}", token.id, token.name, token.revoked_at.map_or_else(String::new, rfc3339));
+        }
+    }
+    Ok(())
+}
+
+fn scope(t: &latchkey_store::ApiToken) -> String {
+    match &t.company_domain {
+        Some(domain) => format!("company {domain}"),
+        None => "operator (every company)".to_owned(),
+    }
+}
+
 /// Prints the login name; the link only in development (outbox) mode, where it sits in a file
 /// beside the database anyway. With SMTP the link goes to the user alone.
 fn report_welcome(created: &latchkey_server::app::CreatedUser, outbox: bool) {
@@ -215,12 +268,14 @@ fn report_welcome(created: &latchkey_server::app::CreatedUser, outbox: bool) {
     }
 }
 
+/// The API's sentence, or where it names fields, just what is wrong with each: at a terminal the
+/// API's "correct the fields below" has no fields below.
 fn api_error(e: latchkey_server::error::ApiError) -> anyhow::Error {
     let fields: Vec<String> = e.fields.fields().map(|(f, m)| format!("{f}: {}", m.join(" "))).collect();
     if fields.is_empty() {
         anyhow::anyhow!("{}", e.message)
     } else {
-        anyhow::anyhow!("{} {}", e.message, fields.join("; "))
+        anyhow::anyhow!("{}", fields.join("; "))
     }
 }
 

@@ -52,13 +52,19 @@ fn link_in(stderr: &[u8]) -> String {
     text.split_whitespace().find(|w| w.contains("/complete-setup/")).expect("the Complete Setup link").to_owned()
 }
 
-#[tokio::test]
-async fn the_cli_works_beside_a_running_server_on_the_same_sqlite_file() {
+/// `latchkey serve` on SQLite in a fresh data dir, ready; the CLI runs beside it on that dir.
+async fn serving() -> (tempfile::TempDir, u16, String, Server) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Server(latchkey(dir.path(), port, &["serve"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let server = Server(latchkey(dir.path(), port, &["serve"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     wait_ready(&base).await;
+    (dir, port, base, server)
+}
+
+#[tokio::test]
+async fn the_cli_works_beside_a_running_server_on_the_same_sqlite_file() {
+    let (dir, port, base, _server) = serving().await;
 
     run(&mut latchkey(dir.path(), port, &["company", "create", "--name", "Organization Inc.", "--domain", "Organization.com"]));
     let created = run(&mut latchkey(dir.path(), port, &["user", "create", "--company", "organization.com", "--extension", "101", "--email", "alice@example.com", "--role", "office-manager"]));
@@ -146,4 +152,53 @@ fn the_operator_switches_sso_per_company_and_provider() {
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("--provider goes with --feature sso"));
     let unknown = latchkey(dir.path(), port, &["company", "enable", "--domain", "organization.com", "--feature", "sso", "--provider", "okta"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2), "clap refuses an unknown provider");
+}
+
+#[tokio::test]
+async fn an_api_token_from_the_cli_is_shown_once_works_until_revoked_and_is_listed_without_its_secret() {
+    let (dir, port, base, _server) = serving().await;
+    run(&mut latchkey(dir.path(), port, &["company", "create", "--name", "Organization Inc.", "--domain", "organization.com"]));
+
+    let created = run(&mut latchkey(dir.path(), port, &["token", "create", "--name", "provisioning"]));
+    let secret = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(secret.starts_with("lk_") && secret.len() > 40, "the secret alone on stdout: {secret}");
+    let note = String::from_utf8_lossy(&created.stderr).into_owned();
+    assert!(note.contains("shown only once") && note.contains("operator (every company)"), "{note}");
+    let company = run(&mut latchkey(dir.path(), port, &["token", "create", "--name", "org bot", "--company", "Organization.com"]));
+    let company_secret = String::from_utf8(company.stdout).unwrap().trim().to_owned();
+    assert_ne!(company_secret, secret, "every token is fresh");
+    assert!(String::from_utf8_lossy(&company.stderr).contains("company organization.com"));
+
+    let http = reqwest::Client::new();
+    let companies = |s: String| http.get(format!("{base}/api/v1/companies")).bearer_auth(s).send();
+    assert_eq!(companies(secret.clone()).await.unwrap().status(), 200, "the running server takes the CLI's token");
+    assert_eq!(companies(company_secret.clone()).await.unwrap().status(), 403, "a company token is no operator");
+
+    let listed = String::from_utf8(run(&mut latchkey(dir.path(), port, &["token", "list"])).stdout).unwrap();
+    let rows: Vec<Vec<&str>> = listed.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows[0], ["id", "name", "scope", "created", "last used", "revoked"]);
+    assert_eq!(rows[1][..3], ["1", "provisioning", "operator (every company)"]);
+    assert!(rows[1][4] != "-" && rows[1][5] == "-", "used, not revoked: {:?}", rows[1]);
+    assert_eq!(rows[2][..3], ["2", "org bot", "company organization.com"]);
+    assert!(!listed.contains(&secret[3..]) && !listed.contains(&company_secret[3..]), "no secret in the listing");
+
+    let revoked = run(&mut latchkey(dir.path(), port, &["token", "revoke", "1"]));
+    assert!(String::from_utf8_lossy(&revoked.stdout).contains("API token 1 \"provisioning\" revoked at "));
+    let refused = companies(secret).await.unwrap();
+    assert_eq!(refused.status(), 401, "revoked at once, on the running server");
+    assert_eq!(refused.json::<serde_json::Value>().await.unwrap()["error"], "invalid_token");
+    let listed = String::from_utf8(run(&mut latchkey(dir.path(), port, &["token", "list"])).stdout).unwrap();
+    assert_ne!(listed.lines().nth(1).unwrap().rsplit('\t').next(), Some("-"), "the listing shows the revocation: {listed}");
+
+    let fails = |args: &[&str]| {
+        let out = latchkey(dir.path(), port, args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(fails(&["token", "revoke", "99"]).contains("no API token with the id 99"));
+    assert!(fails(&["token", "create", "--name", "x", "--company", "unknown.example"]).contains("No company has the domain"));
+    assert!(fails(&["token", "create", "--name", &"n".repeat(65)]).contains("1 to 64 printable characters"));
+    assert!(fails(&["token", "create", "--name", "two\nlines"]).contains("1 to 64 printable characters"));
+    let after = String::from_utf8(run(&mut latchkey(dir.path(), port, &["token", "list"])).stdout).unwrap();
+    assert_eq!(after.lines().count(), 3, "refused tokens were not made: {after}");
 }

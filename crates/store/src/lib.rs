@@ -181,6 +181,20 @@ pub mod testing {
         Some(format!("{base}/{name}"))
     }
 
+    /// Every row of `api_tokens`, each column as text, read straight from the database at `url`:
+    /// for tests that check what is stored (a token's hash, never its secret).
+    pub async fn api_token_rows(url: &str) -> Vec<Vec<Option<String>>> {
+        let store = crate::SqlStore::connect(url, 1).await.expect("open the test database");
+        let rows = sqlx::query(
+            "SELECT CAST(id AS TEXT) AS c0, name AS c1, token_hash AS c2, CAST(company_id AS TEXT) AS c3, \
+             CAST(created_at AS TEXT) AS c4, CAST(last_used_at AS TEXT) AS c5, CAST(revoked_at AS TEXT) AS c6 FROM api_tokens ORDER BY id",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("read api_tokens");
+        rows.iter().map(|r| (0..7).map(|i| sqlx::Row::try_get::<Option<String>, _>(r, i).expect("a text column")).collect()).collect()
+    }
+
     fn rand_suffix() -> String {
         use std::time::{SystemTime, UNIX_EPOCH};
         let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);

@@ -640,7 +640,7 @@ impl Store for SqlStore {
 
     async fn audit_of_company(&self, company_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
         let rows = sqlx::query(
-            "SELECT id, company_id, actor_user_id, target_user_id, kind, detail, client_ip, user_agent, created_at \
+            "SELECT id, company_id, actor_user_id, actor_token_id, target_user_id, kind, detail, client_ip, user_agent, created_at \
              FROM audit_events WHERE company_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(company_id)
@@ -654,6 +654,7 @@ impl Store for SqlStore {
                     id: get(r, "id")?,
                     company_id: get(r, "company_id")?,
                     actor_user_id: get(r, "actor_user_id")?,
+                    actor_token_id: get(r, "actor_token_id")?,
                     target_user_id: get(r, "target_user_id")?,
                     kind: get(r, "kind")?,
                     detail: get(r, "detail")?,

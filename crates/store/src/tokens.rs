@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use latchkey_core::secret::TokenHash;
 use time::OffsetDateTime;
 
-use crate::sql::{get, map_err, opt_time, to_time, ts, SqlStore};
+use crate::records::AuditEntry;
+use crate::sql::{get, insert_audit, map_err, opt_time, to_time, ts, SqlStore};
 use crate::StoreResult;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,12 +25,22 @@ pub struct ApiToken {
 
 #[async_trait]
 pub trait ApiTokenStore: Send + Sync {
-    async fn create_api_token(&self, name: &str, hash: &TokenHash, company_id: Option<i64>, now: OffsetDateTime) -> StoreResult<ApiToken>;
+    /// Stores the new token and the audit entry `audit` makes for it (so it can name the new id),
+    /// in one transaction.
+    async fn create_api_token(
+        &self,
+        name: &str,
+        hash: &TokenHash,
+        company_id: Option<i64>,
+        now: OffsetDateTime,
+        audit: &(dyn for<'t> Fn(&'t ApiToken) -> AuditEntry + Send + Sync),
+    ) -> StoreResult<ApiToken>;
     /// The live (not revoked) token with that hash; marks it used at `now`.
     async fn use_api_token(&self, hash: &TokenHash, now: OffsetDateTime) -> StoreResult<Option<ApiToken>>;
     async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
-    /// Revokes a live token; false when there is no live token with that id.
-    async fn revoke_api_token(&self, id: i64, now: OffsetDateTime) -> StoreResult<bool>;
+    /// Revokes a live token and writes `audit`, in one transaction; false (and nothing written)
+    /// when there is no live token with that id.
+    async fn revoke_api_token(&self, id: i64, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<bool>;
 }
 
 const TOKEN_COLUMNS: &str = "t.id, t.name, t.company_id, c.domain AS company_domain, t.created_at, t.last_used_at, t.revoked_at \
@@ -49,18 +60,29 @@ fn token_from_row(row: &sqlx::any::AnyRow) -> StoreResult<ApiToken> {
 
 #[async_trait]
 impl ApiTokenStore for SqlStore {
-    async fn create_api_token(&self, name: &str, hash: &TokenHash, company_id: Option<i64>, now: OffsetDateTime) -> StoreResult<ApiToken> {
+    async fn create_api_token(
+        &self,
+        name: &str,
+        hash: &TokenHash,
+        company_id: Option<i64>,
+        now: OffsetDateTime,
+        audit: &(dyn for<'t> Fn(&'t ApiToken) -> AuditEntry + Send + Sync),
+    ) -> StoreResult<ApiToken> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
         let row = sqlx::query("INSERT INTO api_tokens (name, token_hash, company_id, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
             .bind(name)
             .bind(hash.as_str())
             .bind(company_id)
             .bind(ts(now))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
         let id: i64 = get(&row, "id")?;
-        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} WHERE t.id = $1")).bind(id).fetch_one(&self.pool).await.map_err(map_err)?;
-        token_from_row(&row)
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} WHERE t.id = $1")).bind(id).fetch_one(&mut *tx).await.map_err(map_err)?;
+        let token = token_from_row(&row)?;
+        insert_audit(&mut *tx, &audit(&token)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(token)
     }
 
     async fn use_api_token(&self, hash: &TokenHash, now: OffsetDateTime) -> StoreResult<Option<ApiToken>> {
@@ -82,13 +104,19 @@ impl ApiTokenStore for SqlStore {
         rows.iter().map(token_from_row).collect()
     }
 
-    async fn revoke_api_token(&self, id: i64, now: OffsetDateTime) -> StoreResult<bool> {
+    async fn revoke_api_token(&self, id: i64, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
         let r = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(ts(now))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 }

@@ -73,6 +73,7 @@ conformance!(
     an_expired_confirmation_link_verifies_nothing,
     twenty_racing_confirmations_succeed_once,
     company_emails_are_every_address_of_that_company,
+    api_tokens_are_created_used_and_revoked_with_their_audit_entries,
 );
 
 fn t0() -> OffsetDateTime {
@@ -700,4 +701,33 @@ async fn company_emails_are_every_address_of_that_company(store: Arc<dyn Store>)
     let all = store.company_emails(c.id).await.unwrap();
     assert!(all.iter().all(|r| r.role == Role::User && r.login_name.starts_with(&format!("{}@", r.extension))), "{all:?}");
     assert_eq!(store.company_emails(elsewhere.id).await.unwrap().len(), 1, "each company reads its own");
+}
+
+async fn api_tokens_are_created_used_and_revoked_with_their_audit_entries(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let hash = Token::generate().hash();
+    let created = |t: &ApiToken| AuditEntry { company_id: t.company_id, detail: format!("token {}", t.id), ..audit("api_token_created") };
+    let token = store.create_api_token("deploy bot", &hash, Some(c.id), t0(), &created).await.unwrap();
+    assert_eq!((token.company_domain.as_deref(), token.last_used_at, token.revoked_at), (Some("organization.com"), None, None));
+    let events = store.audit_of_company(c.id, 10).await.unwrap();
+    assert_eq!((events[0].kind.as_str(), events[0].detail.clone()), ("api_token_created", format!("token {}", token.id)), "written with the token");
+
+    let used = store.use_api_token(&hash, t0() + Duration::minutes(1)).await.unwrap().expect("a live token works");
+    assert_eq!(used.last_used_at, Some(t0() + Duration::minutes(1)));
+    assert!(store.use_api_token(&Token::generate().hash(), t0()).await.unwrap().is_none(), "an unknown hash is no token");
+
+    let revoked = AuditEntry { company_id: Some(c.id), ..audit("api_token_revoked") };
+    let racers: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, revoked) = (store.clone(), revoked.clone());
+            tokio::spawn(async move { store.revoke_api_token(token.id, t0(), &revoked).await.unwrap() })
+        })
+        .collect();
+    assert_eq!(futures_join(racers).await.into_iter().filter(|r| *r).count(), 1, "revoked once");
+    let kinds: Vec<String> = store.audit_of_company(c.id, 10).await.unwrap().into_iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, ["api_token_revoked", "api_token_created"], "one revocation entry, none for the refused revocations");
+    assert!(store.use_api_token(&hash, t0()).await.unwrap().is_none(), "a revoked token is refused");
+    assert!(!store.revoke_api_token(9999, t0(), &revoked).await.unwrap(), "an unknown id");
+    let listed = store.list_api_tokens().await.unwrap();
+    assert_eq!((listed.len(), listed[0].revoked_at), (1, Some(t0())), "kept, marked revoked, for the audit log to name");
 }

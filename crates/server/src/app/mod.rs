@@ -7,6 +7,7 @@ mod activation;
 mod auth;
 mod codes;
 mod emails;
+mod features;
 mod methods;
 mod policy;
 mod profile;
@@ -14,6 +15,7 @@ mod recovery;
 mod sso;
 mod sso_sign_in;
 mod sso_admin;
+mod tokens;
 mod two_factor;
 
 pub use accounts::CreatedUser;
@@ -22,7 +24,9 @@ pub use auth::{SignInOutcome, SignedIn};
 pub use sso_sign_in::{ProviderAnswer, SsoStep, WaitingIdentity};
 pub use emails::{AddedEmail, EmailConfirmationView};
 pub use policy::SecurityRules;
+pub use features::PilotFeatures;
 pub use sso_admin::EmailReview;
+pub use tokens::{CreatedApiToken, API_TOKEN_PREFIX};
 pub use two_factor::{SecondFactorChallenge, TotpEnrollment};
 
 use std::sync::Arc;

@@ -30,10 +30,26 @@ impl Latchkey {
             settings.providers.retain(|p| !named.contains(p));
             settings.mfa_sufficient.retain(|p| !named.contains(p));
         }
+        self.save_sso_feature(company.id, settings, actor, ctx).await
+    }
+
+    /// The pilot switch set as a whole (the API's PUT): on or off, with exactly `providers`. The
+    /// office manager's MFA-after-SSO choice keeps only providers still offered.
+    pub async fn replace_sso_feature(&self, domain: &str, enabled: bool, providers: &[Provider], actor: Actor, ctx: &RequestContext) -> Result<SsoSettings, ApiError> {
+        let company = self.company(domain).await?;
+        let mut settings = self.store.sso_settings(company.id).await?;
+        settings.enabled = enabled;
+        settings.providers = providers.iter().map(|p| p.as_str().to_owned()).collect();
+        settings.mfa_sufficient.retain(|p| settings.providers.contains(p));
+        self.save_sso_feature(company.id, settings, actor, ctx).await
+    }
+
+    async fn save_sso_feature(&self, company_id: i64, mut settings: SsoSettings, actor: Actor, ctx: &RequestContext) -> Result<SsoSettings, ApiError> {
         settings.providers.sort();
-        let mut audit = self.audit("sso_feature_changed", Some(company.id), actor, None, ctx);
+        settings.providers.dedup();
+        let mut audit = self.audit("sso_feature_changed", Some(company_id), actor, None, ctx);
         audit.detail = format!("enabled={} providers={}", settings.enabled, settings.providers.join(","));
-        self.store.set_sso_settings(company.id, &settings, &audit).await?;
+        self.store.set_sso_settings(company_id, &settings, &audit).await?;
         Ok(settings)
     }
 }

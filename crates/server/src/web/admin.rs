@@ -18,11 +18,9 @@ use latchkey_store::{ApiToken, Company};
 
 use super::session::{Current, SignedIn};
 use super::Web;
+pub use crate::app::API_TOKEN_PREFIX;
 use crate::app::Actor;
 use crate::error::ApiError;
-
-/// Operator API tokens start with this, so a leaked one is recognisable in a scan of a repository.
-pub const API_TOKEN_PREFIX: &str = "lk_";
 
 pub enum Principal {
     /// A signed-in member of a company (any role; [`Admin::read`] turns users away).

@@ -8,6 +8,7 @@ mod email_pages;
 pub mod two_factor_api;
 mod two_factor_pages;
 pub mod openapi;
+pub mod operator_api;
 pub mod pages;
 pub mod session;
 pub mod sso_api;
@@ -45,6 +46,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(sso_pages::routes())
         .merge(sso_api::routes())
         .merge(sso_admin_api::routes())
+        .merge(operator_api::routes())
         .merge(email_pages::routes())
         .merge(console::routes())
         .route("/healthz", get(healthz))

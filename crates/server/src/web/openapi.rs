@@ -4,7 +4,8 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{api, sso_admin_api, sso_api, two_factor_api};
+use super::operator_api::ApiTokenScheme;
+use super::{api, operator_api, sso_admin_api, sso_api, two_factor_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,8 +21,10 @@ use super::{api, sso_admin_api, sso_api, two_factor_api};
         sso_api::start, sso_api::callback, sso_api::waiting, sso_api::choose, sso_api::link,
         sso_admin_api::emails_list, sso_admin_api::email_add, sso_admin_api::email_remove, sso_admin_api::email_confirmation_open,
         sso_admin_api::email_confirmation_confirm, sso_admin_api::sso_get, sso_admin_api::sso_put, sso_admin_api::email_review,
+        operator_api::companies_list, operator_api::company_create, operator_api::features_get, operator_api::features_put, operator_api::tokens_list, operator_api::token_revoke,
     ),
-    tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "two-factor"), (name = "office manager"), (name = "single sign-on"))
+    modifiers(&ApiTokenScheme),
+    tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "two-factor"), (name = "office manager"), (name = "single sign-on"), (name = "operator"))
 )]
 pub struct ApiDoc;
 
