@@ -14,6 +14,7 @@ mod sso;
 mod sso_sign_in;
 mod sso_admin;
 mod two_factor;
+mod users;
 
 pub use accounts::CreatedUser;
 pub use activation::LinkView;
@@ -22,6 +23,7 @@ pub use sso_sign_in::{ProviderAnswer, SsoStep, WaitingIdentity};
 pub use emails::{AddedEmail, EmailConfirmationView};
 pub use sso_admin::EmailReview;
 pub use two_factor::{SecondFactorChallenge, TotpEnrollment};
+pub use users::{DesignatedEmailChange, UserPage, UserSearch, UserSummary};
 
 use std::sync::Arc;
 

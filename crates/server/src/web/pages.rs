@@ -575,6 +575,8 @@ struct AccountPage {
     password_errors: FieldErrors,
     pin_errors: FieldErrors,
     error: Option<String>,
+    /// Office managers and supervisors get a link to the company console.
+    console: bool,
 }
 
 pub(super) struct SsoLinkRow {
@@ -633,7 +635,7 @@ fn account_notice(done: Option<&str>) -> Option<&'static str> {
     }
 }
 
-fn role_label(role: latchkey_core::Role) -> &'static str {
+pub(super) fn role_label(role: latchkey_core::Role) -> &'static str {
     match role {
         latchkey_core::Role::User => "User",
         latchkey_core::Role::Supervisor => "Call Center Supervisor",
@@ -688,6 +690,7 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
         password_errors: FieldErrors::new(),
         pin_errors: FieldErrors::new(),
         error: None,
+        console: u.role != latchkey_core::Role::User,
     })
 }
 
