@@ -156,6 +156,14 @@ impl Email {
     pub fn key(&self) -> String {
         self.0.to_lowercase()
     }
+
+    /// "n***@example.com": the owner recognises the address; someone reading another mailbox (the
+    /// old one, after a change) does not learn it.
+    pub fn masked(&self) -> String {
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or_default();
+        let first: String = local.chars().take(1).collect();
+        format!("{first}***@{domain}")
+    }
 }
 
 impl fmt::Display for Email {
@@ -256,6 +264,12 @@ mod tests {
         for bad in ["", "nobody", "a@b", "a b@example.com", "a@example.com\r\nBcc: x@y.com", "<a@example.com>", "a@@example.com"] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn a_masked_email_keeps_the_first_letter_and_the_domain() {
+        assert_eq!(Email::parse("Nora.Smith@Example.com").unwrap().masked(), "N***@Example.com");
+        assert_eq!(Email::parse("é@example.com").unwrap().masked(), "é***@example.com");
     }
 
     #[test]

@@ -9,10 +9,9 @@ mod server;
 #[path = "support/smtp.rs"]
 mod smtp;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use latchkey_core::email_review::FindingKind;
-use latchkey_core::flows::activation::CompleteSetupForm;
 use latchkey_core::flows::sso::Provider;
 use latchkey_core::Role;
 use latchkey_server::app::Actor;
@@ -31,48 +30,15 @@ on_both_stores!(
 );
 
 const DOMAIN: &str = "organization.com";
-const PASSWORD: &str = "Welcome2Sonar";
 
 fn emails_path(ext: &str) -> String {
     format!("/api/v1/companies/{DOMAIN}/users/{ext}/emails")
 }
 
-/// Creates and activates the account; returns a browser signed in to it.
-async fn account(s: &TestServer, domain: &str, ext: &str, email: &str, role: Role) -> Browser {
-    let created = s.app.create_user(domain, ext, email, role, Actor::Operator, &Default::default()).await.unwrap();
-    let form = CompleteSetupForm { password: PASSWORD.into(), password_confirmation: PASSWORD.into(), pin: "2580".into() };
-    s.app.complete_setup(&token_of(&created.complete_setup_url), &form, &Default::default()).await.unwrap();
-    let mut b = s.browser();
-    let signed = b.sign_in(&format!("{ext}@{domain}"), PASSWORD).await;
-    assert_eq!(signed.json()["state"], "signed_in", "{}", signed.body);
-    b
-}
-
-/// The company with its office manager (100) signed in.
-async fn office_manager(s: &TestServer, domain: &str) -> Browser {
-    let (login, password) = s.company_with_office_manager(domain).await;
-    let mut b = s.browser();
-    assert_eq!(b.sign_in(&login, &password).await.status, StatusCode::OK);
-    b
-}
-
 /// Every message to `to` whose subject contains `subject` (any case), once at least `n` arrived
 /// (or 10 s passed: the caller asserts the count).
 async fn mails_to(s: &TestServer, to: &str, subject: &str, n: usize) -> Vec<ReceivedMail> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found: Vec<ReceivedMail> = s
-            .smtp
-            .messages()
-            .await
-            .into_iter()
-            .filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(to)) && m.subject.to_lowercase().contains(subject))
-            .collect();
-        if found.len() >= n || Instant::now() >= deadline {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    s.smtp.wait_for_mail_to(to, subject, n, Duration::from_secs(10)).await
 }
 
 /// The token of the `n`th confirmation email to `to`, checked to be in both parts.
@@ -97,8 +63,8 @@ async fn audit_kinds(s: &TestServer) -> Vec<String> {
 }
 
 async fn an_added_email_is_confirmed_by_its_link_once(s: &TestServer) {
-    let mut om = office_manager(s, DOMAIN).await;
-    account(s, DOMAIN, "101", "boss@example.com", Role::User).await;
+    let mut om = s.signed_in_office_manager(DOMAIN).await;
+    s.signed_in_member(DOMAIN, "101", "boss@example.com", Role::User).await;
     let added = om.post(&emails_path("101"), json!({"email": "Assistant@Example.com"})).await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
     assert_eq!(added.json(), json!({"email": "Assistant@Example.com", "verified": false, "confirmation_email_sent": true}));
@@ -149,8 +115,8 @@ async fn an_added_email_is_confirmed_by_its_link_once(s: &TestServer) {
 }
 
 async fn removing_an_email_kills_its_pending_link(s: &TestServer) {
-    let mut om = office_manager(s, DOMAIN).await;
-    account(s, DOMAIN, "101", "boss@example.com", Role::User).await;
+    let mut om = s.signed_in_office_manager(DOMAIN).await;
+    s.signed_in_member(DOMAIN, "101", "boss@example.com", Role::User).await;
     assert_eq!(om.post(&emails_path("101"), json!({"email": "assistant@example.com"})).await.status, StatusCode::CREATED);
     let old = confirmation_token(s, "assistant@example.com", 1).await;
 
@@ -177,8 +143,8 @@ async fn removing_an_email_kills_its_pending_link(s: &TestServer) {
 }
 
 async fn bad_input_is_refused_and_nothing_is_written(s: &TestServer) {
-    let mut om = office_manager(s, DOMAIN).await;
-    account(s, DOMAIN, "101", "boss@example.com", Role::User).await;
+    let mut om = s.signed_in_office_manager(DOMAIN).await;
+    s.signed_in_member(DOMAIN, "101", "boss@example.com", Role::User).await;
     assert_eq!(om.post(&emails_path("101"), json!({"email": "assistant@example.com"})).await.status, StatusCode::CREATED);
     let before = audit_kinds(s).await.len();
 
@@ -212,11 +178,11 @@ async fn bad_input_is_refused_and_nothing_is_written(s: &TestServer) {
 }
 
 async fn only_the_office_manager_of_the_company_changes_emails(s: &TestServer) {
-    let mut om = office_manager(s, DOMAIN).await;
-    account(s, DOMAIN, "101", "boss@example.com", Role::User).await;
-    let mut supervisor = account(s, DOMAIN, "102", "sup@example.com", Role::Supervisor).await;
-    let mut user = account(s, DOMAIN, "103", "user@example.com", Role::User).await;
-    let mut stranger = office_manager(s, "other.org").await;
+    let mut om = s.signed_in_office_manager(DOMAIN).await;
+    s.signed_in_member(DOMAIN, "101", "boss@example.com", Role::User).await;
+    let mut supervisor = s.signed_in_member(DOMAIN, "102", "sup@example.com", Role::Supervisor).await;
+    let mut user = s.signed_in_member(DOMAIN, "103", "user@example.com", Role::User).await;
+    let mut stranger = s.signed_in_office_manager("other.org").await;
     let body = json!({"email": "x@example.com"});
     let one = format!("{}/boss@example.com", emails_path("101"));
     let reads = [emails_path("101"), format!("/api/v1/companies/{DOMAIN}/sso"), format!("/api/v1/companies/{DOMAIN}/email-review")];
@@ -245,8 +211,8 @@ async fn only_the_office_manager_of_the_company_changes_emails(s: &TestServer) {
 }
 
 async fn the_mfa_setting_is_a_subset_of_the_enabled_providers(s: &TestServer) {
-    let mut om = office_manager(s, DOMAIN).await;
-    let mut supervisor = account(s, DOMAIN, "102", "sup@example.com", Role::Supervisor).await;
+    let mut om = s.signed_in_office_manager(DOMAIN).await;
+    let mut supervisor = s.signed_in_member(DOMAIN, "102", "sup@example.com", Role::Supervisor).await;
     let path = format!("/api/v1/companies/{DOMAIN}/sso");
     assert_eq!(om.get(&path).await.json(), json!({"enabled": false, "providers": [], "mfa_sufficient": []}));
     let off = om.send(Method::PUT, &path, Some(json!({"mfa_sufficient": ["google"]}))).await;
@@ -292,13 +258,13 @@ fn involved(ext: &str, role: &str, can_sign_in: bool) -> Value {
 }
 
 async fn the_email_review_lists_each_finding_with_its_fix(s: &TestServer) {
-    let mut om = office_manager(s, DOMAIN).await;
-    account(s, DOMAIN, "101", "front@example.com", Role::User).await;
-    account(s, DOMAIN, "102", "Front@Example.com", Role::Supervisor).await;
-    account(s, DOMAIN, "103", "boss@example.com", Role::User).await;
+    let mut om = s.signed_in_office_manager(DOMAIN).await;
+    s.signed_in_member(DOMAIN, "101", "front@example.com", Role::User).await;
+    s.signed_in_member(DOMAIN, "102", "Front@Example.com", Role::Supervisor).await;
+    s.signed_in_member(DOMAIN, "103", "boss@example.com", Role::User).await;
     s.app.create_user(DOMAIN, "104", "desk@example.com", Role::User, Actor::Operator, &Default::default()).await.unwrap();
-    office_manager(s, "other.org").await;
-    account(s, "other.org", "101", "front@example.com", Role::User).await;
+    s.signed_in_office_manager("other.org").await;
+    s.signed_in_member("other.org", "101", "front@example.com", Role::User).await;
     additional(s, &mut om, "103", "assistant@example.com", true).await;
     additional(s, &mut om, "103", "desk@example.com", false).await;
 

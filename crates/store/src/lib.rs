@@ -11,6 +11,7 @@ mod sql;
 mod sso;
 mod tokens;
 mod two_factor;
+mod users;
 
 pub use emails::*;
 pub use records::*;
@@ -18,6 +19,7 @@ pub use sql::SqlStore;
 pub use sso::*;
 pub use tokens::*;
 pub use two_factor::*;
+pub use users::*;
 
 use async_trait::async_trait;
 use latchkey_core::flows::email_link::LinkPurpose;
@@ -54,7 +56,7 @@ pub enum ConsumeError {
 }
 
 #[async_trait]
-pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + Send + Sync + 'static {
+pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + UserListStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;
@@ -135,8 +137,9 @@ pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + Send +
     async fn link_purpose_count(&self, user_id: i64, purpose: LinkPurpose) -> StoreResult<i64>;
 
     // The designated email.
-    /// Replaces the designated email; the new one is unverified until proven. One transaction
-    /// with its audit entry.
+    /// Replaces the designated email; the new one is unverified until proven, and every unused
+    /// welcome or reset link (they went to the old address) stops working. One transaction with
+    /// its audit entry.
     async fn change_designated_email(&self, user_id: i64, email: &Email, audit: &AuditEntry) -> StoreResult<()>;
     /// Marks the designated email verified, only if it is still `email` (it may have been changed
     /// since the code was sent). Returns whether it was.

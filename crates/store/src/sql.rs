@@ -175,6 +175,11 @@ pub(crate) async fn insert_audit<'c, E: sqlx::Executor<'c, Database = sqlx::Any>
 const REPLACE_LINKS: &str = "UPDATE email_links SET replaced_at = $1 \
     WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL AND replaced_at IS NULL";
 
+/// Welcome and reset links carry no address of their own: they went to the designated email of
+/// the moment. When it changes they must die, or the old mailbox keeps a way in.
+const REPLACE_DESIGNATED_LINKS: &str = "UPDATE email_links SET replaced_at = $1 \
+    WHERE user_id = $2 AND email IS NULL AND used_at IS NULL AND replaced_at IS NULL";
+
 const INSERT_LINK: &str = "INSERT INTO email_links (token_hash, user_id, purpose, created_at, expires_at) \
     VALUES ($1, $2, $3, $4, $5)";
 
@@ -706,6 +711,7 @@ impl Store for SqlStore {
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        sqlx::query(REPLACE_DESIGNATED_LINKS).bind(ts(audit.at)).bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
         insert_audit(&mut *tx, audit).await?;
         tx.commit().await.map_err(map_err)
     }

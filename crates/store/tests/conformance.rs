@@ -74,6 +74,10 @@ conformance!(
     twenty_racing_confirmations_succeed_once,
     company_emails_are_every_address_of_that_company,
     api_tokens_are_created_used_and_revoked_with_their_audit_entries,
+    the_users_list_finds_part_of_an_extension_login_name_or_any_email,
+    the_users_list_pages_in_extension_order_within_one_company,
+    what_the_users_list_shows_is_read_for_a_page_of_accounts,
+    a_new_designated_email_kills_the_links_sent_to_the_old_one,
 );
 
 fn t0() -> OffsetDateTime {
@@ -730,4 +734,115 @@ async fn api_tokens_are_created_used_and_revoked_with_their_audit_entries(store:
     assert!(!store.revoke_api_token(9999, t0(), &revoked).await.unwrap(), "an unknown id");
     let listed = store.list_api_tokens().await.unwrap();
     assert_eq!((listed.len(), listed[0].revoked_at), (1, Some(t0())), "kept, marked revoked, for the audit log to name");
+}
+
+fn ids(users: &[User]) -> Vec<i64> {
+    users.iter().map(|u| u.id).collect()
+}
+
+async fn the_users_list_finds_part_of_an_extension_login_name_or_any_email(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let other = company(&*store, "other.org").await;
+    let (front, _) = invite(&*store, &c, "101", "Front.Desk@Example.com").await;
+    let boss = active_with_email(&*store, &c, "205", "boss@example.com").await;
+    let (odd, _) = invite(&*store, &c, "310", "50%_off@example.com").await;
+    invite(&*store, &other, "101", "front.desk@example.com").await;
+    add_email(&*store, &boss, "Assistant@Example.com").await;
+    let find = |q: &'static str| {
+        let store = store.clone();
+        async move { ids(&store.company_users(c.id, Some(q), 50, 0).await.unwrap()) }
+    };
+    assert_eq!(find("FRONT.desk").await, vec![front.id], "designated email, any case, this company only");
+    assert_eq!(find("assistant@").await, vec![boss.id], "an additional email");
+    assert_eq!(find("20").await, vec![boss.id], "part of an extension");
+    assert_eq!(find("310@organization").await, vec![odd.id], "a login name");
+    assert_eq!(find("ORGANIZATION.COM").await, vec![front.id, boss.id, odd.id]);
+    assert_eq!(find("50%_").await, vec![odd.id], "% and _ are taken literally");
+    assert_eq!(find("%").await, vec![odd.id]);
+    assert_eq!(find("_").await, vec![odd.id]);
+    assert!(find("nobody").await.is_empty());
+    assert_eq!(ids(&store.company_users(c.id, None, 50, 0).await.unwrap()), vec![front.id, boss.id, odd.id]);
+    assert_eq!(ids(&store.company_users(c.id, Some("  "), 50, 0).await.unwrap()).len(), 3, "a blank search is no search");
+}
+
+async fn the_users_list_pages_in_extension_order_within_one_company(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let other = company(&*store, "other.org").await;
+    for ext in ["1000", "99", "100", "5", "101"] {
+        invite(&*store, &c, ext, "someone@example.com").await;
+    }
+    invite(&*store, &other, "1", "someone@example.com").await;
+    let page = |limit: i64, offset: i64| {
+        let store = store.clone();
+        async move { store.company_users(c.id, None, limit, offset).await.unwrap().into_iter().map(|u| u.extension).collect::<Vec<_>>() }
+    };
+    assert_eq!(page(10, 0).await, vec!["5", "99", "100", "101", "1000"], "numeric order, not text order");
+    assert_eq!(page(2, 0).await, vec!["5", "99"]);
+    assert_eq!(page(2, 2).await, vec!["100", "101"]);
+    assert_eq!(page(2, 4).await, vec!["1000"]);
+    assert!(page(2, 6).await.is_empty());
+}
+
+async fn what_the_users_list_shows_is_read_for_a_page_of_accounts(store: Arc<dyn Store>) {
+    let c = sso_company(&*store, "organization.com", &["google", "microsoft"]).await;
+    let other = company(&*store, "other.org").await;
+    let a = active_with_email(&*store, &c, "101", "a@example.com").await;
+    let b = active_with_email(&*store, &c, "102", "b@example.com").await;
+    let (quiet, _) = invite(&*store, &c, "103", "c@example.com").await;
+    let stranger = active_with_email(&*store, &other, "101", "s@example.com").await;
+    for (u, methods) in [(&a, vec!["totp", "email"]), (&b, vec!["sms"]), (&stranger, vec!["totp"])] {
+        for (i, m) in methods.into_iter().enumerate() {
+            let method = StoredMethod { method: m.into(), detail: None, ..totp_method(t0()) };
+            let first = if i == 0 { codes(m) } else { Vec::new() };
+            store.enable_method(u.id, &method, &first, &audit("2fa_enabled")).await.unwrap();
+        }
+    }
+    for (u, provider, subject) in [(&a, "google", "g-1"), (&a, "google", "g-2"), (&a, "microsoft", "m-1"), (&b, "microsoft", "m-2"), (&stranger, "google", "g-3")] {
+        store.add_sso_link(u.id, provider, subject, None, t0(), &audit("sso_linked")).await.unwrap();
+    }
+    add_email(&*store, &a, "z-desk@example.com").await;
+    let desk = add_email(&*store, &a, "Assistant@example.com").await;
+    store.confirm_additional_email(&desk.hash(), t0(), &audit("additional_email_confirmed")).await.unwrap().unwrap();
+    add_email(&*store, &stranger, "x@example.com").await;
+
+    let page = [a.id, b.id, quiet.id, stranger.id];
+    let methods = store.methods_of_users(c.id, &page).await.unwrap();
+    let expected = |rows: &[(i64, &str)]| rows.iter().map(|(id, v)| (*id, v.to_string())).collect::<Vec<_>>();
+    assert_eq!(methods, expected(&[(a.id, "email"), (a.id, "totp"), (b.id, "sms")]), "another company's account is never read");
+    let providers = store.sso_providers_of_users(c.id, &page).await.unwrap();
+    assert_eq!(providers, expected(&[(a.id, "google"), (a.id, "microsoft"), (b.id, "microsoft")]), "each provider once");
+    let emails = store.additional_emails_of_users(c.id, &page).await.unwrap();
+    assert_eq!(
+        emails,
+        vec![
+            (a.id, AdditionalEmail { email: "Assistant@example.com".into(), verified_at: Some(t0()) }),
+            (a.id, AdditionalEmail { email: "z-desk@example.com".into(), verified_at: None }),
+        ]
+    );
+    assert_eq!(store.methods_of_users(c.id, &[b.id]).await.unwrap(), expected(&[(b.id, "sms")]), "only the accounts asked for");
+    assert!(store.methods_of_users(c.id, &[]).await.unwrap().is_empty());
+    assert!(store.sso_providers_of_users(c.id, &[]).await.unwrap().is_empty());
+    assert!(store.additional_emails_of_users(c.id, &[]).await.unwrap().is_empty());
+}
+
+async fn a_new_designated_email_kills_the_links_sent_to_the_old_one(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let (invited, welcome) = invite(&*store, &c, "101", "old@example.com").await;
+    let active = active_user(&*store, &c, "102").await;
+    let reset = Token::generate();
+    let link = NewLink { token_hash: reset.hash(), link: EmailLink::issue(LinkPurpose::PasswordReset, t0()) };
+    store.issue_link(active.id, &link, &audit("password_reset_requested")).await.unwrap();
+    let confirmation = add_email(&*store, &active, "desk@example.com").await;
+    let later = AuditEntry { at: t0() + Duration::minutes(5), ..audit("designated_email_changed") };
+    for u in [&invited, &active] {
+        store.change_designated_email(u.id, &email("new@example.com"), &later).await.unwrap();
+    }
+    for token in [&welcome, &reset] {
+        let stored = store.link_by_token(&token.hash()).await.unwrap().unwrap();
+        assert_eq!((stored.link.replaced_at, stored.link.used_at), (Some(later.at), None), "{:?}", stored.link.purpose);
+    }
+    assert_eq!(store.activate(&welcome.hash(), "pw", "pin", later.at, &audit("a")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
+    assert_eq!(store.reset_password(&reset.hash(), "pw", later.at, &audit("r")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
+    // A confirmation link belongs to its additional email, which did not change.
+    assert_eq!(store.link_by_token(&confirmation.hash()).await.unwrap().unwrap().link.replaced_at, None);
 }

@@ -17,6 +17,7 @@ mod sso_sign_in;
 mod sso_admin;
 mod tokens;
 mod two_factor;
+mod users;
 
 pub use accounts::CreatedUser;
 pub use activation::LinkView;
@@ -28,6 +29,7 @@ pub use features::PilotFeatures;
 pub use sso_admin::EmailReview;
 pub use tokens::{CreatedApiToken, API_TOKEN_PREFIX};
 pub use two_factor::{SecondFactorChallenge, TotpEnrollment};
+pub use users::{DesignatedEmailChange, UserPage, UserSearch, UserSummary};
 
 use std::sync::Arc;
 

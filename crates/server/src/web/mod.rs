@@ -14,6 +14,7 @@ pub mod session;
 pub mod sso_api;
 mod sso_pages;
 pub mod sso_admin_api;
+pub mod users_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(sso_api::routes())
         .merge(sso_admin_api::routes())
         .merge(operator_api::routes())
+        .merge(users_api::routes())
         .merge(email_pages::routes())
         .merge(console::routes())
         .route("/healthz", get(healthz))

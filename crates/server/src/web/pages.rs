@@ -575,6 +575,8 @@ struct AccountPage {
     password_errors: FieldErrors,
     pin_errors: FieldErrors,
     error: Option<String>,
+    /// Office managers and supervisors get a link to the company console.
+    console: bool,
 }
 
 pub(super) struct SsoLinkRow {
@@ -688,6 +690,7 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
         password_errors: FieldErrors::new(),
         pin_errors: FieldErrors::new(),
         error: None,
+        console: u.role != latchkey_core::Role::User,
     })
 }
 

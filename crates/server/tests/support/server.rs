@@ -131,6 +131,28 @@ impl TestServer {
         (created.user.login_name, "Manager2Sonar".into())
     }
 
+    /// Creates and activates an account (password `Welcome2Sonar`, PIN 2580); returns a browser
+    /// signed in to it.
+    pub async fn signed_in_member(&self, domain: &str, ext: &str, email: &str, role: latchkey_core::Role) -> Browser {
+        let ctx = Default::default();
+        let created = self.app.create_user(domain, ext, email, role, latchkey_server::app::Actor::Operator, &ctx).await.unwrap();
+        let password = "Welcome2Sonar";
+        let form = latchkey_core::flows::activation::CompleteSetupForm { password: password.into(), password_confirmation: password.into(), pin: "2580".into() };
+        self.app.complete_setup(&token_of(&created.complete_setup_url), &form, &ctx).await.unwrap();
+        let mut b = self.browser();
+        let signed = b.sign_in(&format!("{ext}@{domain}"), password).await;
+        assert_eq!(signed.json()["state"], "signed_in", "{}", signed.body);
+        b
+    }
+
+    /// The company (made unless it exists) with its office manager (100), signed in.
+    pub async fn signed_in_office_manager(&self, domain: &str) -> Browser {
+        let (login, password) = self.company_with_office_manager(domain).await;
+        let mut b = self.browser();
+        assert_eq!(b.sign_in(&login, &password).await.status, StatusCode::OK);
+        b
+    }
+
     /// Waits for `n` messages in all and returns the last `n - already` ones.
     pub async fn mails(&self, n: usize) -> Vec<ReceivedMail> {
         self.smtp.wait_for(n, Duration::from_secs(10)).await

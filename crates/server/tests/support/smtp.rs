@@ -108,6 +108,24 @@ impl SmtpSink {
         }
     }
 
+    /// Every message to `to` (any case) whose subject contains `subject` (lower-case), once at
+    /// least `n` arrived or `timeout` passed (the caller asserts the count).
+    pub async fn wait_for_mail_to(&self, to: &str, subject: &str, n: usize, timeout: Duration) -> Vec<ReceivedMail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found: Vec<ReceivedMail> = self
+                .messages()
+                .await
+                .into_iter()
+                .filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(to)) && m.subject.to_lowercase().contains(subject))
+                .collect();
+            if found.len() >= n || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// What aiosmtpd printed, to explain a failure.
     pub fn log(&self) -> String {
         read_log(&self.log)

@@ -5,6 +5,8 @@
 //! Each page lives in its own module and adds its routes here. A console page always works on the
 //! signed-in member's own company: no company appears in its URL, so none can be swapped in.
 
+mod users;
+
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -27,6 +29,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/console", get(|| async { Redirect::to("/console/users") }))
         .merge(policy::routes())
         .merge(email_review::routes())
+        .merge(users::routes())
 }
 
 /// A signed-in office manager or supervisor, on a console page.
