@@ -5,6 +5,7 @@
 //! change is one transaction, so two nodes racing cannot both succeed and a crash leaves nothing
 //! half-written. The conformance suite in `tests/` runs against both backends.
 
+mod audit;
 mod emails;
 mod records;
 mod sql;
@@ -12,6 +13,7 @@ mod sso;
 mod tokens;
 mod two_factor;
 
+pub use audit::*;
 pub use emails::*;
 pub use records::*;
 pub use sql::SqlStore;
@@ -54,7 +56,7 @@ pub enum ConsumeError {
 }
 
 #[async_trait]
-pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + Send + Sync + 'static {
+pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + AuditStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;
@@ -125,10 +127,6 @@ pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + Send +
     /// Counts one failure against `key` (atomically) and returns the lock it now carries.
     async fn throttle_fail(&self, key: &str, policy: &ThrottlePolicy, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
     async fn throttle_clear(&self, key: &str) -> StoreResult<()>;
-
-    // Audit.
-    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
-    async fn audit_of_company(&self, company_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
 
     // Operator.
     async fn set_user_state(&self, user_id: i64, state: UserState, audit: &AuditEntry) -> StoreResult<()>;

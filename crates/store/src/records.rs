@@ -128,6 +128,7 @@ pub struct AuditRecord {
     pub id: i64,
     pub company_id: Option<i64>,
     pub actor_user_id: Option<i64>,
+    pub actor_token_id: Option<i64>,
     pub target_user_id: Option<i64>,
     pub kind: String,
     pub detail: String,

@@ -11,6 +11,8 @@ use time::{Duration, OffsetDateTime};
 
 struct Fixture {
     store: Arc<dyn Store>,
+    /// For the few tests that must go around the store (to try what it would never do).
+    url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -19,17 +21,31 @@ async fn sqlite() -> Fixture {
     let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
     let store = open(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
-    Fixture { store, _dir: Some(dir) }
+    Fixture { store, url, _dir: Some(dir) }
 }
 
 async fn postgres(test: &str) -> Option<Fixture> {
     let url = testing::fresh_postgres_url(test).await?;
     let store = open(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
-    Some(Fixture { store, _dir: None })
+    Some(Fixture { store, url, _dir: None })
 }
 
 macro_rules! conformance {
+    // Tests that also get the database URL: `async fn(Arc<dyn Store>, &str)`.
+    (raw: $($name:ident),* $(,)?) => {
+        mod raw_on_sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() {
+                let f = super::sqlite().await;
+                super::$name(f.store.clone(), &f.url).await
+            } )*
+        }
+        mod raw_on_postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() {
+                if let Some(f) = super::postgres(stringify!($name)).await { super::$name(f.store.clone(), &f.url).await }
+            } )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::sqlite().await.store).await } )*
@@ -73,7 +89,12 @@ conformance!(
     an_expired_confirmation_link_verifies_nothing,
     twenty_racing_confirmations_succeed_once,
     company_emails_are_every_address_of_that_company,
+    each_audit_filter_narrows_the_log_of_one_company,
+    audit_pages_hold_every_event_once,
+    the_audit_purge_removes_only_older_events,
 );
+
+conformance!(raw: audit_events_cannot_be_rewritten);
 
 fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap()
@@ -699,4 +720,106 @@ async fn company_emails_are_every_address_of_that_company(store: Arc<dyn Store>)
     let all = store.company_emails(c.id).await.unwrap();
     assert!(all.iter().all(|r| r.role == Role::User && r.login_name.starts_with(&format!("{}@", r.extension))), "{all:?}");
     assert_eq!(store.company_emails(elsewhere.id).await.unwrap().len(), 1, "each company reads its own");
+}
+
+/// An event of `company` at `t0() + minutes`, by `actor` to `target`.
+async fn event(store: &dyn Store, company: &Company, kind: &'static str, actor: Option<i64>, target: Option<i64>, minutes: i64) -> i64 {
+    let at = t0() + Duration::minutes(minutes);
+    let entry = AuditEntry { company_id: Some(company.id), actor_user_id: actor, target_user_id: target, at, ..audit(kind) };
+    store.append_audit(&entry).await.unwrap();
+    store.query_audit(&AuditQuery::of_company(company.id, 1)).await.unwrap()[0].record.id
+}
+
+async fn audit_ids(store: &dyn Store, q: AuditQuery) -> Vec<i64> {
+    store.query_audit(&q).await.unwrap().iter().map(|v| v.record.id).collect()
+}
+
+async fn each_audit_filter_narrows_the_log_of_one_company(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let other = company(&*store, "other.org").await;
+    let (alice, bob) = (active_user(&*store, &c, "101").await, active_user(&*store, &c, "102").await);
+    let token = store.create_api_token("provisioning", &Token::generate().hash(), Some(c.id), t0()).await.unwrap();
+    let failed = event(&*store, &c, "sign_in_failed", Some(alice.id), Some(alice.id), 0).await;
+    let signed_in = event(&*store, &c, "sign_in", Some(alice.id), Some(alice.id), 10).await;
+    let reset = event(&*store, &c, "two_factor_reset", Some(bob.id), Some(alice.id), 20).await;
+    store.append_audit(&AuditEntry { company_id: Some(c.id), actor_token_id: Some(token.id), target_user_id: Some(bob.id), at: t0() + Duration::minutes(30), ..audit("user_created") }).await.unwrap();
+    let created = audit_ids(&*store, AuditQuery::of_company(c.id, 1)).await[0];
+    event(&*store, &other, "sign_in", None, None, 40).await;
+    let all = AuditQuery::of_company(c.id, 100);
+
+    assert_eq!(audit_ids(&*store, all.clone()).await, vec![created, reset, signed_in, failed], "newest first, this company only");
+    let kinds = |k: &[&str]| AuditQuery { kinds: k.iter().map(|s| s.to_string()).collect(), ..all.clone() };
+    assert_eq!(audit_ids(&*store, kinds(&["sign_in"])).await, vec![signed_in]);
+    assert_eq!(audit_ids(&*store, kinds(&["sign_in", "sign_in_failed"])).await, vec![signed_in, failed]);
+    assert_eq!(audit_ids(&*store, kinds(&["pin_changed"])).await, Vec::<i64>::new());
+    let user = |id| AuditQuery { user_id: Some(id), ..all.clone() };
+    assert_eq!(audit_ids(&*store, user(bob.id)).await, vec![created, reset], "bob acted in one and was the target of the other");
+    assert_eq!(audit_ids(&*store, user(alice.id)).await, vec![reset, signed_in, failed]);
+    let at = |m| Some(t0() + Duration::minutes(m));
+    assert_eq!(audit_ids(&*store, AuditQuery { from: at(10), ..all.clone() }).await, vec![created, reset, signed_in], "from is inclusive");
+    assert_eq!(audit_ids(&*store, AuditQuery { until: at(20), ..all.clone() }).await, vec![signed_in, failed], "until is exclusive");
+    assert_eq!(audit_ids(&*store, AuditQuery { from: at(5), until: at(25), user_id: Some(alice.id), ..all.clone() }).await, vec![reset, signed_in]);
+    assert_eq!(audit_ids(&*store, AuditQuery { before_id: Some(reset), ..all.clone() }).await, vec![signed_in, failed]);
+
+    let views = store.query_audit(&all).await.unwrap();
+    let names = |v: &AuditView| (v.actor_login_name.clone(), v.target_login_name.clone(), v.actor_token_name.clone());
+    let login = |u: &User| Some(u.login_name.clone());
+    assert_eq!(names(&views[0]), (None, login(&bob), Some("provisioning".into())), "the token that acted, by name");
+    assert_eq!(names(&views[1]), (login(&bob), login(&alice), None));
+    assert_eq!(views[0].record.actor_token_id, Some(token.id));
+    assert_eq!(views[1].record.created_at, t0() + Duration::minutes(20));
+}
+
+async fn audit_pages_hold_every_event_once(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    for i in 0..23 {
+        let kind = if i % 3 == 0 { "sign_in_failed" } else { "sign_in" };
+        event(&*store, &c, kind, Some(u.id), Some(u.id), i).await;
+    }
+    for kinds in [vec![], vec!["sign_in".to_owned()]] {
+        let first = AuditQuery { kinds: kinds.clone(), ..AuditQuery::of_company(c.id, 5) };
+        let every = audit_ids(&*store, AuditQuery { limit: 1000, ..first.clone() }).await;
+        let (mut paged, mut before): (Vec<i64>, _) = (Vec::new(), None);
+        loop {
+            let page = audit_ids(&*store, AuditQuery { before_id: before, ..first.clone() }).await;
+            // An event written between two pages is newer than every page: it never shifts them.
+            event(&*store, &c, "sign_in", Some(u.id), Some(u.id), 100).await;
+            paged.extend(&page);
+            match page.last() {
+                Some(last) if page.len() == 5 => before = Some(*last),
+                _ => break,
+            }
+        }
+        assert_eq!(paged, every, "pages of {kinds:?}: no gap, no repeat, newest first");
+    }
+}
+
+async fn the_audit_purge_removes_only_older_events(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let other = company(&*store, "other.org").await;
+    event(&*store, &c, "sign_in", None, None, -2).await;
+    event(&*store, &other, "sign_in", None, None, -1).await;
+    let kept = vec![event(&*store, &c, "sign_in", None, None, 1).await, event(&*store, &c, "sign_in", None, None, 0).await];
+    let kept_elsewhere = event(&*store, &other, "sign_in", None, None, 0).await;
+    assert_eq!(store.purge_audit_before(t0()).await.unwrap(), 2, "one old event in each company");
+    let mut left = audit_ids(&*store, AuditQuery::of_company(c.id, 10)).await;
+    left.sort();
+    assert_eq!(left, kept, "an event at the cut-off itself stays");
+    assert_eq!(audit_ids(&*store, AuditQuery::of_company(other.id, 10)).await, vec![kept_elsewhere]);
+    assert_eq!(store.purge_audit_before(t0()).await.unwrap(), 0);
+}
+
+async fn audit_events_cannot_be_rewritten(store: Arc<dyn Store>, url: &str) {
+    use sqlx::Connection;
+    let c = company(&*store, "organization.com").await;
+    let id = event(&*store, &c, "sign_in_failed", None, None, 0).await;
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    for rewrite in ["UPDATE audit_events SET kind = 'sign_in' WHERE id = $1", "UPDATE audit_events SET created_at = 0 WHERE id = $1"] {
+        let refused = sqlx::query(rewrite).bind(id).execute(&mut conn).await;
+        let message = refused.expect_err("the trigger refuses every UPDATE").to_string();
+        assert!(message.contains("append-only"), "{message}");
+    }
+    let event = &store.query_audit(&AuditQuery::of_company(c.id, 1)).await.unwrap()[0].record;
+    assert_eq!((event.kind.as_str(), event.created_at), ("sign_in_failed", t0()), "the event is as it was written");
 }

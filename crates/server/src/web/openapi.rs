@@ -20,6 +20,7 @@ use super::{api, sso_admin_api, sso_api, two_factor_api};
         sso_api::start, sso_api::callback, sso_api::waiting, sso_api::choose, sso_api::link,
         sso_admin_api::emails_list, sso_admin_api::email_add, sso_admin_api::email_remove, sso_admin_api::email_confirmation_open,
         sso_admin_api::email_confirmation_confirm, sso_admin_api::sso_get, sso_admin_api::sso_put, sso_admin_api::email_review,
+        super::audit_api::audit_list, super::audit_api::audit_csv,
     ),
     tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "two-factor"), (name = "office manager"), (name = "single sign-on"))
 )]

@@ -692,7 +692,7 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
 }
 
 /// "Chrome on Linux · 10.0.0.7": enough to recognise a device, nothing more.
-fn describe_client(ua: Option<&str>, ip: Option<&str>) -> String {
+pub(super) fn describe_client(ua: Option<&str>, ip: Option<&str>) -> String {
     let ua = ua.unwrap_or("");
     let browser = ["Edg", "Firefox", "Chrome", "Safari"].into_iter().find(|b| ua.contains(b)).map(|b| if b == "Edg" { "Edge" } else { b });
     let os = ["Windows", "Android", "iPhone", "Mac OS", "Linux"].into_iter().find(|o| ua.contains(o)).map(|o| if o == "Mac OS" { "macOS" } else { o });

@@ -5,6 +5,8 @@
 //! Each page lives in its own module and adds its routes here. A console page always works on the
 //! signed-in member's own company: no company appears in its URL, so none can be swapped in.
 
+mod audit;
+
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -21,6 +23,7 @@ use crate::app::Actor;
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new().route("/console", get(|| async { Redirect::to("/console/users") }))
+        .merge(audit::routes())
 }
 
 /// A signed-in office manager or supervisor, on a console page.
