@@ -368,7 +368,7 @@ async fn the_first_method_brings_recovery_codes_and_the_last_takes_them(store: A
     assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
     let sms = StoredMethod { method: "sms".into(), detail: Some("+15145550100".into()), totp_sealed: None, totp_key_id: None, totp_last_step: None, enabled_at: t0() };
     assert!(!store.enable_method(u.id, &sms, &codes("b"), &audit("2fa_enabled")).await.unwrap(), "not the first method");
-    assert_eq!(store.consume_recovery_code(u.id, "b-hash-0", t0()).await.unwrap(), None, "the second method brought no new codes");
+    assert_eq!(store.consume_recovery_code(u.id, "b-hash-0", t0(), &audit("recovery_code_used")).await.unwrap(), None, "the second method brought no new codes");
     assert_eq!(store.methods_of_user(u.id).await.unwrap().iter().map(|m| m.method.as_str()).collect::<Vec<_>>(), vec!["sms", "totp"]);
     assert_eq!(store.remove_method(u.id, "sms", &audit("2fa_disabled")).await.unwrap(), 1);
     assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
@@ -391,12 +391,15 @@ async fn twenty_racing_uses_of_one_recovery_code_succeed_once(store: Arc<dyn Sto
     let c = company(&*store, "organization.com").await;
     let u = active_user(&*store, &c, "101").await;
     store.enable_method(u.id, &totp_method(t0()), &codes("r"), &audit("2fa_enabled")).await.unwrap();
-    let tasks: Vec<_> = (0..20).map(|_| { let s = store.clone(); tokio::spawn(async move { s.consume_recovery_code(u.id, "r-hash-3", t0()).await.unwrap() }) }).collect();
+    let used = AuditEntry { company_id: Some(c.id), ..audit("recovery_code_used") };
+    let tasks: Vec<_> = (0..20).map(|_| { let (s, used) = (store.clone(), used.clone()); tokio::spawn(async move { s.consume_recovery_code(u.id, "r-hash-3", t0(), &used).await.unwrap() }) }).collect();
     let wins: Vec<_> = futures_join(tasks).await.into_iter().flatten().collect();
     assert_eq!(wins, vec![9]);
+    let events: Vec<(String, String)> = store.audit_of_company(c.id, 100).await.unwrap().into_iter().map(|e| (e.kind, e.detail)).collect();
+    assert_eq!(events, vec![("recovery_code_used".to_owned(), "9 left".to_owned())], "written with the winning use only");
     store.replace_recovery_codes(u.id, &codes("n"), t0(), &audit("recovery_codes_regenerated")).await.unwrap();
-    assert_eq!(store.consume_recovery_code(u.id, "r-hash-4", t0()).await.unwrap(), None, "the old set is gone");
-    assert_eq!(store.consume_recovery_code(u.id, "n-hash-4", t0()).await.unwrap(), Some(9));
+    assert_eq!(store.consume_recovery_code(u.id, "r-hash-4", t0(), &audit("recovery_code_used")).await.unwrap(), None, "the old set is gone");
+    assert_eq!(store.consume_recovery_code(u.id, "n-hash-4", t0(), &audit("recovery_code_used")).await.unwrap(), Some(9));
 }
 
 async fn one_time_codes_work_once_expire_and_are_replaced(store: Arc<dyn Store>) {
