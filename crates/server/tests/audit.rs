@@ -222,6 +222,12 @@ async fn filters_and_pages_through_the_api(s: &TestServer) {
     }
     let (page, next) = events(&mut om, AUDIT).await;
     assert_eq!((page.len(), next.is_string()), (50, true), "50 unless asked");
+
+    let doc = s.browser().get("/api/openapi.json").await.json();
+    for path in ["/api/v1/companies/{domain}/audit", "/api/v1/companies/{domain}/audit.csv"] {
+        let params: Vec<&str> = doc["paths"][path]["get"]["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert!(["domain", "kind", "user", "from", "until"].iter().all(|p| params.contains(p)), "{path} documents its filters: {params:?}");
+    }
 }
 
 async fn the_csv_quotes_disarms_formulas_and_holds_every_row(s: &TestServer) {
