@@ -43,6 +43,21 @@ pub struct Config {
     pub sms: Option<SmsGatewayConfig>,
     /// Single sign-on: the OpenID providers Latchkey is registered with.
     pub sso: SsoConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Days an audit event is kept before housekeeping deletes it; 0 keeps every event forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    /// A little over a year, so a yearly review still finds last year's events.
+    fn default() -> Self {
+        Self { retention_days: 400 }
+    }
 }
 
 /// The operator's registrations with the OpenID providers; a provider without one is not offered.
@@ -185,6 +200,7 @@ impl Default for Config {
             smtp: None,
             sms: None,
             sso: SsoConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -270,6 +286,7 @@ impl std::fmt::Debug for Config {
             .field("smtp", &self.smtp)
             .field("sms", &self.sms)
             .field("sso", &self.sso)
+            .field("audit", &self.audit)
             .finish_non_exhaustive()
     }
 }
@@ -279,7 +296,7 @@ impl std::fmt::Debug for Config {
 const KEYS: &[&str] = &[
     "listen", "data_dir", "database_url", "database_max_connections", "public_url", "cookie_secure", "secret_key",
     "log_format", "client_ip_header", "body_limit_bytes", "request_timeout_secs", "argon2", "session", "throttle", "two_factor",
-    "mail_from", "smtp", "sms", "sso",
+    "mail_from", "smtp", "sms", "sso", "audit",
 ];
 
 /// `LATCHKEY_A__B=v` sets `a.b = v`; values that read as TOML integers or booleans become them.
@@ -367,6 +384,19 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert!(c.database_url().starts_with("sqlite://./latchkey-data/latchkey.db"));
         assert_eq!((c.argon2.memory_kib, c.argon2.iterations, c.argon2.parallelism), (19_456, 2, 1));
+    }
+
+    #[test]
+    fn audit_retention_defaults_to_400_days_and_is_set_by_file_or_environment() {
+        assert_eq!(Config::default().audit.retention_days, 400);
+        let mut t: toml::Table = "[audit]\nretention_days = 90\n".parse().unwrap();
+        let c: Config = toml::Value::Table(t.clone()).try_into().unwrap();
+        assert_eq!(c.audit.retention_days, 90);
+        apply_env(&mut t, [("LATCHKEY_AUDIT__RETENTION_DAYS".to_owned(), "0".to_owned())].into_iter()).unwrap();
+        let c: Config = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(c.audit.retention_days, 0, "0 keeps events forever");
+        let negative: toml::Table = "[audit]\nretention_days = -1\n".parse().unwrap();
+        assert!(toml::Value::Table(negative).try_into::<Config>().is_err());
     }
 
     #[test]

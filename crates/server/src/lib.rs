@@ -136,7 +136,8 @@ pub async fn start(
 }
 
 /// Removes sessions past their timeouts every few minutes; correctness never depends on it
-/// (every read checks the timeouts), it only keeps the table small.
+/// (every read checks the timeouts), it only keeps the table small. Deletes audit events past
+/// their retention too.
 fn spawn_housekeeping(app: Arc<Latchkey>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
@@ -147,6 +148,11 @@ fn spawn_housekeeping(app: Arc<Latchkey>) {
             let old = now - app.session_policy.absolute_timeout;
             if let Err(e) = app.store.delete_expired_sessions(idle, old).await {
                 tracing::warn!(error = %e, "session housekeeping failed");
+            }
+            match app.purge_expired_audit().await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "audit events past their retention deleted"),
+                Err(e) => tracing::warn!(error = %e, "audit retention housekeeping failed"),
             }
         }
     });

@@ -79,6 +79,8 @@ fn table() -> Vec<Endpoint> {
         endpoint(Method::PUT, "/api/v1/companies/{domain}/sso", Change, Some(json!({"mfa_sufficient": []}))),
         endpoint(Method::GET, "/api/v1/companies/{domain}/email-review", Read, None),
         endpoint(Method::GET, "/api/v1/companies/{domain}/features", Read, None),
+        endpoint(Method::GET, "/api/v1/companies/{domain}/audit", Read, None),
+        endpoint(Method::GET, "/api/v1/companies/{domain}/audit.csv", Read, None),
         endpoint(Method::PUT, "/api/v1/companies/{domain}/features", Operator, Some(json!({"two_factor": true, "sso": {"enabled": true, "providers": ["google"]}}))),
         endpoint(Method::GET, "/api/v1/companies", Operator, None),
         endpoint(Method::POST, "/api/v1/companies", Operator, Some(json!({"name": "New Company", "domain": "new.example"}))),

@@ -5,6 +5,7 @@
 //! change is one transaction, so two nodes racing cannot both succeed and a crash leaves nothing
 //! half-written. The conformance suite in `tests/` runs against both backends.
 
+mod audit;
 mod emails;
 mod records;
 mod sql;
@@ -13,6 +14,7 @@ mod tokens;
 mod two_factor;
 mod users;
 
+pub use audit::*;
 pub use emails::*;
 pub use records::*;
 pub use sql::SqlStore;
@@ -56,7 +58,7 @@ pub enum ConsumeError {
 }
 
 #[async_trait]
-pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + UserListStore + Send + Sync + 'static {
+pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + UserListStore + AuditStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;
@@ -127,10 +129,6 @@ pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + UserLi
     /// Counts one failure against `key` (atomically) and returns the lock it now carries.
     async fn throttle_fail(&self, key: &str, policy: &ThrottlePolicy, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
     async fn throttle_clear(&self, key: &str) -> StoreResult<()>;
-
-    // Audit.
-    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
-    async fn audit_of_company(&self, company_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
 
     // Operator.
     async fn set_user_state(&self, user_id: i64, state: UserState, audit: &AuditEntry) -> StoreResult<()>;

@@ -639,38 +639,6 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        insert_audit(&self.pool, entry).await
-    }
-
-    async fn audit_of_company(&self, company_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, company_id, actor_user_id, actor_token_id, target_user_id, kind, detail, client_ip, user_agent, created_at \
-             FROM audit_events WHERE company_id = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(company_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    id: get(r, "id")?,
-                    company_id: get(r, "company_id")?,
-                    actor_user_id: get(r, "actor_user_id")?,
-                    actor_token_id: get(r, "actor_token_id")?,
-                    target_user_id: get(r, "target_user_id")?,
-                    kind: get(r, "kind")?,
-                    detail: get(r, "detail")?,
-                    client_ip: get(r, "client_ip")?,
-                    user_agent: get(r, "user_agent")?,
-                    created_at: to_time(get(r, "created_at")?),
-                })
-            })
-            .collect()
-    }
-
     async fn set_user_state(&self, user_id: i64, state: UserState, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let r = sqlx::query("UPDATE users SET state = $1 WHERE id = $2")

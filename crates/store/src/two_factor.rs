@@ -86,8 +86,9 @@ pub trait TwoFactorStore: Send + Sync {
     async fn preferred_method(&self, user_id: i64) -> StoreResult<Option<String>>;
 
     async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()>;
-    /// Marks one unused code used; `Some(left)` on success, `None` when it was not an unused code.
-    async fn consume_recovery_code(&self, user_id: i64, hash: &str, now: OffsetDateTime) -> StoreResult<Option<i64>>;
+    /// Marks one unused code used and writes `audit` (its detail set to how many are left) — one
+    /// transaction; `Some(left)` on success, `None` (nothing written) when it was not an unused code.
+    async fn consume_recovery_code(&self, user_id: i64, hash: &str, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<Option<i64>>;
     async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<i64>;
 
     /// Stores a new SMS/email code for `purpose`; the previous one of that purpose stops working.
@@ -105,6 +106,8 @@ pub trait TwoFactorStore: Send + Sync {
     /// including this one. Used for the SMS and email send limits.
     async fn count_send(&self, key: &str, window_start: OffsetDateTime) -> StoreResult<i64>;
 }
+
+const CODES_LEFT: &str = "SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL";
 
 fn split_methods(csv: &str) -> Vec<String> {
     csv.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect()
@@ -330,26 +333,27 @@ impl TwoFactorStore for SqlStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn consume_recovery_code(&self, user_id: i64, hash: &str, now: OffsetDateTime) -> StoreResult<Option<i64>> {
+    async fn consume_recovery_code(&self, user_id: i64, hash: &str, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<Option<i64>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
         let r = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
             .bind(ts(now))
             .bind(user_id)
             .bind(hash)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
         if r.rows_affected() != 1 {
             return Ok(None);
         }
-        Ok(Some(self.recovery_codes_left(user_id).await?))
+        let row = sqlx::query(CODES_LEFT).bind(user_id).fetch_one(&mut *tx).await.map_err(map_err)?;
+        let left: i64 = get(&row, "n")?;
+        insert_audit(&mut *tx, &AuditEntry { detail: format!("{left} left"), ..audit.clone() }).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(left))
     }
 
     async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
-            .bind(user_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let row = sqlx::query(CODES_LEFT).bind(user_id).fetch_one(&self.pool).await.map_err(map_err)?;
         get(&row, "n")
     }
 

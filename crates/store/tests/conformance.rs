@@ -11,6 +11,8 @@ use time::{Duration, OffsetDateTime};
 
 struct Fixture {
     store: Arc<dyn Store>,
+    /// For the few tests that must go around the store (to try what it would never do).
+    url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -19,17 +21,31 @@ async fn sqlite() -> Fixture {
     let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
     let store = open(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
-    Fixture { store, _dir: Some(dir) }
+    Fixture { store, url, _dir: Some(dir) }
 }
 
 async fn postgres(test: &str) -> Option<Fixture> {
     let url = testing::fresh_postgres_url(test).await?;
     let store = open(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
-    Some(Fixture { store, _dir: None })
+    Some(Fixture { store, url, _dir: None })
 }
 
 macro_rules! conformance {
+    // Tests that also get the database URL: `async fn(Arc<dyn Store>, &str)`.
+    (raw: $($name:ident),* $(,)?) => {
+        mod raw_on_sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() {
+                let f = super::sqlite().await;
+                super::$name(f.store.clone(), &f.url).await
+            } )*
+        }
+        mod raw_on_postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() {
+                if let Some(f) = super::postgres(stringify!($name)).await { super::$name(f.store.clone(), &f.url).await }
+            } )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::sqlite().await.store).await } )*
@@ -78,7 +94,12 @@ conformance!(
     the_users_list_pages_in_extension_order_within_one_company,
     what_the_users_list_shows_is_read_for_a_page_of_accounts,
     a_new_designated_email_kills_the_links_sent_to_the_old_one,
+    each_audit_filter_narrows_the_log_of_one_company,
+    audit_pages_hold_every_event_once,
+    the_audit_purge_removes_only_older_events,
 );
+
+conformance!(raw: audit_events_cannot_be_rewritten);
 
 fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap()
@@ -353,7 +374,7 @@ async fn the_first_method_brings_recovery_codes_and_the_last_takes_them(store: A
     assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
     let sms = StoredMethod { method: "sms".into(), detail: Some("+15145550100".into()), totp_sealed: None, totp_key_id: None, totp_last_step: None, enabled_at: t0() };
     assert!(!store.enable_method(u.id, &sms, &codes("b"), &audit("2fa_enabled")).await.unwrap(), "not the first method");
-    assert_eq!(store.consume_recovery_code(u.id, "b-hash-0", t0()).await.unwrap(), None, "the second method brought no new codes");
+    assert_eq!(store.consume_recovery_code(u.id, "b-hash-0", t0(), &audit("recovery_code_used")).await.unwrap(), None, "the second method brought no new codes");
     assert_eq!(store.methods_of_user(u.id).await.unwrap().iter().map(|m| m.method.as_str()).collect::<Vec<_>>(), vec!["sms", "totp"]);
     assert_eq!(store.remove_method(u.id, "sms", &audit("2fa_disabled")).await.unwrap(), 1);
     assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
@@ -376,12 +397,15 @@ async fn twenty_racing_uses_of_one_recovery_code_succeed_once(store: Arc<dyn Sto
     let c = company(&*store, "organization.com").await;
     let u = active_user(&*store, &c, "101").await;
     store.enable_method(u.id, &totp_method(t0()), &codes("r"), &audit("2fa_enabled")).await.unwrap();
-    let tasks: Vec<_> = (0..20).map(|_| { let s = store.clone(); tokio::spawn(async move { s.consume_recovery_code(u.id, "r-hash-3", t0()).await.unwrap() }) }).collect();
+    let used = AuditEntry { company_id: Some(c.id), ..audit("recovery_code_used") };
+    let tasks: Vec<_> = (0..20).map(|_| { let (s, used) = (store.clone(), used.clone()); tokio::spawn(async move { s.consume_recovery_code(u.id, "r-hash-3", t0(), &used).await.unwrap() }) }).collect();
     let wins: Vec<_> = futures_join(tasks).await.into_iter().flatten().collect();
     assert_eq!(wins, vec![9]);
+    let events: Vec<(String, String)> = store.audit_of_company(c.id, 100).await.unwrap().into_iter().map(|e| (e.kind, e.detail)).collect();
+    assert_eq!(events, vec![("recovery_code_used".to_owned(), "9 left".to_owned())], "written with the winning use only");
     store.replace_recovery_codes(u.id, &codes("n"), t0(), &audit("recovery_codes_regenerated")).await.unwrap();
-    assert_eq!(store.consume_recovery_code(u.id, "r-hash-4", t0()).await.unwrap(), None, "the old set is gone");
-    assert_eq!(store.consume_recovery_code(u.id, "n-hash-4", t0()).await.unwrap(), Some(9));
+    assert_eq!(store.consume_recovery_code(u.id, "r-hash-4", t0(), &audit("recovery_code_used")).await.unwrap(), None, "the old set is gone");
+    assert_eq!(store.consume_recovery_code(u.id, "n-hash-4", t0(), &audit("recovery_code_used")).await.unwrap(), Some(9));
 }
 
 async fn one_time_codes_work_once_expire_and_are_replaced(store: Arc<dyn Store>) {
@@ -845,4 +869,107 @@ async fn a_new_designated_email_kills_the_links_sent_to_the_old_one(store: Arc<d
     assert_eq!(store.reset_password(&reset.hash(), "pw", later.at, &audit("r")).await.unwrap(), Err(ConsumeError::LinkNotUsable));
     // A confirmation link belongs to its additional email, which did not change.
     assert_eq!(store.link_by_token(&confirmation.hash()).await.unwrap().unwrap().link.replaced_at, None);
+}
+
+/// An event of `company` at `t0() + minutes`, by `actor` to `target`.
+async fn event(store: &dyn Store, company: &Company, kind: &'static str, actor: Option<i64>, target: Option<i64>, minutes: i64) -> i64 {
+    let at = t0() + Duration::minutes(minutes);
+    let entry = AuditEntry { company_id: Some(company.id), actor_user_id: actor, target_user_id: target, at, ..audit(kind) };
+    store.append_audit(&entry).await.unwrap();
+    store.query_audit(&AuditQuery::of_company(company.id, 1)).await.unwrap()[0].record.id
+}
+
+async fn audit_ids(store: &dyn Store, q: AuditQuery) -> Vec<i64> {
+    store.query_audit(&q).await.unwrap().iter().map(|v| v.record.id).collect()
+}
+
+async fn each_audit_filter_narrows_the_log_of_one_company(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let other = company(&*store, "other.org").await;
+    let (alice, bob) = (active_user(&*store, &c, "101").await, active_user(&*store, &c, "102").await);
+    // The token's own creation event is kept out of the company's log here (company None).
+    let token = store.create_api_token("provisioning", &Token::generate().hash(), Some(c.id), t0(), &|_: &ApiToken| audit("api_token_created")).await.unwrap();
+    let failed = event(&*store, &c, "sign_in_failed", Some(alice.id), Some(alice.id), 0).await;
+    let signed_in = event(&*store, &c, "sign_in", Some(alice.id), Some(alice.id), 10).await;
+    let reset = event(&*store, &c, "two_factor_reset", Some(bob.id), Some(alice.id), 20).await;
+    store.append_audit(&AuditEntry { company_id: Some(c.id), actor_token_id: Some(token.id), target_user_id: Some(bob.id), at: t0() + Duration::minutes(30), ..audit("user_created") }).await.unwrap();
+    let created = audit_ids(&*store, AuditQuery::of_company(c.id, 1)).await[0];
+    event(&*store, &other, "sign_in", None, None, 40).await;
+    let all = AuditQuery::of_company(c.id, 100);
+
+    assert_eq!(audit_ids(&*store, all.clone()).await, vec![created, reset, signed_in, failed], "newest first, this company only");
+    let kinds = |k: &[&str]| AuditQuery { kinds: k.iter().map(|s| s.to_string()).collect(), ..all.clone() };
+    assert_eq!(audit_ids(&*store, kinds(&["sign_in"])).await, vec![signed_in]);
+    assert_eq!(audit_ids(&*store, kinds(&["sign_in", "sign_in_failed"])).await, vec![signed_in, failed]);
+    assert_eq!(audit_ids(&*store, kinds(&["pin_changed"])).await, Vec::<i64>::new());
+    let user = |id| AuditQuery { user_id: Some(id), ..all.clone() };
+    assert_eq!(audit_ids(&*store, user(bob.id)).await, vec![created, reset], "bob acted in one and was the target of the other");
+    assert_eq!(audit_ids(&*store, user(alice.id)).await, vec![reset, signed_in, failed]);
+    let at = |m| Some(t0() + Duration::minutes(m));
+    assert_eq!(audit_ids(&*store, AuditQuery { from: at(10), ..all.clone() }).await, vec![created, reset, signed_in], "from is inclusive");
+    assert_eq!(audit_ids(&*store, AuditQuery { until: at(20), ..all.clone() }).await, vec![signed_in, failed], "until is exclusive");
+    assert_eq!(audit_ids(&*store, AuditQuery { from: at(5), until: at(25), user_id: Some(alice.id), ..all.clone() }).await, vec![reset, signed_in]);
+    assert_eq!(audit_ids(&*store, AuditQuery { before_id: Some(reset), ..all.clone() }).await, vec![signed_in, failed]);
+
+    let views = store.query_audit(&all).await.unwrap();
+    let names = |v: &AuditView| (v.actor_login_name.clone(), v.target_login_name.clone(), v.actor_token_name.clone());
+    let login = |u: &User| Some(u.login_name.clone());
+    assert_eq!(names(&views[0]), (None, login(&bob), Some("provisioning".into())), "the token that acted, by name");
+    assert_eq!(names(&views[1]), (login(&bob), login(&alice), None));
+    assert_eq!(views[0].record.actor_token_id, Some(token.id));
+    assert_eq!(views[1].record.created_at, t0() + Duration::minutes(20));
+}
+
+async fn audit_pages_hold_every_event_once(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    for i in 0..23 {
+        let kind = if i % 3 == 0 { "sign_in_failed" } else { "sign_in" };
+        event(&*store, &c, kind, Some(u.id), Some(u.id), i).await;
+    }
+    for kinds in [vec![], vec!["sign_in".to_owned()]] {
+        let first = AuditQuery { kinds: kinds.clone(), ..AuditQuery::of_company(c.id, 5) };
+        let every = audit_ids(&*store, AuditQuery { limit: 1000, ..first.clone() }).await;
+        let (mut paged, mut before): (Vec<i64>, _) = (Vec::new(), None);
+        loop {
+            let page = audit_ids(&*store, AuditQuery { before_id: before, ..first.clone() }).await;
+            // An event written between two pages is newer than every page: it never shifts them.
+            event(&*store, &c, "sign_in", Some(u.id), Some(u.id), 100).await;
+            paged.extend(&page);
+            match page.last() {
+                Some(last) if page.len() == 5 => before = Some(*last),
+                _ => break,
+            }
+        }
+        assert_eq!(paged, every, "pages of {kinds:?}: no gap, no repeat, newest first");
+    }
+}
+
+async fn the_audit_purge_removes_only_older_events(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let other = company(&*store, "other.org").await;
+    event(&*store, &c, "sign_in", None, None, -2).await;
+    event(&*store, &other, "sign_in", None, None, -1).await;
+    let kept = vec![event(&*store, &c, "sign_in", None, None, 1).await, event(&*store, &c, "sign_in", None, None, 0).await];
+    let kept_elsewhere = event(&*store, &other, "sign_in", None, None, 0).await;
+    assert_eq!(store.purge_audit_before(t0()).await.unwrap(), 2, "one old event in each company");
+    let mut left = audit_ids(&*store, AuditQuery::of_company(c.id, 10)).await;
+    left.sort();
+    assert_eq!(left, kept, "an event at the cut-off itself stays");
+    assert_eq!(audit_ids(&*store, AuditQuery::of_company(other.id, 10)).await, vec![kept_elsewhere]);
+    assert_eq!(store.purge_audit_before(t0()).await.unwrap(), 0);
+}
+
+async fn audit_events_cannot_be_rewritten(store: Arc<dyn Store>, url: &str) {
+    use sqlx::Connection;
+    let c = company(&*store, "organization.com").await;
+    let id = event(&*store, &c, "sign_in_failed", None, None, 0).await;
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    for rewrite in ["UPDATE audit_events SET kind = 'sign_in' WHERE id = $1", "UPDATE audit_events SET created_at = 0 WHERE id = $1"] {
+        let refused = sqlx::query(rewrite).bind(id).execute(&mut conn).await;
+        let message = refused.expect_err("the trigger refuses every UPDATE").to_string();
+        assert!(message.contains("append-only"), "{message}");
+    }
+    let event = &store.query_audit(&AuditQuery::of_company(c.id, 1)).await.unwrap()[0].record;
+    assert_eq!((event.kind.as_str(), event.created_at), ("sign_in_failed", t0()), "the event is as it was written");
 }

@@ -96,15 +96,16 @@ impl Latchkey {
             let new = self.hasher.hash(password).await?;
             self.store.upgrade_password_hash(user.id, &old, &new).await?;
         }
-        self.continue_sign_in(user, next, ctx).await
+        self.continue_sign_in(user, next, "password", ctx).await
     }
 
     /// The step after the first factor (a password, or a single sign-on identity): a session, the
-    /// second-factor step, or a session restricted to enrolment.
-    pub(super) async fn continue_sign_in(&self, user: User, next: SignInState, ctx: &RequestContext) -> Result<SignInOutcome, ApiError> {
+    /// second-factor step, or a session restricted to enrolment. `how` names the first factor
+    /// for the audit log (`password`, or the SSO provider).
+    pub(super) async fn continue_sign_in(&self, user: User, next: SignInState, how: &str, ctx: &RequestContext) -> Result<SignInOutcome, ApiError> {
         match next {
             SignInState::SignedIn => {
-                let token = self.start_session(&user, false, ctx).await?;
+                let token = self.start_session(&user, false, how, ctx).await?;
                 metrics::counter!("latchkey_sign_ins_total", "outcome" => "signed_in").increment(1);
                 Ok(SignInOutcome::SignedIn(SignedIn { token, user }))
             }
@@ -114,7 +115,7 @@ impl Latchkey {
                 Ok(SignInOutcome::SecondFactor { flow, methods, default })
             }
             SignInState::EnrollmentRequired { allowed } => {
-                let token = self.start_session(&user, true, ctx).await?;
+                let token = self.start_session(&user, true, how, ctx).await?;
                 metrics::counter!("latchkey_sign_ins_total", "outcome" => "enrollment_required").increment(1);
                 Ok(SignInOutcome::EnrollmentRequired { session: SignedIn { token, user }, allowed })
             }
@@ -122,8 +123,9 @@ impl Latchkey {
     }
 
     /// A fresh session id for every sign-in: an id known before sign-in is never promoted.
-    /// A `restricted` session reaches only two-factor enrolment.
-    pub(super) async fn start_session(&self, user: &User, restricted: bool, ctx: &RequestContext) -> Result<Token, ApiError> {
+    /// A `restricted` session reaches only two-factor enrolment. The audit event says `how` the
+    /// user signed in: an office manager reading the log tells a password from SSO or a code.
+    pub(super) async fn start_session(&self, user: &User, restricted: bool, how: &str, ctx: &RequestContext) -> Result<Token, ApiError> {
         let token = Token::generate();
         let session = NewSession {
             token_hash: token.hash(),
@@ -134,7 +136,8 @@ impl Latchkey {
             client_ip: ctx.client_ip.clone(),
             user_agent: ctx.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
         };
-        let audit = self.audit("sign_in", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        let mut audit = self.audit("sign_in", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        audit.detail = if restricted { format!("{how}; two-factor set-up required") } else { how.to_owned() };
         self.store.create_session(&session, &audit).await?;
         Ok(token)
     }

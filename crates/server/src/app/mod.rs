@@ -4,6 +4,7 @@
 
 mod accounts;
 mod activation;
+mod audit;
 mod auth;
 mod codes;
 mod emails;
@@ -21,6 +22,7 @@ mod users;
 
 pub use accounts::CreatedUser;
 pub use activation::LinkView;
+pub use audit::{audit_label, AuditEvent, AuditPage, AuditParams, AUDIT_KINDS, AUDIT_PAGE_MAX};
 pub use auth::{SignInOutcome, SignedIn};
 pub use sso_sign_in::{ProviderAnswer, SsoStep, WaitingIdentity};
 pub use emails::{AddedEmail, EmailConfirmationView};

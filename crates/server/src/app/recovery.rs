@@ -27,18 +27,18 @@ fn reset_error(e: ResetError) -> ApiError {
 
 impl Latchkey {
     /// Accepts the request and returns at once; the links are made and sent in the background.
-    pub fn forgot_password(self: &Arc<Self>, email: Option<&str>, login_name: Option<&str>) -> Result<(), ApiError> {
+    pub fn forgot_password(self: &Arc<Self>, email: Option<&str>, login_name: Option<&str>, ctx: &RequestContext) -> Result<(), ApiError> {
         let request = ResetRequest::parse(email, login_name).map_err(ApiError::validation)?;
-        let app = self.clone();
+        let (app, ctx) = (self.clone(), ctx.clone());
         tokio::spawn(async move {
-            if let Err(e) = app.send_reset_links(request).await {
+            if let Err(e) = app.send_reset_links(request, &ctx).await {
                 tracing::error!(code = e.code, "forgot password: could not send");
             }
         });
         Ok(())
     }
 
-    async fn send_reset_links(&self, request: ResetRequest) -> Result<(), ApiError> {
+    async fn send_reset_links(&self, request: ResetRequest, ctx: &RequestContext) -> Result<(), ApiError> {
         let (to, accounts): (String, Vec<User>) = match request {
             ResetRequest::ByEmail(email) => (email.as_str().to_owned(), self.store.users_by_designated_email(&email).await?),
             ResetRequest::ByLoginName(name) => match self.store.user_by_login_name(&name).await? {
@@ -56,7 +56,7 @@ impl Latchkey {
             };
             let token = Token::generate();
             let link = NewLink { token_hash: token.hash(), link: EmailLink::issue(purpose, now) };
-            let audit = self.audit("password_reset_requested", Some(user.company_id), Actor::User(user.id), Some(user.id), &RequestContext::default());
+            let audit = self.audit("password_reset_requested", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
             self.store.issue_link(user.id, &link, &audit).await?;
             entries.push(LinkEntry {
                 login_name: user.login_name.clone(),

@@ -199,7 +199,7 @@ impl Latchkey {
         let sufficient = settings.mfa_sufficient.iter().any(|p| p == provider.as_str());
         let next = after_sso(&self.second_factor_requirement(&user).await?, sufficient);
         metrics::counter!("latchkey_sso_sign_ins_total", "provider" => provider.as_str()).increment(1);
-        self.continue_sign_in(user, next, ctx).await
+        self.continue_sign_in(user, next, provider.as_str(), ctx).await
     }
 
     /// The waiting identity for the chooser or the link page, with the accounts offered now.

@@ -286,7 +286,7 @@ impl Latchkey {
         self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
         // A single sign-on identity waiting for this sign-in to prove the account is linked now.
         self.link_waiting_identity(&flow_hash, &user, ctx).await?;
-        let token = self.start_session(&user, false, ctx).await?;
+        let token = self.start_session(&user, false, method, ctx).await?;
         Ok((SignedIn { token, user }, recovery_left))
     }
 
@@ -326,11 +326,9 @@ impl Latchkey {
             Ok(c) => c,
             Err(_) => return Err(self.wrong_code(user, "That recovery code is not right.", ctx).await),
         };
-        match self.store.consume_recovery_code(user.id, normalized.hash().as_str(), self.now()).await? {
+        let audit = self.audit("recovery_code_used", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        match self.store.consume_recovery_code(user.id, normalized.hash().as_str(), self.now(), &audit).await? {
             Some(left) => {
-                let mut audit = self.audit("recovery_code_used", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
-                audit.detail = format!("{left} left");
-                self.store.append_audit(&audit).await?;
                 self.send(templates::security_notice(
                     &user.designated_email,
                     &user.company_name,

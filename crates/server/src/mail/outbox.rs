@@ -195,6 +195,9 @@ mod tests {
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
         let _guard = tracing::subscriber::set_default(subscriber);
+        // Another test thread may have hit the log line first, with no subscriber: without this
+        // its cached "nobody listens" would hide the line from ours.
+        tracing::callsite::rebuild_interest_cache();
 
         let tmp = tempfile::tempdir().unwrap();
         let mailer = OutboxMailer::new(tmp.path().to_path_buf(), "no-reply@latchkey.test".into()).unwrap();

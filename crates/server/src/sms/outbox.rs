@@ -161,6 +161,9 @@ mod tests {
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
         let _guard = tracing::subscriber::set_default(subscriber);
+        // As in the mail outbox test: a log line first hit by another thread with no subscriber
+        // keeps a cached "nobody listens" until the interest is rebuilt.
+        tracing::callsite::rebuild_interest_cache();
 
         let tmp = tempfile::tempdir().unwrap();
         let outbox = OutboxSms::new(tmp.path().to_path_buf()).unwrap();

@@ -170,8 +170,8 @@ const FORGOT_LOGIN_SENT: &str = "If accounts use this email, an email listing th
 /// Always 202, known address or not.
 #[utoipa::path(post, path = "/api/v1/password/forgot", tag = "recovery", request_body = ForgotPasswordBody,
     responses((status = 202, body = Accepted), (status = 422, body = ErrorBody)))]
-pub async fn password_forgot(State(web): WebState, ApiJson(body): ApiJson<ForgotPasswordBody>) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    web.app.forgot_password(body.email.as_deref(), body.login_name.as_deref())?;
+pub async fn password_forgot(State(web): WebState, Client(ctx): Client, ApiJson(body): ApiJson<ForgotPasswordBody>) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    web.app.forgot_password(body.email.as_deref(), body.login_name.as_deref(), &ctx)?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { message: FORGOT_PASSWORD_SENT })))
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod audit_api;
 pub mod console;
 mod email_pages;
 pub mod two_factor_api;
@@ -51,6 +52,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(users_api::routes())
         .merge(email_pages::routes())
         .merge(console::routes())
+        .merge(audit_api::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -23,6 +23,7 @@ use super::{api, operator_api, sso_admin_api, sso_api, two_factor_api};
         sso_admin_api::email_confirmation_confirm, sso_admin_api::sso_get, sso_admin_api::sso_put, sso_admin_api::email_review,
         operator_api::companies_list, operator_api::company_create, operator_api::features_get, operator_api::features_put, operator_api::tokens_list, operator_api::token_revoke,
         super::users_api::users_list, super::users_api::user_get, super::users_api::user_disable, super::users_api::user_enable, super::users_api::designated_email_put,
+        super::audit_api::audit_list, super::audit_api::audit_csv,
     ),
     modifiers(&ApiTokenScheme),
     tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "two-factor"), (name = "office manager"), (name = "single sign-on"), (name = "operator"))

@@ -367,7 +367,7 @@ struct ForgotPasswordFields {
     account: String,
 }
 
-async fn forgot_password_submit(State(web): WebState, headers: HeaderMap, PageForm(f): PageForm<ForgotPasswordFields>) -> Response {
+async fn forgot_password_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Client, PageForm(f): PageForm<ForgotPasswordFields>) -> Response {
     if let Err(r) = check_csrf(&web, &headers, None, &f.csrf_token) {
         return r;
     }
@@ -377,9 +377,9 @@ async fn forgot_password_submit(State(web): WebState, headers: HeaderMap, PageFo
     let as_login = LoginName::parse(value).is_ok();
     let as_email = latchkey_core::Email::parse(value).is_ok();
     let outcome = match (as_login, as_email) {
-        (true, true) => web.app.forgot_password(None, Some(value)).and_then(|_| web.app.forgot_password(Some(value), None)),
-        (true, false) => web.app.forgot_password(None, Some(value)),
-        _ => web.app.forgot_password(Some(value), None),
+        (true, true) => web.app.forgot_password(None, Some(value), &ctx).and_then(|_| web.app.forgot_password(Some(value), None, &ctx)),
+        (true, false) => web.app.forgot_password(None, Some(value), &ctx),
+        _ => web.app.forgot_password(Some(value), None, &ctx),
     };
     match outcome {
         Ok(()) => render(
@@ -695,7 +695,7 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
 }
 
 /// "Chrome on Linux · 10.0.0.7": enough to recognise a device, nothing more.
-fn describe_client(ua: Option<&str>, ip: Option<&str>) -> String {
+pub(super) fn describe_client(ua: Option<&str>, ip: Option<&str>) -> String {
     let ua = ua.unwrap_or("");
     let browser = ["Edg", "Firefox", "Chrome", "Safari"].into_iter().find(|b| ua.contains(b)).map(|b| if b == "Edg" { "Edge" } else { b });
     let os = ["Windows", "Android", "iPhone", "Mac OS", "Linux"].into_iter().find(|o| ua.contains(o)).map(|o| if o == "Mac OS" { "macOS" } else { o });

@@ -6,6 +6,7 @@
 //! signed-in member's own company: no company appears in its URL, so none can be swapped in.
 
 mod users;
+mod audit;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .merge(policy::routes())
         .merge(email_review::routes())
         .merge(users::routes())
+        .merge(audit::routes())
 }
 
 /// A signed-in office manager or supervisor, on a console page.
