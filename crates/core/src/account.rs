@@ -123,7 +123,8 @@ impl fmt::Display for LoginName {
 
 /// An email address as entered (trimmed), with the lower-case key used to find accounts by it.
 /// Deliberately permissive on the local part (real companies have odd ones) but strict on what
-/// could break a mail header: no whitespace, no control characters, one `@`, a dotted domain.
+/// could break a mail header or fool a reader: no whitespace, no control characters, no invisible
+/// direction or zero-width marks, one `@`, a dotted domain.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
@@ -137,7 +138,7 @@ impl Email {
         if e.is_empty() || e.chars().count() > Self::MAX_LEN {
             return Err(invalid(hint));
         }
-        if e.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"' | '\\')) {
+        if e.chars().any(|c| c.is_whitespace() || c.is_control() || is_invisible_mark(c) || matches!(c, '<' | '>' | ',' | ';' | '"' | '\\')) {
             return Err(invalid(hint));
         }
         let (local, domain) = e.rsplit_once('@').ok_or_else(|| invalid(hint))?;
@@ -164,6 +165,12 @@ impl Email {
         let first: String = local.chars().take(1).collect();
         format!("{first}***@{domain}")
     }
+}
+
+/// Zero-width and text-direction marks: an address shown with one reads differently from where
+/// mail goes (`\u{202e}` turns the rest around).
+fn is_invisible_mark(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 impl fmt::Display for Email {
@@ -254,6 +261,13 @@ mod tests {
             assert!(LoginName::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(LoginName::parse(&format!("101@{}.com", "a".repeat(100_000))).is_err());
+    }
+
+    #[test]
+    fn emails_with_invisible_marks_are_refused() {
+        for bad in ["\u{200f}new@example.com", "new\u{202e}lmth.@example.com", "ne\u{200d}w@example.com", "new@exa\u{feff}mple.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api;
 pub mod audit_api;
+mod body_limit;
 pub mod console;
 mod email_pages;
 pub mod two_factor_api;
@@ -60,6 +61,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route_layer(axum::middleware::from_fn(observe))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(limit, body_limit::refuse_oversized))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

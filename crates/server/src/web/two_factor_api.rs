@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, HeaderMap};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -146,14 +148,29 @@ pub struct ViaBody {
 #[utoipa::path(post, path = "/api/v1/me/2fa/verification-code", tag = "two-factor", request_body(content = Option<ViaBody>),
     responses((status = 202, body = CodeSent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn verification_code(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, body: Bytes) -> Result<Response, ApiError> {
+pub async fn verification_code(
+    State(web): WebState,
+    Client(ctx): Client,
+    SignedIn(current): SignedIn,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| ApiError::new(r.status(), "malformed_body", r.body_text()))?;
     let via = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
+        // The same rule as every other JSON body: a body that is there says it is JSON.
+        if !is_json(&headers) {
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send a JSON body with Content-Type: application/json."));
+        }
         let b: ViaBody = serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("The body is not valid: {e}")))?;
         Some(Method::parse(&b.via).filter(|m| *m != Method::Totp).ok_or_else(|| ApiError::field("via", "Codes are sent by email or sms."))?)
     };
     Ok(accepted(web.app.send_verification_code(&current.user, via, &ctx).await?))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Removes a method after a verification code (or a code from a method that stays). Where the
