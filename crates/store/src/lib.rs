@@ -196,9 +196,13 @@ pub mod testing {
         rows.iter().map(|r| (0..7).map(|i| sqlx::Row::try_get::<Option<String>, _>(r, i).expect("a text column")).collect()).collect()
     }
 
+    /// Unique within the process (a counter: two tests can start in the same clock tick) and
+    /// across runs (the time).
     fn rand_suffix() -> String {
+        use std::sync::atomic::{AtomicU64, Ordering};
         use std::time::{SystemTime, UNIX_EPOCH};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        format!("{:x}", n & 0xffff_ffff_ffff)
+        format!("{}_{:x}", NEXT.fetch_add(1, Ordering::Relaxed), n & 0xffff_ffff_ffff)
     }
 }
