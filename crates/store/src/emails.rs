@@ -64,7 +64,7 @@ impl SqlStore {
 #[async_trait]
 impl EmailStore for SqlStore {
     async fn add_additional_email(&self, user_id: i64, email: &Email, confirmation: &NewLink, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         Self::refuse_own_address(&mut tx, user_id, &email.key()).await?;
         // The unique (user_id, email_key) rule refuses an address added twice, even by two
         // office managers racing.
@@ -96,7 +96,7 @@ impl EmailStore for SqlStore {
     }
 
     async fn remove_additional_email(&self, user_id: i64, email: &Email, audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         // Links first: once the row is gone its links no longer point at it.
         sqlx::query(
             "UPDATE email_links SET replaced_at = $1 WHERE used_at IS NULL AND replaced_at IS NULL \

@@ -67,6 +67,20 @@ impl SqlStore {
             .map_err(map_err)?;
         Ok(Self { pool, backend })
     }
+
+    /// A transaction that may write. SQLite's default (deferred) transaction takes the write lock
+    /// only at its first write, and when another writer committed since its first read it fails
+    /// at once with "database is locked" (waiting could not help it: its snapshot is stale), so
+    /// two requests that read then write at the same time got 503. `BEGIN IMMEDIATE` takes the
+    /// write lock first, so the second waits its turn (`busy_timeout`). PostgreSQL's row locks
+    /// and conditional updates need no such thing.
+    pub(crate) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        tx.map_err(map_err)
+    }
 }
 
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
@@ -202,7 +216,7 @@ impl SqlStore {
     where
         F: FnOnce(i64) -> (String, Vec<Option<String>>),
     {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let row = sqlx::query(CONSUME_LINK)
             .bind(ts(now))
             .bind(token.as_str())
@@ -294,7 +308,7 @@ impl Store for SqlStore {
     }
 
     async fn create_user(&self, new: &NewUser, welcome: &NewLink, audit: &AuditEntry) -> StoreResult<User> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let row = sqlx::query(
             "INSERT INTO users (company_id, extension, login_name, designated_email, designated_email_key, role, state, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 'invited', $7) RETURNING id",
@@ -361,7 +375,7 @@ impl Store for SqlStore {
     }
 
     async fn issue_link(&self, user_id: i64, link: &NewLink, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query(REPLACE_LINKS)
             .bind(ts(link.link.created_at))
             .bind(user_id)
@@ -448,7 +462,7 @@ impl Store for SqlStore {
     }
 
     async fn change_password(&self, user_id: i64, password_hash: &str, keep_session: &TokenHash, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(user_id)
@@ -466,7 +480,7 @@ impl Store for SqlStore {
     }
 
     async fn change_pin(&self, user_id: i64, pin_hash: &str, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE users SET pin_hash = $1 WHERE id = $2")
             .bind(pin_hash)
             .bind(user_id)
@@ -489,7 +503,7 @@ impl Store for SqlStore {
     }
 
     async fn create_session(&self, s: &NewSession, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id_hash, handle, user_id, created_at, last_seen_at, client_ip, user_agent, kind) \
              VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
@@ -640,7 +654,7 @@ impl Store for SqlStore {
     }
 
     async fn set_user_state(&self, user_id: i64, state: UserState, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query("UPDATE users SET state = $1 WHERE id = $2")
             .bind(state.as_str())
             .bind(user_id)
@@ -668,7 +682,7 @@ impl Store for SqlStore {
     }
 
     async fn change_designated_email(&self, user_id: i64, email: &Email, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query("UPDATE users SET designated_email = $1, designated_email_key = $2, designated_email_verified_at = NULL WHERE id = $3")
             .bind(email.as_str())
             .bind(email.key())

@@ -143,7 +143,7 @@ impl SsoStore for SqlStore {
     }
 
     async fn set_sso_settings(&self, company_id: i64, s: &SsoSettings, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query("UPDATE companies SET sso_enabled = $1, sso_providers = $2, sso_mfa_sufficient = $3 WHERE id = $4")
             .bind(i64::from(s.enabled))
             .bind(s.providers.join(","))
@@ -305,7 +305,7 @@ impl SsoStore for SqlStore {
     }
 
     async fn add_sso_link(&self, user_id: i64, provider: &str, subject: &str, email: Option<&str>, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sso_links (user_id, provider, subject, email, linked_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (provider, subject, user_id) DO UPDATE SET email = $4",
@@ -346,7 +346,7 @@ impl SsoStore for SqlStore {
     }
 
     async fn remove_sso_link(&self, user_id: i64, link_id: i64, audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query("DELETE FROM sso_links WHERE id = $1 AND user_id = $2")
             .bind(link_id)
             .bind(user_id)

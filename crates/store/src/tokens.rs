@@ -68,7 +68,7 @@ impl ApiTokenStore for SqlStore {
         now: OffsetDateTime,
         audit: &(dyn for<'t> Fn(&'t ApiToken) -> AuditEntry + Send + Sync),
     ) -> StoreResult<ApiToken> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let row = sqlx::query("INSERT INTO api_tokens (name, token_hash, company_id, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
             .bind(name)
             .bind(hash.as_str())
@@ -105,7 +105,7 @@ impl ApiTokenStore for SqlStore {
     }
 
     async fn revoke_api_token(&self, id: i64, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(ts(now))
             .bind(id)

@@ -147,7 +147,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn set_two_factor_policy(&self, company_id: i64, p: &TwoFactorPolicy, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query(
             "UPDATE companies SET two_factor_enabled = $1, two_factor_mode = $2, allowed_methods = $3, default_method = $4, \
              default_method_locked = $5, password_min_length = $6 WHERE id = $7",
@@ -206,7 +206,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn enable_method(&self, user_id: i64, m: &StoredMethod, first_recovery_codes: &[String], audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let before: i64 = get(
             &sqlx::query("SELECT COUNT(*) AS n FROM two_factor_methods WHERE user_id = $1").bind(user_id).fetch_one(&mut *tx).await.map_err(map_err)?,
             "n",
@@ -266,7 +266,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn remove_method(&self, user_id: i64, method: &str, audit: &AuditEntry) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query("DELETE FROM two_factor_methods WHERE user_id = $1 AND method = $2")
             .bind(user_id)
             .bind(method)
@@ -290,7 +290,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn reset_two_factor(&self, user_id: i64, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         for sql in [
             "DELETE FROM two_factor_methods WHERE user_id = $1",
             "DELETE FROM totp_enrollments WHERE user_id = $1",
@@ -318,7 +318,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
         for hash in hashes {
             sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)")
@@ -334,7 +334,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn consume_recovery_code(&self, user_id: i64, hash: &str, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<Option<i64>> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
             .bind(ts(now))
             .bind(user_id)
