@@ -4,10 +4,12 @@
 Starts `latchkey serve` on a temporary SQLite data dir (mail and texts to the outbox), makes the
 data through the real CLI and API (two companies, the first with the two-factor and SSO pilots on;
 an office manager and a user who completed setup from the welcome email in the outbox, a user
-still invited; API tokens), then runs Schemathesis against the served /api/openapi.json once per
-caller: signed out, signed in as the user, signed in as the office manager (session cookie and
-X-CSRF-Token), and with the operator's API token. It fails when a check fails (a 5xx, a status
-code, content type, header or body the document does not describe), when fewer than 2,000
+still invited; API tokens; the second company requiring 2FA), then runs Schemathesis against the
+served /api/openapi.json once per caller: signed out; signed in as the user (session cookie and
+X-CSRF-Token), and as the user without the CSRF token; as the second company's office manager,
+whose session is restricted to 2FA enrolment; as the office manager; with the operator's API
+token. It fails when a check fails (a 5xx, a status code, content type, header or body the
+document does not describe, a change accepted without the CSRF token), when fewer than 2,000
 requests were made or an operation of the document was never called, or when the server's log
 holds a panic.
 
@@ -193,6 +195,7 @@ def prepare(env, base, tmp):
         cli(env, "company", "create", "--name", name, "--domain", domain)
     cli(env, "company", "enable", "--domain", DOMAIN, "--feature", "two-factor")
     cli(env, "company", "enable", "--domain", DOMAIN, "--feature", "sso")
+    cli(env, "company", "enable", "--domain", OTHER_DOMAIN, "--feature", "two-factor")
     outbox = tmp / "data" / "outbox"
     people = [
         (DOMAIN, "100", f"office.manager@{DOMAIN}", "office-manager", True),
@@ -208,14 +211,13 @@ def prepare(env, base, tmp):
     cli(env, "token", "create", "--name", "fuzz-decoy")
     cli(env, "token", "create", "--name", "fuzz-company", "--company", DOMAIN)
     (tmp / "operator-token").write_text(cli(env, "token", "create", "--name", "fuzz-operator"), encoding="utf-8")
-    token = (tmp / "operator-token").read_text(encoding="utf-8")
-    added = requests.post(
-        f"{base}/api/v1/companies/{DOMAIN}/users/101/emails",
-        json={"email": f"voicemail.101@{DOMAIN}"},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
+    operator = {"Authorization": f"Bearer {(tmp / 'operator-token').read_text(encoding='utf-8')}"}
+    added = requests.post(f"{base}/api/v1/companies/{DOMAIN}/users/101/emails", json={"email": f"voicemail.101@{DOMAIN}"}, headers=operator, timeout=30)
     expect(added, 201, "adding an additional email with the operator token")
+    # The other company requires 2FA, which its office manager has not set up: a sign-in there
+    # gets a session restricted to enrolment.
+    required = {"two_factor": "required", "allowed_methods": ["totp", "sms", "email"], "default_method": None, "default_method_locked": False}
+    expect(requests.put(f"{base}/api/v1/companies/{OTHER_DOMAIN}/policy", json=required, headers=operator, timeout=30), 200, "requiring 2FA")
 
 
 def welcome_token(outbox, address, timeout=10):
@@ -249,13 +251,18 @@ def expect(response, status, what):
 
 
 def callers(tmp):
-    """(title, FUZZ_CALLER, extra environment, operations included) per Schemathesis run. The
-    office manager and the operator come last: their changes (a user disabled, a policy set) must
-    not change what the earlier callers meet."""
+    """(title, FUZZ_CALLER, extra environment, operations included) per Schemathesis run: no
+    credentials; a user's session, with and without its CSRF token (a forged request); a session
+    restricted to 2FA enrolment; an office manager's; the operator's token. The office manager
+    and the operator come last: their changes (a user disabled, a policy set) must not change what
+    the earlier callers meet."""
     session = lambda login: {"FUZZ_LOGIN_NAME": login, "FUZZ_PASSWORD": PASSWORD}  # noqa: E731
     return [
         ("signed out", "anonymous", {}, None),
         (f"user 101@{DOMAIN}", "session", session(f"101@{DOMAIN}"), None),
+        (f"user 101@{DOMAIN} without the CSRF token", "session", {**session(f"101@{DOMAIN}"), "FUZZ_CSRF": "no"}, None),
+        (f"office manager 100@{OTHER_DOMAIN}, restricted to 2FA enrolment", "session",
+            {**session(f"100@{OTHER_DOMAIN}"), "FUZZ_RESTRICTED": "yes"}, None),
         (f"office manager 100@{DOMAIN}", "session", session(f"100@{DOMAIN}"), None),
         ("operator API token", "token", {"FUZZ_TOKEN_FILE": str(tmp / "operator-token")}, TOKEN_PATHS),
     ]
@@ -301,7 +308,7 @@ def fuzz_run(run, env, base, tmp, args):
 def credentials_note(made):
     notes = []
     if made["signed in"] > 1:
-        notes.append(f"signed in again {made['signed in'] - 1} time(s) after a request ended the session")
+        notes.append(f"signed in again after {made['signed in'] - 1} answer(s) 401 (a session ended, or a wrong password)")
     if made["token made"]:
         notes.append(f"{made['token made']} new token(s) after the fuzzer revoked its own")
     return f"; {'; '.join(notes)}" if notes else ""

@@ -42,8 +42,10 @@ pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
 /// The answers any operation can give besides its own, added here so that no handler's annotation
 /// can leave one out: a path parameter may not be text (400, `ApiPath`); a JSON body can be
 /// malformed (400), too large (413), of another content type (415) or of the wrong shape (422) —
-/// `ApiJson`'s rejections; and any request can meet an overloaded hashing pool or an unreachable
-/// store (503, with `Retry-After`). An operation that documents one of these itself keeps its own.
+/// `ApiJson`'s rejections; a session's change needs its CSRF token and a session restricted to
+/// two-factor enrolment reaches only the enrolment calls (403, `web::session`); and any request
+/// can meet an overloaded hashing pool or an unreachable store (503, with `Retry-After`). An
+/// operation that documents one of these statuses itself keeps its own description.
 struct CommonResponses;
 
 const PATH_ERRORS: [(&str, &str); 1] = [("400", "bad_request: a path parameter is not UTF-8 text")];
@@ -55,21 +57,61 @@ const BODY_ERRORS: [(&str, &str); 4] = [
     ("422", "invalid_body: wrong types, unknown, duplicated or missing fields"),
 ];
 
-const UNAVAILABLE: [(&str, &str); 1] = [("503", "busy or store_unavailable: try again after Retry-After seconds")];
+const CSRF: (&str, &str) = ("403", "csrf_failed: a change through a session without its X-CSRF-Token");
+
+const RESTRICTED: (&str, &str) = ("403", "enrollment_required: the session is restricted to two-factor enrolment");
+
+const UNAVAILABLE: (&str, &str) = ("503", "busy or store_unavailable: try again after Retry-After seconds");
+
+/// Where a session is a caller: the signed-in account's own calls, the company and operator calls
+/// (an office manager's session, or an API token).
+fn session_may_call(path: &str) -> bool {
+    ["/api/v1/me", "/api/v1/sign-out", "/api/v1/companies", "/api/v1/tokens"].iter().any(|p| path.starts_with(p))
+}
+
+/// What a session restricted to enrolment may still call (`Enrolling` rather than `SignedIn`).
+const ENROLMENT_CALLS: [&str; 8] = [
+    "/api/v1/me/2fa/totp",
+    "/api/v1/me/2fa/totp/confirm",
+    "/api/v1/me/2fa/sms",
+    "/api/v1/me/2fa/sms/confirm",
+    "/api/v1/me/2fa/email",
+    "/api/v1/me/2fa/email/confirm",
+    "/api/v1/me/email-verification",
+    "/api/v1/me/email-verification/confirm",
+];
+
+fn common_answers(path: &str, method: &str, operation: &Operation) -> BTreeMap<&'static str, Vec<&'static str>> {
+    let has_path_parameters = operation.parameters.iter().flatten().any(|p| matches!(p.parameter_in, ParameterIn::Path));
+    let session = session_may_call(path);
+    let enrolment = method == "post" && ENROLMENT_CALLS.contains(&path);
+    let mut answers = Vec::new();
+    if has_path_parameters {
+        answers.extend(PATH_ERRORS);
+    }
+    if operation.request_body.is_some() {
+        answers.extend(BODY_ERRORS);
+    }
+    if session && method != "get" {
+        answers.push(CSRF);
+    }
+    if session && !enrolment {
+        answers.push(RESTRICTED);
+    }
+    answers.push(UNAVAILABLE);
+    let mut by_status: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (status, reason) in answers {
+        by_status.entry(status).or_default().push(reason);
+    }
+    by_status
+}
 
 impl utoipa::Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
-            for operation in operations.into_iter().flatten() {
-                let has_path_parameters =
-                    operation.parameters.iter().flatten().any(|p| matches!(p.parameter_in, ParameterIn::Path));
-                let mut common: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-                let groups = [(has_path_parameters, &PATH_ERRORS[..]), (operation.request_body.is_some(), &BODY_ERRORS[..]), (true, &UNAVAILABLE[..])];
-                for (status, reason) in groups.into_iter().filter(|(applies, _)| *applies).flat_map(|(_, answers)| answers) {
-                    common.entry(status).or_default().push(reason);
-                }
-                for (status, reasons) in common {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [("get", &mut item.get), ("put", &mut item.put), ("post", &mut item.post), ("delete", &mut item.delete), ("patch", &mut item.patch)];
+            for (method, operation) in operations.into_iter().filter_map(|(m, o)| o.as_mut().map(|o| (m, o))) {
+                for (status, reasons) in common_answers(path, method, operation) {
                     add_error_response(operation, status, &reasons.join("; "));
                 }
             }
