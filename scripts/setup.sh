@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need and is missing: Debian's Chromium for the browser test, oathtool and
 # zbarimg for the two-factor tests, Python's
-# aiosmtpd (the real SMTP server the mail tests talk to), the browser test's npm packages and the
-# OpenID test provider's (npm oidc-provider, for the single sign-on tests).
+# aiosmtpd (the real SMTP server the mail tests talk to) and Schemathesis (the API fuzzing,
+# tests/fuzz), the browser test's npm packages and the OpenID test provider's (npm oidc-provider,
+# for the single sign-on tests).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,13 @@ fi
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   echo "setup: installing aiosmtpd from PyPI"
   python3 -m pip install -q aiosmtpd
+fi
+
+# Pinned: a new Schemathesis may generate other cases or judge answers otherwise.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(python3 -c 'import schemathesis; print(schemathesis.__version__)' 2>/dev/null)" != "$SCHEMATHESIS_VERSION" ]; then
+  echo "setup: installing schemathesis $SCHEMATHESIS_VERSION from PyPI"
+  python3 -m pip install -q --root-user-action=ignore "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 if [ ! -d tests/browser/node_modules/playwright-core ]; then

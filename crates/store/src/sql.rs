@@ -68,16 +68,18 @@ impl SqlStore {
         Ok(Self { pool, backend })
     }
 
-    /// A transaction that will write. On SQLite it takes the write lock at once (`BEGIN
-    /// IMMEDIATE`): a deferred transaction that reads first and then writes fails at once with
-    /// "database is locked" when another connection wrote in between, without waiting out
-    /// `busy_timeout`. The benchmark met that as 503s with eight clients enrolling at once.
+    /// A transaction that may write. SQLite's default (deferred) transaction takes the write lock
+    /// only at its first write, and when another writer committed since its first read it fails
+    /// at once with "database is locked" (waiting could not help it: its snapshot is stale), so
+    /// two requests that read then write at the same time got 503. `BEGIN IMMEDIATE` takes the
+    /// write lock first, so the second waits its turn (`busy_timeout`). PostgreSQL's row locks
+    /// and conditional updates need no such thing.
     pub(crate) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        let begin = match self.backend {
+        let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         };
-        begin.map_err(map_err)
+        tx.map_err(map_err)
     }
 }
 

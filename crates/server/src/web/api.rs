@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -82,6 +83,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// `Path` whose rejection speaks our error format: a path segment that is not UTF-8 once
+/// percent-decoded (`/api/v1/activation/%FF`) is 400 `bad_request` in JSON, not axum's plain text.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(_) => Err(ApiError::bad_request("The address is not valid: a part of it could not be read as text.")),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct CsrfResponse {
     csrf_token: String,
@@ -116,7 +132,7 @@ fn link_info(v: crate::app::LinkView) -> LinkInfo {
     params(("token" = String, Path, description = "the token of the welcome email's Complete Setup link")),
     responses((status = 200, body = LinkInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 410, description = "link_expired, link_used or link_replaced", body = ErrorBody)))]
-pub async fn activation_open(State(web): WebState, Path(token): Path<String>) -> Result<Json<LinkInfo>, ApiError> {
+pub async fn activation_open(State(web): WebState, ApiPath(token): ApiPath<String>) -> Result<Json<LinkInfo>, ApiError> {
     let v = web.app.open_activation(&token).await?;
     Ok(Json(link_info(v)))
 }
@@ -141,7 +157,7 @@ pub struct LoginNameBody {
         (status = 410, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn activation_complete(
     State(web): WebState,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
     Client(ctx): Client,
     ApiJson(body): ApiJson<CompleteSetupBody>,
 ) -> Result<Json<LoginNameBody>, ApiError> {
@@ -177,7 +193,7 @@ pub async fn password_forgot(State(web): WebState, Client(ctx): Client, ApiJson(
 
 #[utoipa::path(get, path = "/api/v1/password/reset/{token}", tag = "recovery", params(("token" = String, Path,)),
     responses((status = 200, body = LinkInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
-pub async fn reset_open(State(web): WebState, Path(token): Path<String>) -> Result<Json<LinkInfo>, ApiError> {
+pub async fn reset_open(State(web): WebState, ApiPath(token): ApiPath<String>) -> Result<Json<LinkInfo>, ApiError> {
     let v = web.app.open_reset(&token).await?;
     Ok(Json(link_info(v)))
 }
@@ -195,7 +211,7 @@ pub struct NewPasswordBody {
         (status = 410, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn reset_complete(
     State(web): WebState,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
     Client(ctx): Client,
     ApiJson(body): ApiJson<NewPasswordBody>,
 ) -> Result<Json<LoginNameBody>, ApiError> {
@@ -307,7 +323,7 @@ pub struct VerifyBody {
 #[utoipa::path(post, path = "/api/v1/sign-in/{flow}/verify", tag = "session", request_body = VerifyBody, params(("flow" = String, Path,)),
     responses((status = 200, body = SignInResponse), (status = 401, description = "invalid_code", body = ErrorBody),
         (status = 410, description = "flow_expired", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn sign_in_verify(State(web): WebState, Path(flow): Path<String>, Client(ctx): Client, ApiJson(b): ApiJson<VerifyBody>) -> Result<Response, ApiError> {
+pub async fn sign_in_verify(State(web): WebState, ApiPath(flow): ApiPath<String>, Client(ctx): Client, ApiJson(b): ApiJson<VerifyBody>) -> Result<Response, ApiError> {
     let (signed, left) = web.app.verify_second_factor(&flow, &b.method, &b.code, &ctx).await?;
     let body = SignInResponse {
         state: "signed_in",
@@ -400,7 +416,7 @@ fn policy_body(p: &latchkey_store::TwoFactorPolicy) -> PolicyBody {
 
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/policy", tag = "office manager", params(("domain" = String, Path,)),
     responses((status = 200, body = PolicyBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn policy_get(State(web): WebState, admin: Admin, Path(domain): Path<String>) -> Result<Json<PolicyBody>, ApiError> {
+pub async fn policy_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<PolicyBody>, ApiError> {
     let company = admin.read(&web, &domain).await?;
     Ok(Json(policy_body(&web.app.store.two_factor_policy(company.id).await?)))
 }
@@ -412,7 +428,7 @@ pub async fn policy_put(
     State(web): WebState,
     Client(ctx): Client,
     admin: Admin,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(b): ApiJson<PolicyBody>,
 ) -> Result<Json<PolicyBody>, ApiError> {
     let company = admin.manage(&web, &domain).await?;
@@ -498,7 +514,7 @@ pub async fn sso_links(State(web): WebState, SignedIn(current): SignedIn) -> Res
 /// Unlinks an identity (it can be linked again at any time); audited, the user is emailed.
 #[utoipa::path(delete, path = "/api/v1/me/sso-links/{id}", tag = "me", params(("id" = i64, Path,)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn sso_link_remove(State(web): WebState, Path(id): Path<String>, Client(ctx): Client, SignedIn(current): SignedIn) -> Result<StatusCode, ApiError> {
+pub async fn sso_link_remove(State(web): WebState, ApiPath(id): ApiPath<String>, Client(ctx): Client, SignedIn(current): SignedIn) -> Result<StatusCode, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "link_not_found", "There is no such linked sign-in on your account."))?;
     web.app.remove_sso_link(&current.user, id, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -577,7 +593,7 @@ pub async fn sessions(State(web): WebState, SignedIn(current): SignedIn) -> Resu
 
 #[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "me", params(("id" = String, Path,)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn revoke_session(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke_session(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
     web.app.revoke_session(&current.user, &id, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -654,7 +670,7 @@ pub async fn create_user(
     State(web): WebState,
     Client(ctx): Client,
     admin: Admin,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(b): ApiJson<CreateUserBody>,
 ) -> Result<(StatusCode, Json<CreatedUserBody>), ApiError> {
     let company = admin.manage(&web, &domain).await?;
@@ -674,7 +690,7 @@ pub async fn resend_welcome(
     State(web): WebState,
     Client(ctx): Client,
     admin: Admin,
-    Path((domain, extension)): Path<(String, String)>,
+    ApiPath((domain, extension)): ApiPath<(String, String)>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();
@@ -707,7 +723,7 @@ pub async fn two_factor_reset(
     State(web): WebState,
     Client(ctx): Client,
     admin: Admin,
-    Path((domain, extension)): Path<(String, String)>,
+    ApiPath((domain, extension)): ApiPath<(String, String)>,
 ) -> Result<Json<Done>, ApiError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::admin::Admin;
+use super::api::ApiPath;
 use super::Web;
 use crate::app::{rfc3339, AuditEvent, AuditParams, Latchkey};
 use crate::error::{ApiError, ErrorBody};
@@ -95,7 +96,7 @@ pub(super) fn read_params(q: Result<Query<AuditParams>, QueryRejection>) -> Resu
 pub async fn audit_list(
     State(web): WebState,
     admin: Admin,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     q: Result<Query<AuditParams>, QueryRejection>,
     f: Result<Query<FormatParam>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -126,7 +127,7 @@ pub async fn audit_list(
 pub async fn audit_csv(
     State(web): WebState,
     admin: Admin,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     q: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let company = admin.read(&web, &domain).await?;

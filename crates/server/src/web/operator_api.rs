@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::admin::Admin;
-use super::api::ApiJson;
+use super::api::{ApiJson, ApiPath};
 use super::session::Client;
 use super::Web;
 use crate::app::{rfc3339, Actor, PilotFeatures};
@@ -118,7 +118,7 @@ pub async fn company_create(State(web): WebState, _operator: Operator, ApiJson(b
 /// supervisors, its token, an operator token).
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/features", tag = "operator", params(("domain" = String, Path,)), security(("api_token" = [])),
     responses((status = 200, body = FeaturesBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn features_get(State(web): WebState, admin: Admin, Path(domain): Path<String>) -> Result<Json<FeaturesBody>, ApiError> {
+pub async fn features_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<FeaturesBody>, ApiError> {
     let company = admin.read(&web, &domain).await?;
     Ok(Json(features_body(web.app.pilot_features(&company).await?)))
 }
@@ -132,7 +132,7 @@ pub async fn features_put(
     State(web): WebState,
     Client(ctx): Client,
     operator: Operator,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(b): ApiJson<FeaturesBody>,
 ) -> Result<Json<FeaturesBody>, ApiError> {
     let set = web.app.set_pilot_features(&domain, b.two_factor, b.sso.enabled, &b.sso.providers, operator.actor(), &ctx).await?;
@@ -176,7 +176,7 @@ pub async fn tokens_list(State(web): WebState, _operator: Operator) -> Result<Js
 /// Revokes a token (operator token); from then on it gets 401. Revoking a revoked token changes nothing.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "operator", params(("id" = i64, Path,)), security(("api_token" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "token_not_found", body = ErrorBody)))]
-pub async fn token_revoke(State(web): WebState, Client(ctx): Client, operator: Operator, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn token_revoke(State(web): WebState, Client(ctx): Client, operator: Operator, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
     // A path that is no number names no token: 404 like an unknown id, not axum's plain-text 400.
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     web.app.revoke_api_token(id, operator.actor(), &ctx).await?;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::admin::Admin;
-use super::api::{ApiJson, EmailEntry};
+use super::api::{ApiJson, ApiPath, EmailEntry};
 use super::session::Client;
 use super::Web;
 use crate::app::{rfc3339, EmailConfirmationView};
@@ -36,7 +36,7 @@ pub fn routes() -> Router<Arc<Web>> {
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/users/{extension}/emails", tag = "office manager",
     params(("domain" = String, Path,), ("extension" = String, Path,)),
     responses((status = 200, body = [EmailEntry]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn emails_list(State(web): WebState, admin: Admin, Path((domain, extension)): Path<(String, String)>) -> Result<Json<Vec<EmailEntry>>, ApiError> {
+pub async fn emails_list(State(web): WebState, admin: Admin, ApiPath((domain, extension)): ApiPath<(String, String)>) -> Result<Json<Vec<EmailEntry>>, ApiError> {
     let company = admin.read(&web, &domain).await?;
     let domain = company.domain.clone();
     let emails = web.app.additional_emails_of(&domain, &extension).await?;
@@ -67,7 +67,7 @@ pub async fn email_add(
     State(web): WebState,
     Client(ctx): Client,
     admin: Admin,
-    Path((domain, extension)): Path<(String, String)>,
+    ApiPath((domain, extension)): ApiPath<(String, String)>,
     ApiJson(b): ApiJson<AddEmailBody>,
 ) -> Result<(StatusCode, Json<AddedEmailBody>), ApiError> {
     let company = admin.manage(&web, &domain).await?;
@@ -85,7 +85,7 @@ pub async fn email_remove(
     State(web): WebState,
     Client(ctx): Client,
     admin: Admin,
-    Path((domain, extension, email)): Path<(String, String, String)>,
+    ApiPath((domain, extension, email)): ApiPath<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();
@@ -111,7 +111,7 @@ fn confirmation_info(v: EmailConfirmationView, verified: bool) -> EmailConfirmat
 /// Reads a confirmation link without using it.
 #[utoipa::path(get, path = "/api/v1/email-confirmation/{token}", tag = "activation", params(("token" = String, Path,)),
     responses((status = 200, body = EmailConfirmationInfo), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
-pub async fn email_confirmation_open(State(web): WebState, Path(token): Path<String>) -> Result<Json<EmailConfirmationInfo>, ApiError> {
+pub async fn email_confirmation_open(State(web): WebState, ApiPath(token): ApiPath<String>) -> Result<Json<EmailConfirmationInfo>, ApiError> {
     Ok(Json(confirmation_info(web.app.open_email_confirmation(&token).await?, false)))
 }
 
@@ -119,7 +119,7 @@ pub async fn email_confirmation_open(State(web): WebState, Path(token): Path<Str
 #[utoipa::path(post, path = "/api/v1/email-confirmation/{token}", tag = "activation", params(("token" = String, Path,)),
     responses((status = 200, body = EmailConfirmationInfo), (status = 404, body = ErrorBody),
         (status = 410, description = "link_used, link_expired, or link_replaced (the email was removed)", body = ErrorBody)))]
-pub async fn email_confirmation_confirm(State(web): WebState, Path(token): Path<String>, Client(ctx): Client) -> Result<Json<EmailConfirmationInfo>, ApiError> {
+pub async fn email_confirmation_confirm(State(web): WebState, ApiPath(token): ApiPath<String>, Client(ctx): Client) -> Result<Json<EmailConfirmationInfo>, ApiError> {
     Ok(Json(confirmation_info(web.app.confirm_email(&token, &ctx).await?, true)))
 }
 
@@ -139,7 +139,7 @@ fn sso_body(s: SsoSettings) -> SsoSettingsBody {
 
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/sso", tag = "office manager", params(("domain" = String, Path,)),
     responses((status = 200, body = SsoSettingsBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn sso_get(State(web): WebState, admin: Admin, Path(domain): Path<String>) -> Result<Json<SsoSettingsBody>, ApiError> {
+pub async fn sso_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<SsoSettingsBody>, ApiError> {
     let company = admin.read(&web, &domain).await?;
     let domain = company.domain.clone();
     Ok(Json(sso_body(web.app.sso_settings_of(&domain).await?)))
@@ -161,7 +161,7 @@ pub async fn sso_put(
     State(web): WebState,
     Client(ctx): Client,
     admin: Admin,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(b): ApiJson<SsoMfaBody>,
 ) -> Result<Json<SsoSettingsBody>, ApiError> {
     let company = admin.manage(&web, &domain).await?;
@@ -209,7 +209,7 @@ fn finding_body(f: Finding) -> FindingBody {
 /// several SSO emails, additional emails that sign in — each with its fix.
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/email-review", tag = "office manager", params(("domain" = String, Path,)),
     responses((status = 200, body = EmailReviewBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn email_review(State(web): WebState, admin: Admin, Path(domain): Path<String>) -> Result<Json<EmailReviewBody>, ApiError> {
+pub async fn email_review(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<EmailReviewBody>, ApiError> {
     let company = admin.read(&web, &domain).await?;
     let domain = company.domain.clone();
     let review = web.app.email_review(&domain).await?;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::api::{sign_in_response, ApiJson};
+use super::api::{sign_in_response, ApiJson, ApiPath};
 use super::session::Client;
 use super::Web;
 use crate::app::{ProviderAnswer, SsoStep, WaitingIdentity};
@@ -40,7 +40,7 @@ pub struct SsoStart {
 /// Starts a trip to Google (`google`) or Microsoft 365 (`microsoft`).
 #[utoipa::path(post, path = "/api/v1/sso/{provider}/start", tag = "single sign-on", params(("provider" = String, Path,)),
     responses((status = 200, body = SsoStart), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn start(State(web): WebState, headers: HeaderMap, Path(provider): Path<String>) -> Result<Response, ApiError> {
+pub async fn start(State(web): WebState, headers: HeaderMap, ApiPath(provider): ApiPath<String>) -> Result<Response, ApiError> {
     let (browser, set_cookie) = web.sso_binding_or_new(&headers);
     let url = web.app.sso_start(&provider, &browser).await?;
     let mut resp = Json(SsoStart { authorization_url: url }).into_response();
@@ -103,7 +103,7 @@ pub async fn callback(
     State(web): WebState,
     headers: HeaderMap,
     Client(ctx): Client,
-    Path(provider): Path<String>,
+    ApiPath(provider): ApiPath<String>,
     ApiJson(b): ApiJson<CallbackBody>,
 ) -> Result<Response, ApiError> {
     let browser = web.sso_binding(&headers)?;
@@ -118,7 +118,7 @@ pub async fn callback(
 /// The waiting identity with the accounts offered now.
 #[utoipa::path(get, path = "/api/v1/sso/waiting/{waiting}", tag = "single sign-on", params(("waiting" = String, Path,)),
     responses((status = 200, body = SsoWaiting), (status = 400, body = ErrorBody)))]
-pub async fn waiting(State(web): WebState, headers: HeaderMap, Path(waiting): Path<String>) -> Result<Json<SsoWaiting>, ApiError> {
+pub async fn waiting(State(web): WebState, headers: HeaderMap, ApiPath(waiting): ApiPath<String>) -> Result<Json<SsoWaiting>, ApiError> {
     let browser = web.sso_binding(&headers)?;
     let w = web.app.sso_waiting(&waiting, browser).await?;
     let state = if w.candidates.is_empty() { "link" } else { "choose" };
@@ -138,7 +138,7 @@ pub async fn choose(
     State(web): WebState,
     headers: HeaderMap,
     Client(ctx): Client,
-    Path(waiting): Path<String>,
+    ApiPath(waiting): ApiPath<String>,
     ApiJson(b): ApiJson<ChooseBody>,
 ) -> Result<Response, ApiError> {
     let browser = web.sso_binding(&headers)?;
@@ -161,7 +161,7 @@ pub async fn link(
     State(web): WebState,
     headers: HeaderMap,
     Client(ctx): Client,
-    Path(waiting): Path<String>,
+    ApiPath(waiting): ApiPath<String>,
     ApiJson(b): ApiJson<LinkBody>,
 ) -> Result<Response, ApiError> {
     let browser = web.sso_binding(&headers)?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderMap};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
@@ -16,7 +16,7 @@ use latchkey_core::two_factor::Method;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::api::{ApiJson, Enrolled};
+use super::api::{ApiJson, ApiPath, Enrolled};
 use super::session::{Client, Current, Enrolling, SignedIn};
 use super::Web;
 use crate::error::{ApiError, ErrorBody};
@@ -59,7 +59,7 @@ pub struct SendBody {
 #[utoipa::path(post, path = "/api/v1/sign-in/{flow}/send", tag = "session", request_body = SendBody, params(("flow" = String, Path,)),
     responses((status = 202, body = CodeSent), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn sign_in_send(State(web): WebState, Path(flow): Path<String>, Client(ctx): Client, ApiJson(b): ApiJson<SendBody>) -> Result<Response, ApiError> {
+pub async fn sign_in_send(State(web): WebState, ApiPath(flow): ApiPath<String>, Client(ctx): Client, ApiJson(b): ApiJson<SendBody>) -> Result<Response, ApiError> {
     Ok(accepted(web.app.send_sign_in_code(&flow, &b.method, &ctx).await?))
 }
 
@@ -178,22 +178,36 @@ fn is_json(headers: &HeaderMap) -> bool {
 #[utoipa::path(delete, path = "/api/v1/me/2fa/{method}", tag = "two-factor", request_body = CodeBody, params(("method" = String, Path,)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "required_by_company", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn remove_method(State(web): WebState, Path(method): Path<String>, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
+pub async fn remove_method(State(web): WebState, ApiPath(method): ApiPath<String>, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
     let method = Method::parse(&method).ok_or_else(ApiError::not_found)?;
     remove(&web, method, &ctx, &current, &b).await
 }
 
 // `/me/2fa/totp`, `/sms` and `/email` have routes of their own (their POSTs), which take the
-// DELETE before the `{method}` route could.
+// DELETE before the `{method}` route could; the document lists them there too, as a client
+// matching paths finds the fixed path before the template.
+
+/// Removes the authenticator app, as `DELETE /api/v1/me/2fa/{method}`.
+#[utoipa::path(delete, path = "/api/v1/me/2fa/totp", tag = "two-factor", request_body = CodeBody,
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "required_by_company", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn remove_totp(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
     remove(&web, Method::Totp, &ctx, &current, &b).await
 }
 
-async fn remove_sms(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
+/// Removes SMS codes, as `DELETE /api/v1/me/2fa/{method}`.
+#[utoipa::path(delete, path = "/api/v1/me/2fa/sms", tag = "two-factor", request_body = CodeBody,
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "required_by_company", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn remove_sms(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
     remove(&web, Method::Sms, &ctx, &current, &b).await
 }
 
-async fn remove_email(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
+/// Removes email codes, as `DELETE /api/v1/me/2fa/{method}`.
+#[utoipa::path(delete, path = "/api/v1/me/2fa/email", tag = "two-factor", request_body = CodeBody,
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "required_by_company", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn remove_email(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
     remove(&web, Method::Email, &ctx, &current, &b).await
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use latchkey_core::{Role, UserState};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::admin::Admin;
-use super::api::{ApiJson, EmailEntry};
+use super::api::{ApiJson, ApiPath, EmailEntry};
 use super::session::Client;
 use super::Web;
 use crate::app::{rfc3339, RequestContext, UserSearch, UserSummary};
@@ -89,12 +89,13 @@ pub struct ListQuery {
         ("q" = Option<String>, Query, description = "Part of an extension, login name or email"),
         ("limit" = Option<i64>, Query, description = "1 to 200; 50 by default"),
         ("offset" = Option<i64>, Query, description = "How many matching users to skip; 0 by default")),
-    responses((status = 200, body = [UserBody]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = [UserBody]), (status = 400, description = "bad_request: a parameter given twice", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, description = "`fields` names `q`, `limit` or `offset`", body = ErrorBody)))]
 pub async fn users_list(
     State(web): WebState,
     admin: Admin,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<UserBody>>, ApiError> {
     let company = admin.read(&web, &domain).await?;
@@ -107,7 +108,7 @@ pub async fn users_list(
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/users/{extension}", tag = "office manager",
     params(("domain" = String, Path,), ("extension" = String, Path,)),
     responses((status = 200, body = UserBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn user_get(State(web): WebState, admin: Admin, Path((domain, extension)): Path<(String, String)>) -> Result<Json<UserBody>, ApiError> {
+pub async fn user_get(State(web): WebState, admin: Admin, ApiPath((domain, extension)): ApiPath<(String, String)>) -> Result<Json<UserBody>, ApiError> {
     let company = admin.read(&web, &domain).await?;
     Ok(Json(web.app.user_summary(&company.domain, &extension).await?.into()))
 }
@@ -119,7 +120,7 @@ pub async fn user_get(State(web): WebState, admin: Admin, Path((domain, extensio
     params(("domain" = String, Path,), ("extension" = String, Path,)),
     responses((status = 200, body = UserBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn user_disable(State(web): WebState, Client(ctx): Client, admin: Admin, Path(path): Path<(String, String)>) -> Result<Json<UserBody>, ApiError> {
+pub async fn user_disable(State(web): WebState, Client(ctx): Client, admin: Admin, ApiPath(path): ApiPath<(String, String)>) -> Result<Json<UserBody>, ApiError> {
     set_access(&web, &ctx, &admin, path, false).await
 }
 
@@ -129,7 +130,7 @@ pub async fn user_disable(State(web): WebState, Client(ctx): Client, admin: Admi
     params(("domain" = String, Path,), ("extension" = String, Path,)),
     responses((status = 200, body = UserBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn user_enable(State(web): WebState, Client(ctx): Client, admin: Admin, Path(path): Path<(String, String)>) -> Result<Json<UserBody>, ApiError> {
+pub async fn user_enable(State(web): WebState, Client(ctx): Client, admin: Admin, ApiPath(path): ApiPath<(String, String)>) -> Result<Json<UserBody>, ApiError> {
     set_access(&web, &ctx, &admin, path, true).await
 }
 
@@ -162,7 +163,7 @@ pub async fn designated_email_put(
     State(web): WebState,
     Client(ctx): Client,
     admin: Admin,
-    Path((domain, extension)): Path<(String, String)>,
+    ApiPath((domain, extension)): ApiPath<(String, String)>,
     ApiJson(b): ApiJson<DesignatedEmailBody>,
 ) -> Result<Json<UserBody>, ApiError> {
     let company = admin.manage(&web, &domain).await?;
