@@ -1,4 +1,4 @@
-//! `cargo run --release -p latchkey-bench`: starts the release server on temporary stores, drives
+//! `bash scripts/bench.sh` (builds, then runs this): starts the release server on temporary stores, drives
 //! it over HTTP from this machine, and prints (and writes into `docs/benchmarks.md`) the figures
 //! P1–P5 of the performance issue beside their targets:
 //!

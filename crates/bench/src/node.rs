@@ -120,21 +120,12 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The release server binary beside this one, built first (a no-op when it is up to date).
+/// The release server binary beside this one; `scripts/bench.sh` builds both.
 pub fn release_binary() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--locked", "--quiet", "-p", "latchkey"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .context("running cargo build --release -p latchkey")?;
-    if !status.success() {
-        bail!("building the release server failed");
-    }
     let exe = std::env::current_exe()?;
     let bin = exe.parent().context("the benchmark's directory")?.join("latchkey");
     if !bin.exists() {
-        bail!("{} not found; run the benchmark with `cargo run --release -p latchkey-bench`", bin.display());
+        bail!("{} not found; run the benchmark with `bash scripts/bench.sh`", bin.display());
     }
     Ok(bin)
 }

@@ -58,7 +58,7 @@ impl Report {
     }
 }
 
-const BEGIN: &str = "<!-- bench:begin (written by `cargo run --release -p latchkey-bench`) -->";
+const BEGIN: &str = "<!-- bench:begin (written by `bash scripts/bench.sh`) -->";
 const END: &str = "<!-- bench:end -->";
 
 /// Replaces what is between the markers (or writes a new file with them).
