@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -250,6 +251,9 @@ impl Config {
         if self.sso.attempt_minutes < 1 {
             bail!("sso.attempt_minutes must be at least 1");
         }
+        if self.request_timeout_secs < 1 {
+            bail!("request_timeout_secs must be at least 1");
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format is text or json");
         }
@@ -261,6 +265,18 @@ impl Config {
             format!("sqlite://{}", self.data_dir.join("latchkey.db").display())
         } else {
             self.database_url.clone()
+        }
+    }
+
+    /// The store's limits, from the request timeout: a store call waits for a connection a third
+    /// of it (between 1 s and 5 s), so a database that does not answer gives a 503 that says so
+    /// well before the request is cut off; and no PostgreSQL transaction outlives its request.
+    pub fn pool_settings(&self) -> latchkey_store::PoolSettings {
+        let request = Duration::from_secs(self.request_timeout_secs);
+        latchkey_store::PoolSettings {
+            max_connections: self.database_max_connections,
+            acquire_timeout: (request / 3).clamp(Duration::from_secs(1), Duration::from_secs(5)),
+            idle_transaction_timeout: request,
         }
     }
 
@@ -397,6 +413,20 @@ mod tests {
         assert_eq!(c.audit.retention_days, 0, "0 keeps events forever");
         let negative: toml::Table = "[audit]\nretention_days = -1\n".parse().unwrap();
         assert!(toml::Value::Table(negative).try_into::<Config>().is_err());
+    }
+
+    #[test]
+    fn the_store_waits_for_a_connection_less_than_a_request_may_take() {
+        let with = |secs| Config { request_timeout_secs: secs, ..Config::default() }.pool_settings();
+        let default = with(15);
+        assert_eq!(default.acquire_timeout, Duration::from_secs(5), "the default request timeout keeps sqlx's usual 5 s");
+        assert_eq!(default.idle_transaction_timeout, Duration::from_secs(15));
+        assert_eq!(default.max_connections, 16);
+        assert_eq!(with(6).acquire_timeout, Duration::from_secs(2));
+        assert_eq!(with(2).acquire_timeout, Duration::from_secs(1), "never under a second");
+        assert_eq!(with(600).acquire_timeout, Duration::from_secs(5), "never over 5 s");
+        let zero = Config { request_timeout_secs: 0, ..Config::default() };
+        assert!(zero.validate().is_err());
     }
 
     #[test]

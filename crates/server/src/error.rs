@@ -90,6 +90,14 @@ impl ApiError {
         }
     }
 
+    /// The request ran past `request_timeout_secs`.
+    pub fn timed_out() -> Self {
+        Self {
+            retry_after: Some(5),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "The server took too long to answer. Try again shortly.")
+        }
+    }
+
     pub fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side. Try again.")
     }

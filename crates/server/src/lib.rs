@@ -34,7 +34,7 @@ pub use config::Config;
 /// The CLI uses this too, so every subcommand honours the same configuration.
 pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Latchkey>> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let store = latchkey_store::open(&config.database_url(), config.database_max_connections)
+    let store = latchkey_store::open_with(&config.database_url(), &config.pool_settings())
         .await
         .with_context(|| format!("opening the {} store", if config.database_url.is_empty() { "SQLite" } else { "PostgreSQL" }))?;
     store.migrate().await.context("applying migrations")?;

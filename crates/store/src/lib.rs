@@ -17,7 +17,7 @@ mod users;
 pub use audit::*;
 pub use emails::*;
 pub use records::*;
-pub use sql::SqlStore;
+pub use sql::{PoolSettings, SqlStore};
 pub use sso::*;
 pub use tokens::*;
 pub use two_factor::*;
@@ -146,7 +146,12 @@ pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + UserLi
 
 /// Opens the store a URL names: `sqlite://…` (or a bare path) or `postgres://…`.
 pub async fn open(url: &str, max_connections: u32) -> StoreResult<std::sync::Arc<dyn Store>> {
-    Ok(std::sync::Arc::new(SqlStore::connect(url, max_connections).await?))
+    open_with(url, &PoolSettings::new(max_connections)).await
+}
+
+/// As [`open`], with the pool's limits for a slow or unreachable database.
+pub async fn open_with(url: &str, settings: &PoolSettings) -> StoreResult<std::sync::Arc<dyn Store>> {
+    Ok(std::sync::Arc::new(SqlStore::connect_with(url, settings).await?))
 }
 
 /// Helpers for tests that need a real database (this crate's conformance suite and the server's

@@ -10,7 +10,7 @@ use latchkey_core::secret::TokenHash;
 use latchkey_core::throttle::ThrottlePolicy;
 use latchkey_core::{CompanyDomain, Email, LoginName, Role, UserState};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 use time::OffsetDateTime;
 
 use crate::records::*;
@@ -35,9 +35,33 @@ pub(crate) fn user_query(filter: &str) -> String {
     format!("SELECT {USER_COLUMNS} FROM users u JOIN companies c ON c.id = u.company_id WHERE {filter}")
 }
 
+/// How a store's connections behave when the database is slow or gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// A call that gets no connection within this (the pool is busy, or the database does not
+    /// answer) fails with [`StoreError::Unavailable`]. A PostgreSQL connection handed back to the
+    /// pool must answer a round trip within it too, or it is closed.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL ends a transaction of ours that waits this long for its next statement, and with
+    /// it the locks it holds: its client is gone (its request was cut off, or the network
+    /// between them failed). Our transactions run their statements back to back.
+    pub idle_transaction_timeout: Duration,
+}
+
+impl PoolSettings {
+    pub fn new(max_connections: u32) -> Self {
+        Self { max_connections, acquire_timeout: Duration::from_secs(5), idle_transaction_timeout: Duration::from_secs(15) }
+    }
+}
+
 impl SqlStore {
     /// `sqlite://path`, a bare file path, or `postgres://…`.
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        Self::connect_with(url, &PoolSettings::new(max_connections)).await
+    }
+
+    pub async fn connect_with(url: &str, settings: &PoolSettings) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let (url, backend) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (url.to_owned(), Backend::Postgres)
@@ -46,9 +70,10 @@ impl SqlStore {
             let sep = if path.contains('?') { '&' } else { '?' };
             (format!("sqlite://{path}{sep}mode=rwc"), Backend::Sqlite)
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
+        let idle_transaction_ms = settings.idle_transaction_timeout.as_millis().max(1);
+        let mut options = AnyPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -58,13 +83,17 @@ impl SqlStore {
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                    } else {
+                        conn.execute(format!("SET idle_in_transaction_session_timeout = {idle_transaction_ms}").as_str()).await?;
                     }
                     Ok(())
                 })
-            })
-            .connect(&url)
-            .await
-            .map_err(map_err)?;
+            });
+        if backend == Backend::Postgres {
+            let limit = settings.acquire_timeout;
+            options = options.after_release(move |conn, _meta| Box::pin(release_check(conn, limit)));
+        }
+        let pool = options.connect(&url).await.map_err(map_err)?;
         Ok(Self { pool, backend })
     }
 
@@ -80,6 +109,19 @@ impl SqlStore {
             Backend::Postgres => self.pool.begin().await,
         };
         tx.map_err(map_err)
+    }
+}
+
+/// Before a PostgreSQL connection goes back to the pool, one round trip within `limit`, else it is
+/// closed. sqlx's own check after this one waits without a limit: a connection handed back while
+/// the database stopped answering (a query cut off by the request timeout, a release during a
+/// network partition) would wait there until the kernel gives up on the socket (~15 minutes),
+/// holding its slot all that time, and a pool full of them keeps the node down after the
+/// database is back.
+async fn release_check(conn: &mut sqlx::AnyConnection, limit: Duration) -> Result<bool, sqlx::Error> {
+    match tokio::time::timeout(limit, conn.ping()).await {
+        Ok(answered) => answered.map(|()| true),
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "the database did not answer the release check"))),
     }
 }
 

@@ -28,7 +28,6 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::app::Latchkey;
 
@@ -62,7 +61,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(limit, body_limit::refuse_oversized))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(axum::middleware::from_fn_with_state(timeout, answer_in_time))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
@@ -98,6 +97,24 @@ async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> a
         tracing::debug!(%method, %route, status, ms = elapsed.as_millis() as u64, "request");
     }
     resp
+}
+
+/// A request past `request_timeout_secs` (a database that stopped answering, say) is dropped and
+/// answered 503 with a message: JSON for the API, a page for the browser. Nothing it had not
+/// committed is written.
+async fn answer_in_time(State(limit): State<Duration>, req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let api = req.uri().path().starts_with("/api/");
+    let method = req.method().clone();
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            // The path can hold a link token: the method alone is logged.
+            tracing::warn!(%method, secs = limit.as_secs(), "request timed out");
+            metrics::counter!("latchkey_http_timeouts_total").increment(1);
+            let e = crate::error::ApiError::timed_out();
+            if api { e.into_response() } else { pages::error_page(&e) }
+        }
+    }
 }
 
 async fn healthz() -> &'static str {

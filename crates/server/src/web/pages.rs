@@ -112,6 +112,7 @@ pub(super) fn error_page_to(e: &ApiError, href: &str, label: &str) -> Response {
         "sso_unavailable" => "The sign-in provider is unavailable",
         "sso_refused" => "The sign-in could not be verified",
         "sso_not_offered" => "This sign-in is not offered",
+        "store_unavailable" | "timeout" | "busy" => "Temporarily unavailable",
         _ => "Something is not right",
     };
     let mut resp = render(e.status, &Notice { title, message: &e.message, action_href: href, action_label: label }, None);
