@@ -88,6 +88,7 @@ conformance!(
     sso_links_are_kept_per_identity_and_account,
     an_sso_attempt_is_taken_once_by_its_own_browser,
     a_waiting_sso_identity_finishes_once,
+    a_waiting_sso_identity_tied_to_a_flow_is_taken_once_while_the_flow_lives,
     an_additional_email_is_added_once_and_verified_by_its_link_once,
     removing_an_additional_email_kills_its_confirmation_link,
     an_expired_confirmation_link_verifies_nothing,
@@ -714,6 +715,32 @@ async fn a_waiting_sso_identity_finishes_once(store: Arc<dyn Store>) {
     assert!(store.finish_pending_sso("pending-hash", "browser-a", t0()).await.unwrap());
     assert!(!store.finish_pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), "once");
     assert_eq!(store.pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), None);
+}
+
+/// Tied to a live flow in time, the identity is taken when the flow completes, even after its
+/// own ten minutes: the flow bounds it from then on.
+async fn a_waiting_sso_identity_tied_to_a_flow_is_taken_once_while_the_flow_lives(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    let pending = |id: &str| PendingSso {
+        id_hash: id.into(),
+        provider: "google".into(),
+        subject: "sub".into(),
+        email: None,
+        trusted_email: None,
+        browser_hash: "browser-a".into(),
+        created_at: t0(),
+        expires_at: t0() + Duration::minutes(10),
+    };
+    store.create_pending_sso(&pending("tied")).await.unwrap();
+    store.create_pending_sso(&pending("late")).await.unwrap();
+    assert!(store.attach_pending_sso_to_flow("tied", "browser-a", "flow-1", u.id, t0() + Duration::minutes(6)).await.unwrap());
+    assert!(!store.attach_pending_sso_to_flow("late", "browser-a", "flow-2", u.id, t0() + Duration::minutes(10)).await.unwrap(), "too late to tie");
+    let after = t0() + Duration::minutes(12);
+    assert_eq!(store.take_pending_sso_of_flow("flow-2", u.id, after).await.unwrap(), None);
+    assert_eq!(store.take_pending_sso_of_flow("flow-1", u.id + 1, after).await.unwrap(), None, "another user's");
+    assert_eq!(store.take_pending_sso_of_flow("flow-1", u.id, after).await.unwrap(), Some(pending("tied")), "the flow, not its own expiry, bounds it");
+    assert_eq!(store.take_pending_sso_of_flow("flow-1", u.id, after).await.unwrap(), None, "once");
 }
 
 fn confirmation_link(at: OffsetDateTime) -> (Token, NewLink) {
