@@ -52,6 +52,7 @@ on_both_stores_with_idp!(
     a_shared_email_shows_the_chooser_which_remembers_the_choice,
     the_companys_second_factor_follows_sso_unless_the_providers_mfa_is_enough,
     linking_an_account_with_a_second_factor_asks_for_it_before_the_link_is_made,
+    a_link_waiting_on_the_second_factor_is_made_while_the_flow_lives,
     linking_needs_a_company_that_enabled_the_provider,
     rotated_provider_keys_are_fetched_again,
     denied_consent_replays_and_an_outage_lead_back_to_the_password_sign_in,
@@ -296,7 +297,9 @@ async fn the_companys_second_factor_follows_sso_unless_the_providers_mfa_is_enou
     assert_eq!(location(&trip(&mut b, "google").await), "/account");
 }
 
-async fn linking_an_account_with_a_second_factor_asks_for_it_before_the_link_is_made(s: &TestServer, idp: &OidcProvider) {
+/// Alice, with the authenticator app, comes back from Google with an identity no account has:
+/// the browser at the link page, her TOTP secret, the page and the waiting identity's token.
+async fn alice_at_the_link_page(s: &TestServer, idp: &OidcProvider) -> (Browser, String, String, String) {
     let mut alice = user_with_2fa_feature(s, "101").await;
     let (secret, _) = enrol_totp(s, &mut alice).await;
     s.clock.advance(time::Duration::seconds(30)); // the enrolment spent this step's code
@@ -306,9 +309,18 @@ async fn linking_an_account_with_a_second_factor_asks_for_it_before_the_link_is_
     let mut b = s.browser();
     let to = location(&trip(&mut b, "google").await);
     let page = b.get(&to).await.body;
-    let waiting = to.trim_start_matches("/sso/link?waiting=").to_owned();
-    let step = b.form("/sso/link", &[("csrf_token", &csrf_in(&page)), ("waiting", &waiting), ("login_name", "101@organization.com"), ("password", "Welcome2Sonar")]).await;
+    (b, secret, page, to.trim_start_matches("/sso/link?waiting=").to_owned())
+}
+
+/// The link page's form, with Alice's password: she goes on to the second-factor step.
+async fn link_with_the_password(b: &mut Browser, page: &str, waiting: &str) {
+    let step = b.form("/sso/link", &[("csrf_token", &csrf_in(page)), ("waiting", waiting), ("login_name", "101@organization.com"), ("password", "Welcome2Sonar")]).await;
     assert_eq!(location(&step), "/sign-in/second-factor");
+}
+
+async fn linking_an_account_with_a_second_factor_asks_for_it_before_the_link_is_made(s: &TestServer, idp: &OidcProvider) {
+    let (mut b, secret, page, waiting) = alice_at_the_link_page(s, idp).await;
+    link_with_the_password(&mut b, &page, &waiting).await;
     let alice_id = user(s, "101@organization.com").await.id;
     assert!(s.app.store.sso_links_of_user(alice_id).await.unwrap().is_empty(), "no link before the second factor");
 
@@ -324,6 +336,21 @@ async fn linking_an_account_with_a_second_factor_asks_for_it_before_the_link_is_
     // From now on the identity signs in directly to the second-factor step.
     idp.next_login(Idp::Google, None, "g-other").await;
     assert_eq!(location(&trip(&mut s.browser(), "google").await), "/sign-in/second-factor");
+}
+
+/// The waiting identity's own 10 minutes run from the provider's answer, the flow's from the
+/// password: a second factor entered after the first ran out, while the flow lives, still links
+/// (before, the code was spent and the sign-in went through without the link it was for).
+async fn a_link_waiting_on_the_second_factor_is_made_while_the_flow_lives(s: &TestServer, idp: &OidcProvider) {
+    let (mut b, secret, page, waiting) = alice_at_the_link_page(s, idp).await;
+    s.clock.advance(time::Duration::minutes(6));
+    link_with_the_password(&mut b, &page, &waiting).await;
+    s.clock.advance(time::Duration::minutes(5));
+    let page = b.get("/sign-in/second-factor").await.body;
+    let done = b.form("/sign-in/second-factor", &[("csrf_token", &csrf_in(&page)), ("method", "totp"), ("code", &oathtool(&secret, s.app.now()))]).await;
+    assert_eq!(location(&done), "/account", "{}", done.body);
+    let links = s.app.store.sso_links_of_user(user(s, "101@organization.com").await.id).await.unwrap();
+    assert_eq!(links.len(), 1, "linked when the second factor completed the flow");
 }
 
 async fn linking_needs_a_company_that_enabled_the_provider(s: &TestServer, idp: &OidcProvider) {

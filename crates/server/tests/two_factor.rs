@@ -26,6 +26,7 @@ on_both_stores!(
     wrong_codes_lock_the_account_across_flows,
     twenty_racing_uses_of_one_totp_code_succeed_once,
     twenty_racing_uses_of_one_recovery_code_succeed_once,
+    different_recovery_codes_racing_on_one_flow_spend_one,
     a_required_policy_makes_users_enrol_before_the_session_starts,
     the_policy_belongs_to_office_managers_of_the_company,
     without_the_pilot_feature_there_are_no_two_factor_settings,
@@ -165,6 +166,43 @@ async fn twenty_racing_uses_of_one_recovery_code_succeed_once(s: &TestServer) {
         ok += usize::from(t.await.unwrap() == StatusCode::OK);
     }
     assert_eq!(ok, 1);
+}
+
+/// Different right recovery codes on one flow at once: one signs in, the others find the flow
+/// completed (410) and keep their codes: one code spent, one audit event, one email. Two racers,
+/// then the eight codes left after one more.
+async fn different_recovery_codes_racing_on_one_flow_spend_one(s: &TestServer) {
+    let mut b = user_with_2fa_feature(s, "101").await;
+    let (_, codes) = enrol_totp(s, &mut b).await;
+    let user = s.app.store.user_by_login_name(&latchkey_core::LoginName::parse("101@organization.com").unwrap()).await.unwrap().unwrap();
+    for (round, racers) in [(1, &codes[0..2]), (2, &codes[2..10])] {
+        let (_, flow) = second_factor_flow(s, "101@organization.com").await;
+        let tasks: Vec<_> = racers
+            .iter()
+            .map(|code| {
+                let (mut br, flow, code) = (s.browser(), flow.clone(), code.clone());
+                tokio::spawn(async move {
+                    let a = verify(&mut br, &flow, "recovery_code", &code).await;
+                    (a.status, a.json()["error"].as_str().map(str::to_owned))
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        let signed_in = answers.iter().filter(|(status, _)| *status == StatusCode::OK).count();
+        let expired = answers.iter().filter(|a| **a == (StatusCode::GONE, Some("flow_expired".to_owned()))).count();
+        assert_eq!((signed_in, expired), (1, racers.len() - 1), "round {round}: {answers:?}");
+        assert_eq!(s.app.store.recovery_codes_left(user.id).await.unwrap(), 10 - round, "round {round}: only the winner's code is spent");
+        let events = s.app.store.audit_of_company(user.company_id, 500).await.unwrap();
+        let used: Vec<String> = events.into_iter().filter(|e| e.kind == "recovery_code_used").map(|e| e.detail).collect();
+        assert_eq!(used.len(), round as usize, "round {round}: one audit event per sign-in: {used:?}");
+        // Each request sends its email before it answers: every one that will come is in.
+        let mails = s.smtp.messages().await;
+        let told = mails.iter().filter(|m| m.subject.to_lowercase().contains("recovery code was used")).count();
+        assert_eq!(told, round as usize, "round {round}: one email per sign-in");
+    }
 }
 
 async fn a_required_policy_makes_users_enrol_before_the_session_starts(s: &TestServer) {

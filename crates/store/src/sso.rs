@@ -87,7 +87,10 @@ pub trait SsoStore: Send + Sync {
     /// Ties a live waiting identity of that browser to the sign-in flow (of `user_id`) that must
     /// complete before the link is made; false when it is no longer live.
     async fn attach_pending_sso_to_flow(&self, id_hash: &str, browser_hash: &str, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<bool>;
-    /// Ends, once, the waiting identity tied to a completed sign-in flow of `user_id`.
+    /// Ends, once, the waiting identity tied to a completed sign-in flow of `user_id`. Its own
+    /// expiry no longer counts: it was live when tied to the flow, and the flow that just completed
+    /// bounds it. Otherwise a second factor entered late in the flow is spent on a sign-in without
+    /// the link it was entered for.
     async fn take_pending_sso_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<Option<PendingSso>>;
 
     /// Active accounts linked to the identity, in companies that enabled `provider`.
@@ -264,7 +267,7 @@ impl SsoStore for SqlStore {
 
     async fn take_pending_sso_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<Option<PendingSso>> {
         let row = sqlx::query(
-            "UPDATE sso_pending SET used_at = $1 WHERE flow_hash = $2 AND user_id = $3 AND used_at IS NULL AND expires_at > $1 \
+            "UPDATE sso_pending SET used_at = $1 WHERE flow_hash = $2 AND user_id = $3 AND used_at IS NULL \
              RETURNING id_hash, provider, subject, email, trusted_email, browser_hash, created_at, expires_at",
         )
         .bind(ts(now))

@@ -3,7 +3,9 @@
 //!
 //! Everything single-use is consumed by one conditional statement: a TOTP step only moves
 //! forward, a recovery code or a one-time code is marked used only if it was not, a sign-in flow
-//! completes once. Two nodes racing therefore cannot both succeed.
+//! completes once. Two nodes racing therefore cannot both succeed. The second factor that
+//! completes a sign-in is spent in the same transaction as the flow, so a request that loses the
+//! flow leaves its code unused.
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -62,6 +64,30 @@ pub struct SignInFlow {
     pub completed_at: Option<OffsetDateTime>,
 }
 
+/// What a second factor spends when it completes a sign-in flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactorSpend {
+    /// An authenticator app step: spent only if later than the last accepted one.
+    TotpStep(i64),
+    /// An unused recovery code of the user, by hash; `audit` is written with its detail set to how
+    /// many codes are left.
+    RecoveryCode { hash: String, audit: AuditEntry },
+    /// The live, unused, unexpired texted or emailed code of `purpose` with that hash.
+    Code { purpose: String, hash: String },
+}
+
+/// How completing a sign-in flow with a second factor ended. Unless `Completed`, nothing was
+/// written: neither the flow nor the factor changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowCompletion {
+    /// `recovery_codes_left` when a recovery code was spent.
+    Completed { recovery_codes_left: Option<i64> },
+    /// The flow was completed by another request, expired, or is not this user's.
+    FlowGone,
+    /// The factor was spent already, or never was a live one.
+    FactorSpent,
+}
+
 #[async_trait]
 pub trait TwoFactorStore: Send + Sync {
     async fn two_factor_policy(&self, company_id: i64) -> StoreResult<TwoFactorPolicy>;
@@ -85,10 +111,8 @@ pub trait TwoFactorStore: Send + Sync {
     async fn set_preferred_method(&self, user_id: i64, method: Option<&str>) -> StoreResult<()>;
     async fn preferred_method(&self, user_id: i64) -> StoreResult<Option<String>>;
 
+    /// Recovery codes are spent only by completing a sign-in: see `complete_sign_in_flow`.
     async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()>;
-    /// Marks one unused code used and writes `audit` (its detail set to how many are left) — one
-    /// transaction; `Some(left)` on success, `None` (nothing written) when it was not an unused code.
-    async fn consume_recovery_code(&self, user_id: i64, hash: &str, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<Option<i64>>;
     async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<i64>;
 
     /// Stores a new SMS/email code for `purpose`; the previous one of that purpose stops working.
@@ -99,8 +123,9 @@ pub trait TwoFactorStore: Send + Sync {
 
     async fn create_sign_in_flow(&self, id_hash: &str, flow: &SignInFlow) -> StoreResult<()>;
     async fn sign_in_flow(&self, id_hash: &str) -> StoreResult<Option<SignInFlow>>;
-    /// Completes a live flow once; false when it was completed, expired or never existed.
-    async fn complete_sign_in_flow(&self, id_hash: &str, now: OffsetDateTime) -> StoreResult<bool>;
+    /// Completes a live flow of `user_id` once and spends `factor` — one transaction, both or
+    /// neither: two requests racing on one flow with two right codes spend one code.
+    async fn complete_sign_in_flow(&self, id_hash: &str, user_id: i64, factor: &FactorSpend, now: OffsetDateTime) -> StoreResult<FlowCompletion>;
 
     /// Counts one send against `key` in the window starting at `window_start`; returns the count
     /// including this one. Used for the SMS and email send limits.
@@ -121,6 +146,66 @@ fn method_from_row(r: &sqlx::any::AnyRow) -> StoreResult<StoredMethod> {
         totp_key_id: get(r, "totp_key_id")?,
         totp_last_step: get(r, "totp_last_step")?,
         enabled_at: to_time(get(r, "enabled_at")?),
+    })
+}
+
+/// The single-use statements, each one conditional `UPDATE` checked by the rows it changed; run
+/// alone or inside the transaction that completes a sign-in flow.
+async fn advance_step<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(exec: E, user_id: i64, step: i64) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "UPDATE two_factor_methods SET totp_last_step = $1 \
+         WHERE user_id = $2 AND method = 'totp' AND (totp_last_step IS NULL OR totp_last_step < $1)",
+    )
+    .bind(step)
+    .bind(user_id)
+    .execute(exec)
+    .await
+    .map_err(map_err)?;
+    Ok(r.rows_affected() == 1)
+}
+
+async fn spend_code<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(exec: E, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "UPDATE one_time_codes SET used_at = $1 \
+         WHERE user_id = $2 AND purpose = $3 AND code_hash = $4 AND used_at IS NULL AND expires_at > $1",
+    )
+    .bind(ts(now))
+    .bind(user_id)
+    .bind(purpose)
+    .bind(hash)
+    .execute(exec)
+    .await
+    .map_err(map_err)?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Marks the code used and writes `audit` with how many are left; `None` when it was not unused.
+async fn spend_recovery_code(conn: &mut sqlx::AnyConnection, user_id: i64, hash: &str, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<Option<i64>> {
+    let r = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
+        .bind(ts(now))
+        .bind(user_id)
+        .bind(hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    if r.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let left: i64 = get(&sqlx::query(CODES_LEFT).bind(user_id).fetch_one(&mut *conn).await.map_err(map_err)?, "n")?;
+    insert_audit(&mut *conn, &AuditEntry { detail: format!("{left} left"), ..audit.clone() }).await?;
+    Ok(Some(left))
+}
+
+/// Spends `factor` inside the completion's transaction: `Completed` or `FactorSpent`.
+async fn spend_factor(conn: &mut sqlx::AnyConnection, user_id: i64, factor: &FactorSpend, now: OffsetDateTime) -> StoreResult<FlowCompletion> {
+    let outcome = |spent: bool| if spent { FlowCompletion::Completed { recovery_codes_left: None } } else { FlowCompletion::FactorSpent };
+    Ok(match factor {
+        FactorSpend::TotpStep(step) => outcome(advance_step(&mut *conn, user_id, *step).await?),
+        FactorSpend::Code { purpose, hash } => outcome(spend_code(&mut *conn, user_id, purpose, hash, now).await?),
+        FactorSpend::RecoveryCode { hash, audit } => match spend_recovery_code(conn, user_id, hash, now, audit).await? {
+            Some(left) => FlowCompletion::Completed { recovery_codes_left: Some(left) },
+            None => FlowCompletion::FactorSpent,
+        },
     })
 }
 
@@ -253,16 +338,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn advance_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE two_factor_methods SET totp_last_step = $1 \
-             WHERE user_id = $2 AND method = 'totp' AND (totp_last_step IS NULL OR totp_last_step < $1)",
-        )
-        .bind(step)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(r.rows_affected() == 1)
+        advance_step(&self.pool, user_id, step).await
     }
 
     async fn remove_method(&self, user_id: i64, method: &str, audit: &AuditEntry) -> StoreResult<i64> {
@@ -333,25 +409,6 @@ impl TwoFactorStore for SqlStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn consume_recovery_code(&self, user_id: i64, hash: &str, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<Option<i64>> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
-            .bind(ts(now))
-            .bind(user_id)
-            .bind(hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if r.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = sqlx::query(CODES_LEFT).bind(user_id).fetch_one(&mut *tx).await.map_err(map_err)?;
-        let left: i64 = get(&row, "n")?;
-        insert_audit(&mut *tx, &AuditEntry { detail: format!("{left} left"), ..audit.clone() }).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(left))
-    }
-
     async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<i64> {
         let row = sqlx::query(CODES_LEFT).bind(user_id).fetch_one(&self.pool).await.map_err(map_err)?;
         get(&row, "n")
@@ -395,18 +452,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn consume_code(&self, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE one_time_codes SET used_at = $1 \
-             WHERE user_id = $2 AND purpose = $3 AND code_hash = $4 AND used_at IS NULL AND expires_at > $1",
-        )
-        .bind(ts(now))
-        .bind(user_id)
-        .bind(purpose)
-        .bind(hash)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(r.rows_affected() == 1)
+        spend_code(&self.pool, user_id, purpose, hash, now).await
     }
 
     async fn create_sign_in_flow(&self, id_hash: &str, f: &SignInFlow) -> StoreResult<()> {
@@ -440,14 +486,29 @@ impl TwoFactorStore for SqlStore {
         .transpose()
     }
 
-    async fn complete_sign_in_flow(&self, id_hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE sign_in_flows SET completed_at = $1 WHERE id_hash = $2 AND completed_at IS NULL AND expires_at > $1")
-            .bind(ts(now))
-            .bind(id_hash)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(r.rows_affected() == 1)
+    async fn complete_sign_in_flow(&self, id_hash: &str, user_id: i64, factor: &FactorSpend, now: OffsetDateTime) -> StoreResult<FlowCompletion> {
+        let mut tx = self.begin().await?;
+        // The flow first: a request that loses it waits on the flow's row, finds it completed and
+        // never touches its factor; one that loses the factor rolls its completion back. Every
+        // request takes the flow before the factor, so two cannot wait on each other.
+        let r = sqlx::query(
+            "UPDATE sign_in_flows SET completed_at = $1 WHERE id_hash = $2 AND user_id = $3 AND completed_at IS NULL AND expires_at > $1",
+        )
+        .bind(ts(now))
+        .bind(id_hash)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() != 1 {
+            return Ok(FlowCompletion::FlowGone);
+        }
+        let outcome = spend_factor(&mut tx, user_id, factor, now).await?;
+        // Dropping the transaction uncommitted rolls the flow's completion back.
+        if matches!(outcome, FlowCompletion::Completed { .. }) {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(outcome)
     }
 
     async fn count_send(&self, key: &str, window_start: OffsetDateTime) -> StoreResult<i64> {

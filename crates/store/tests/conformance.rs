@@ -77,6 +77,9 @@ conformance!(
     twenty_racing_uses_of_one_recovery_code_succeed_once,
     one_time_codes_work_once_expire_and_are_replaced,
     a_sign_in_flow_completes_once,
+    recovery_codes_racing_on_one_flow_spend_only_the_winners,
+    totp_steps_racing_on_one_flow_spend_only_the_winners,
+    an_sms_and_an_email_code_racing_on_one_flow_spend_one,
     send_counts_are_atomic,
     an_office_manager_reset_clears_every_factor,
     a_changed_designated_email_is_unverified_until_its_code_comes_back,
@@ -84,6 +87,7 @@ conformance!(
     sso_links_are_kept_per_identity_and_account,
     an_sso_attempt_is_taken_once_by_its_own_browser,
     a_waiting_sso_identity_finishes_once,
+    a_waiting_sso_identity_tied_to_a_flow_is_taken_once_while_the_flow_lives,
     an_additional_email_is_added_once_and_verified_by_its_link_once,
     removing_an_additional_email_kills_its_confirmation_link,
     an_expired_confirmation_link_verifies_nothing,
@@ -375,7 +379,8 @@ async fn the_first_method_brings_recovery_codes_and_the_last_takes_them(store: A
     assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
     let sms = StoredMethod { method: "sms".into(), detail: Some("+15145550100".into()), totp_sealed: None, totp_key_id: None, totp_last_step: None, enabled_at: t0() };
     assert!(!store.enable_method(u.id, &sms, &codes("b"), &audit("2fa_enabled")).await.unwrap(), "not the first method");
-    assert_eq!(store.consume_recovery_code(u.id, "b-hash-0", t0(), &audit("recovery_code_used")).await.unwrap(), None, "the second method brought no new codes");
+    sign_in_flow(&*store, &u, "f1", t0()).await;
+    assert_eq!(store.complete_sign_in_flow("f1", u.id, &recovery(&u, "b-hash-0"), t0()).await.unwrap(), FlowCompletion::FactorSpent, "the second method brought no new codes");
     assert_eq!(store.methods_of_user(u.id).await.unwrap().iter().map(|m| m.method.as_str()).collect::<Vec<_>>(), vec!["sms", "totp"]);
     assert_eq!(store.remove_method(u.id, "sms", &audit("2fa_disabled")).await.unwrap(), 1);
     assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
@@ -398,15 +403,23 @@ async fn twenty_racing_uses_of_one_recovery_code_succeed_once(store: Arc<dyn Sto
     let c = company(&*store, "organization.com").await;
     let u = active_user(&*store, &c, "101").await;
     store.enable_method(u.id, &totp_method(t0()), &codes("r"), &audit("2fa_enabled")).await.unwrap();
-    let used = AuditEntry { company_id: Some(c.id), ..audit("recovery_code_used") };
-    let tasks: Vec<_> = (0..20).map(|_| { let (s, used) = (store.clone(), used.clone()); tokio::spawn(async move { s.consume_recovery_code(u.id, "r-hash-3", t0(), &used).await.unwrap() }) }).collect();
-    let wins: Vec<_> = futures_join(tasks).await.into_iter().flatten().collect();
-    assert_eq!(wins, vec![9]);
-    let events: Vec<(String, String)> = store.audit_of_company(c.id, 100).await.unwrap().into_iter().map(|e| (e.kind, e.detail)).collect();
-    assert_eq!(events, vec![("recovery_code_used".to_owned(), "9 left".to_owned())], "written with the winning use only");
+    let flows: Vec<String> = (0..20).map(|i| format!("flow-{i}")).collect();
+    for f in &flows {
+        sign_in_flow(&*store, &u, f, t0()).await;
+    }
+    let outcomes = race(&store, flows.iter().map(|f| (f.clone(), u.id, recovery(&u, "r-hash-3"))).collect()).await;
+    assert_eq!(count(&outcomes, FlowCompletion::Completed { recovery_codes_left: Some(9) }), 1);
+    assert_eq!(count(&outcomes, FlowCompletion::FactorSpent), 19);
+    let mut completed = 0;
+    for f in &flows {
+        completed += usize::from(store.sign_in_flow(f).await.unwrap().unwrap().completed_at.is_some());
+    }
+    assert_eq!(completed, 1, "a flow whose code lost stays open for another code");
+    assert_eq!(recovery_events(&*store, &c, &u).await, vec!["9 left".to_owned()], "written with the winning use only");
     store.replace_recovery_codes(u.id, &codes("n"), t0(), &audit("recovery_codes_regenerated")).await.unwrap();
-    assert_eq!(store.consume_recovery_code(u.id, "r-hash-4", t0(), &audit("recovery_code_used")).await.unwrap(), None, "the old set is gone");
-    assert_eq!(store.consume_recovery_code(u.id, "n-hash-4", t0(), &audit("recovery_code_used")).await.unwrap(), Some(9));
+    let open = &flows[outcomes.iter().position(|o| *o == FlowCompletion::FactorSpent).unwrap()];
+    assert_eq!(store.complete_sign_in_flow(open, u.id, &recovery(&u, "r-hash-4"), t0()).await.unwrap(), FlowCompletion::FactorSpent, "the old set is gone");
+    assert_eq!(store.complete_sign_in_flow(open, u.id, &recovery(&u, "n-hash-4"), t0()).await.unwrap(), FlowCompletion::Completed { recovery_codes_left: Some(9) });
 }
 
 async fn one_time_codes_work_once_expire_and_are_replaced(store: Arc<dyn Store>) {
@@ -429,14 +442,107 @@ async fn one_time_codes_work_once_expire_and_are_replaced(store: Arc<dyn Store>)
 async fn a_sign_in_flow_completes_once(store: Arc<dyn Store>) {
     let c = company(&*store, "organization.com").await;
     let u = active_user(&*store, &c, "101").await;
-    let flow = SignInFlow { user_id: u.id, state: "second_factor".into(), created_at: t0(), expires_at: t0() + Duration::minutes(10), completed_at: None };
-    store.create_sign_in_flow("f1", &flow).await.unwrap();
-    store.create_sign_in_flow("f2", &flow).await.unwrap();
+    let other = active_user(&*store, &c, "102").await;
+    store.enable_method(u.id, &totp_method(t0()), &[], &audit("2fa_enabled")).await.unwrap();
+    sign_in_flow(&*store, &u, "f1", t0()).await;
+    sign_in_flow(&*store, &u, "f2", t0()).await;
     assert_eq!(store.sign_in_flow("f1").await.unwrap().unwrap().state, "second_factor");
-    let tasks: Vec<_> = (0..10).map(|_| { let s = store.clone(); tokio::spawn(async move { s.complete_sign_in_flow("f1", t0()).await.unwrap() }) }).collect();
-    assert_eq!(futures_join(tasks).await.into_iter().filter(|ok| *ok).count(), 1);
-    assert!(!store.complete_sign_in_flow("f2", t0() + Duration::minutes(10)).await.unwrap(), "expired flows do not complete");
-    assert!(!store.complete_sign_in_flow("nope", t0()).await.unwrap());
+    let done = FlowCompletion::Completed { recovery_codes_left: None };
+    assert_eq!(store.complete_sign_in_flow("f1", other.id, &FactorSpend::TotpStep(1000), t0()).await.unwrap(), FlowCompletion::FlowGone, "another user's flow");
+    assert_eq!(store.complete_sign_in_flow("f1", u.id, &FactorSpend::TotpStep(1000), t0()).await.unwrap(), done);
+    assert_eq!(store.complete_sign_in_flow("f1", u.id, &FactorSpend::TotpStep(1001), t0()).await.unwrap(), FlowCompletion::FlowGone, "once");
+    assert_eq!(store.complete_sign_in_flow("f2", u.id, &FactorSpend::TotpStep(1001), t0() + Duration::minutes(10)).await.unwrap(), FlowCompletion::FlowGone, "expired flows do not complete");
+    assert_eq!(store.complete_sign_in_flow("nope", u.id, &FactorSpend::TotpStep(1001), t0()).await.unwrap(), FlowCompletion::FlowGone);
+    assert_eq!(store.complete_sign_in_flow("f2", u.id, &FactorSpend::TotpStep(1000), t0()).await.unwrap(), FlowCompletion::FactorSpent, "a spent step");
+    assert_eq!(store.complete_sign_in_flow("f2", u.id, &FactorSpend::TotpStep(1001), t0()).await.unwrap(), done, "refused steps were not spent");
+}
+
+/// A live sign-in flow of `user`, named by `id`, waiting for its second factor until 10 minutes
+/// after `at`.
+async fn sign_in_flow(store: &dyn Store, user: &User, id: &str, at: OffsetDateTime) {
+    let flow = SignInFlow { user_id: user.id, state: "second_factor".into(), created_at: at, expires_at: at + Duration::minutes(10), completed_at: None };
+    store.create_sign_in_flow(id, &flow).await.unwrap();
+}
+
+fn recovery(user: &User, hash: &str) -> FactorSpend {
+    let audit = AuditEntry { company_id: Some(user.company_id), target_user_id: Some(user.id), ..audit("recovery_code_used") };
+    FactorSpend::RecoveryCode { hash: hash.into(), audit }
+}
+
+/// The details of the user's `recovery_code_used` events.
+async fn recovery_events(store: &dyn Store, company: &Company, user: &User) -> Vec<String> {
+    let events = store.audit_of_company(company.id, 1000).await.unwrap();
+    events.into_iter().filter(|e| e.kind == "recovery_code_used" && e.target_user_id == Some(user.id)).map(|e| e.detail).collect()
+}
+
+/// Completes each `(flow, user, factor)` at once, from its own task; the outcomes in that order.
+async fn race(store: &Arc<dyn Store>, attempts: Vec<(String, i64, FactorSpend)>) -> Vec<FlowCompletion> {
+    let tasks = attempts
+        .into_iter()
+        .map(|(flow, user_id, factor)| {
+            let s = store.clone();
+            tokio::spawn(async move { s.complete_sign_in_flow(&flow, user_id, &factor, t0()).await.unwrap() })
+        })
+        .collect();
+    futures_join(tasks).await
+}
+
+fn count(outcomes: &[FlowCompletion], wanted: FlowCompletion) -> usize {
+    outcomes.iter().filter(|o| **o == wanted).count()
+}
+
+/// Different right recovery codes of one user on one flow: one completes it, and only its code is
+/// spent and audited; the losers' codes stay unused. Two racers, then twenty.
+async fn recovery_codes_racing_on_one_flow_spend_only_the_winners(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    for (ext, racers) in [("101", 2), ("102", 20)] {
+        let u = active_user(&*store, &c, ext).await;
+        let hashes: Vec<String> = (0..racers).map(|i| format!("{ext}-hash-{i}")).collect();
+        store.enable_method(u.id, &totp_method(t0()), &hashes, &audit("2fa_enabled")).await.unwrap();
+        sign_in_flow(&*store, &u, ext, t0()).await;
+        let outcomes = race(&store, hashes.iter().map(|h| (ext.to_owned(), u.id, recovery(&u, h))).collect()).await;
+        let left = racers - 1;
+        assert_eq!(count(&outcomes, FlowCompletion::Completed { recovery_codes_left: Some(left) }), 1, "{outcomes:?}");
+        assert_eq!(count(&outcomes, FlowCompletion::FlowGone), racers as usize - 1, "{outcomes:?}");
+        assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), left, "only the winner's code is spent");
+        assert_eq!(recovery_events(&*store, &c, &u).await, vec![format!("{left} left")], "only the winner's use is audited");
+    }
+}
+
+/// Different authenticator steps on one flow: one completes it, and the last spent step is the
+/// winner's, not a loser's later one. Three rounds, twenty racers each.
+async fn totp_steps_racing_on_one_flow_spend_only_the_winners(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    store.enable_method(u.id, &totp_method(t0()), &[], &audit("2fa_enabled")).await.unwrap();
+    for round in 0..3 {
+        let flow = format!("flow-{round}");
+        sign_in_flow(&*store, &u, &flow, t0()).await;
+        let steps: Vec<i64> = (0..20).map(|i| 1000 + 100 * round + i).collect();
+        let outcomes = race(&store, steps.iter().map(|s| (flow.clone(), u.id, FactorSpend::TotpStep(*s))).collect()).await;
+        let won: Vec<i64> = steps.iter().zip(&outcomes).filter(|(_, o)| matches!(o, FlowCompletion::Completed { .. })).map(|(s, _)| *s).collect();
+        assert_eq!(won.len(), 1, "{outcomes:?}");
+        let last = store.methods_of_user(u.id).await.unwrap()[0].totp_last_step;
+        assert_eq!(last, Some(won[0]), "the losers' steps were not spent");
+    }
+}
+
+/// A texted and an emailed sign-in code on one flow: one completes it; the other code stays live.
+async fn an_sms_and_an_email_code_racing_on_one_flow_spend_one(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    for purpose in ["sign_in_sms", "sign_in_email"] {
+        let code = StoredCode { code_hash: format!("{purpose}-hash"), target: None, created_at: t0(), expires_at: t0() + Duration::minutes(10), used_at: None };
+        store.issue_code(u.id, purpose, &code).await.unwrap();
+    }
+    sign_in_flow(&*store, &u, "f1", t0()).await;
+    let purposes = ["sign_in_sms", "sign_in_email"];
+    let spend = |p: &str| FactorSpend::Code { purpose: p.into(), hash: format!("{p}-hash") };
+    let outcomes = race(&store, purposes.iter().map(|p| ("f1".to_owned(), u.id, spend(p))).collect()).await;
+    assert_eq!(count(&outcomes, FlowCompletion::Completed { recovery_codes_left: None }), 1, "{outcomes:?}");
+    let loser = purposes[outcomes.iter().position(|o| *o == FlowCompletion::FlowGone).expect("one lost the flow")];
+    assert!(store.code(u.id, loser).await.unwrap().unwrap().used_at.is_none(), "the losing code is unused");
+    assert!(store.consume_code(u.id, loser, &format!("{loser}-hash"), t0()).await.unwrap());
 }
 
 async fn send_counts_are_atomic(store: Arc<dyn Store>) {
@@ -587,6 +693,32 @@ async fn a_waiting_sso_identity_finishes_once(store: Arc<dyn Store>) {
     assert!(store.finish_pending_sso("pending-hash", "browser-a", t0()).await.unwrap());
     assert!(!store.finish_pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), "once");
     assert_eq!(store.pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), None);
+}
+
+/// Tied to a live flow in time, the identity is taken when the flow completes, even after its
+/// own ten minutes: the flow bounds it from then on.
+async fn a_waiting_sso_identity_tied_to_a_flow_is_taken_once_while_the_flow_lives(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    let pending = |id: &str| PendingSso {
+        id_hash: id.into(),
+        provider: "google".into(),
+        subject: "sub".into(),
+        email: None,
+        trusted_email: None,
+        browser_hash: "browser-a".into(),
+        created_at: t0(),
+        expires_at: t0() + Duration::minutes(10),
+    };
+    store.create_pending_sso(&pending("tied")).await.unwrap();
+    store.create_pending_sso(&pending("late")).await.unwrap();
+    assert!(store.attach_pending_sso_to_flow("tied", "browser-a", "flow-1", u.id, t0() + Duration::minutes(6)).await.unwrap());
+    assert!(!store.attach_pending_sso_to_flow("late", "browser-a", "flow-2", u.id, t0() + Duration::minutes(10)).await.unwrap(), "too late to tie");
+    let after = t0() + Duration::minutes(12);
+    assert_eq!(store.take_pending_sso_of_flow("flow-2", u.id, after).await.unwrap(), None);
+    assert_eq!(store.take_pending_sso_of_flow("flow-1", u.id + 1, after).await.unwrap(), None, "another user's");
+    assert_eq!(store.take_pending_sso_of_flow("flow-1", u.id, after).await.unwrap(), Some(pending("tied")), "the flow, not its own expiry, bounds it");
+    assert_eq!(store.take_pending_sso_of_flow("flow-1", u.id, after).await.unwrap(), None, "once");
 }
 
 fn confirmation_link(at: OffsetDateTime) -> (Token, NewLink) {

@@ -171,24 +171,29 @@ impl Latchkey {
     /// over. A wrong code counts against the account's second-factor lock; a typo (not six
     /// digits), an expired or a used code say so without counting.
     pub(super) async fn accept_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<Channel, ApiError> {
+        let stored = self.check_code(user, purpose, presented, ctx).await?;
+        // The single use: of two requests racing with the same code, one row update wins.
+        if !self.store.consume_code(user.id, purpose.as_str(), &stored.code_hash, self.now()).await? {
+            return Err(ApiError::from_flow(StatusCode::UNAUTHORIZED, &CodeError::Used));
+        }
+        stored.target.as_deref().and_then(Channel::from_target).ok_or_else(ApiError::internal)
+    }
+
+    /// Checks a presented code for `purpose` without spending it: the live code it matches, or
+    /// the refusal `accept_code` describes.
+    pub(super) async fn check_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<StoredCode, ApiError> {
         self.ensure_not_locked(user).await?;
-        let now = self.now();
         let stored = self.store.code(user.id, purpose.as_str()).await?;
         let Some(stored) = stored else {
             // Nothing was sent: still a guess to count, or a script could probe for free.
             return Err(self.wrong_code(user, "There is no code to check: send a code first.", ctx).await);
         };
         let hash = TokenHash::from_stored(stored.code_hash.clone());
-        match one_time_code::check(&hash, stored.expires_at, stored.used_at.is_some(), presented, now) {
-            Ok(()) => {}
-            Err(CodeError::Malformed) => return Err(ApiError::field("code", CodeError::Malformed.message())),
-            Err(CodeError::Wrong) => return Err(self.wrong_code(user, &CodeError::Wrong.message(), ctx).await),
-            Err(e) => return Err(ApiError::from_flow(StatusCode::UNAUTHORIZED, &e)),
+        match one_time_code::check(&hash, stored.expires_at, stored.used_at.is_some(), presented, self.now()) {
+            Ok(()) => Ok(stored),
+            Err(CodeError::Malformed) => Err(ApiError::field("code", CodeError::Malformed.message())),
+            Err(CodeError::Wrong) => Err(self.wrong_code(user, &CodeError::Wrong.message(), ctx).await),
+            Err(e) => Err(ApiError::from_flow(StatusCode::UNAUTHORIZED, &e)),
         }
-        // The single use: of two requests racing with the same code, one row update wins.
-        if !self.store.consume_code(user.id, purpose.as_str(), hash.as_str(), now).await? {
-            return Err(ApiError::from_flow(StatusCode::UNAUTHORIZED, &CodeError::Used));
-        }
-        stored.target.as_deref().and_then(Channel::from_target).ok_or_else(ApiError::internal)
     }
 }

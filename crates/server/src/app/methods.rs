@@ -9,10 +9,10 @@ use latchkey_core::two_factor::one_time_code::{self, CodeError};
 use latchkey_core::two_factor::recovery::RecoveryCodes;
 use latchkey_core::two_factor::{Method, TwoFactorMode, E164};
 use latchkey_core::secret::TokenHash;
-use latchkey_store::{StoredMethod, User};
+use latchkey_store::{FactorSpend, StoredMethod, User};
 
 use super::codes::{Channel, CodePurpose};
-use super::two_factor::{flow_expired, method_label, TotpCheck};
+use super::two_factor::{flow_expired, method_label};
 use super::{Actor, Latchkey, RequestContext};
 use crate::error::ApiError;
 use crate::mail::templates;
@@ -135,10 +135,11 @@ impl Latchkey {
         }
     }
 
-    /// The code for the sign-in step, for SMS or email.
-    pub(super) async fn check_sign_in_code(&self, user: &User, method: Method, code: &str, ctx: &RequestContext) -> Result<(), ApiError> {
+    /// The code for the sign-in step, for SMS or email: checked here, spent with the flow.
+    pub(super) async fn sign_in_code_to_spend(&self, user: &User, method: Method, code: &str, ctx: &RequestContext) -> Result<FactorSpend, ApiError> {
         let purpose = if method == Method::Sms { CodePurpose::SignInSms } else { CodePurpose::SignInEmail };
-        self.accept_code(user, purpose, code, ctx).await.map(|_| ())
+        let stored = self.check_code(user, purpose, code, ctx).await?;
+        Ok(FactorSpend::Code { purpose: purpose.as_str().to_owned(), hash: stored.code_hash })
     }
 
     /// C6 point 7: a verification code for changes to 2FA. It goes to the designated email, or
@@ -174,7 +175,7 @@ impl Latchkey {
                 return Ok(());
             }
         }
-        if removing != Some(Method::Totp) && matches!(self.spend_totp(user, &code).await?, TotpCheck::Accepted) {
+        if removing != Some(Method::Totp) && self.spend_totp(user, &code).await? {
             return Ok(());
         }
         Err(self.wrong_code(user, &CodeError::Wrong.message(), ctx).await)

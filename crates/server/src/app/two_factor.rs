@@ -3,7 +3,9 @@
 //!
 //! Every acceptance is one atomic statement in the store (a TOTP step only moves forward, a
 //! recovery code is marked used once, a sign-in flow completes once), and every wrong code counts
-//! against one per-account lock shared by all flows of that account.
+//! against one per-account lock shared by all flows of that account. The code is checked here;
+//! spending it and completing the flow are one transaction in the store, so a request that loses
+//! the flow to another keeps its code unspent.
 
 use axum::http::StatusCode;
 use latchkey_core::flows::sign_in::{requirement, CompanyTwoFactor, SecondFactorRequirement};
@@ -11,11 +13,12 @@ use latchkey_core::flows::UserFacing;
 use latchkey_core::secret::{Token, TokenHash};
 use latchkey_core::seal::Sealed;
 use latchkey_core::throttle::{account_key, retry_after};
+use latchkey_core::two_factor::one_time_code::CodeError;
 use latchkey_core::two_factor::recovery::{self, RecoveryCodes};
 use latchkey_core::two_factor::totp::{self, TotpSecret};
 use latchkey_core::two_factor::{qr, Method, TwoFactorMode};
 use latchkey_core::LoginName;
-use latchkey_store::{SignInFlow, StoredMethod, TwoFactorPolicy, User};
+use latchkey_store::{FactorSpend, FlowCompletion, SignInFlow, StoredMethod, TwoFactorPolicy, User};
 
 use super::auth::SignedIn;
 use super::{Actor, Latchkey, RequestContext};
@@ -29,13 +32,12 @@ pub struct TotpEnrollment {
     pub qr_svg: String,
 }
 
-/// What the authenticator app's code did.
-pub(super) enum TotpCheck {
+/// What the authenticator app's code is, before anything is spent.
+enum TotpCheck {
     NotSetUp,
-    Accepted,
+    /// Right, for this step; later than the last spent one when it was read.
+    Right(i64),
     Refused(totp::TotpError),
-    /// Right, but its step (or a later one) was spent already.
-    AlreadyUsed,
 }
 
 pub struct SecondFactorChallenge {
@@ -254,8 +256,8 @@ impl Latchkey {
         }
     }
 
-    /// The second-factor step: a TOTP code or a recovery code on a live flow. Success starts the
-    /// session; `recovery_codes_left` is returned when a recovery code was used.
+    /// The second-factor step: a TOTP, SMS or email code, or a recovery code, on a live flow.
+    /// Success starts the session; `recovery_codes_left` is returned when a recovery code was used.
     pub async fn verify_second_factor(
         &self,
         flow_token: &str,
@@ -264,24 +266,16 @@ impl Latchkey {
         ctx: &RequestContext,
     ) -> Result<(SignedIn, Option<i64>), ApiError> {
         let (flow_hash, user) = self.live_flow(flow_token).await?;
-        let now = self.now();
         self.ensure_not_locked(&user).await?;
-        let mut recovery_left = None;
-        if method == "recovery_code" {
-            recovery_left = Some(self.use_recovery_code(&user, code, ctx).await?);
-        } else {
-            let method = Method::parse(method).ok_or_else(|| ApiError::field("method", "The method is totp, sms, email or recovery_code."))?;
-            // Only what the user set up and the company still allows.
-            if !self.flow_methods(&user).await?.contains(&method) {
-                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "This method is not enabled for your account."));
-            }
-            match method {
-                Method::Totp => self.check_totp(&user, code, ctx).await?,
-                Method::Sms | Method::Email => self.check_sign_in_code(&user, method, code, ctx).await?,
-            }
-        }
-        if !self.store.complete_sign_in_flow(flow_hash.as_str(), now).await? {
-            return Err(flow_expired());
+        let factor = self.factor_to_spend(&user, method, code, ctx).await?;
+        let recovery_left = match self.store.complete_sign_in_flow(flow_hash.as_str(), user.id, &factor, self.now()).await? {
+            FlowCompletion::Completed { recovery_codes_left } => recovery_codes_left,
+            // Another request completed it since `live_flow`: this one's code stays unspent.
+            FlowCompletion::FlowGone => return Err(flow_expired()),
+            FlowCompletion::FactorSpent => return Err(self.spent_factor(&user, &factor, ctx).await),
+        };
+        if let Some(left) = recovery_left {
+            self.tell_recovery_code_used(&user, left).await;
         }
         self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
         // A single sign-on identity waiting for this sign-in to prove the account is linked now.
@@ -290,21 +284,50 @@ impl Latchkey {
         Ok((SignedIn { token, user }, recovery_left))
     }
 
-    async fn check_totp(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<(), ApiError> {
-        match self.spend_totp(user, code).await? {
-            TotpCheck::Accepted => Ok(()),
+    /// Checks the presented code and says what completing the flow would spend; a wrong code is
+    /// refused (and counted) here, before anything is written.
+    async fn factor_to_spend(&self, user: &User, method: &str, code: &str, ctx: &RequestContext) -> Result<FactorSpend, ApiError> {
+        if method == "recovery_code" {
+            let Ok(normalized) = recovery::normalize(code) else {
+                return Err(self.wrong_code(user, "That recovery code is not right.", ctx).await);
+            };
+            let audit = self.audit("recovery_code_used", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+            return Ok(FactorSpend::RecoveryCode { hash: normalized.hash().as_str().to_owned(), audit });
+        }
+        let method = Method::parse(method).ok_or_else(|| ApiError::field("method", "The method is totp, sms, email or recovery_code."))?;
+        // Only what the user set up and the company still allows.
+        if !self.flow_methods(user).await?.contains(&method) {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "This method is not enabled for your account."));
+        }
+        match method {
+            Method::Totp => Ok(FactorSpend::TotpStep(self.right_totp_step(user, code, ctx).await?)),
+            Method::Sms | Method::Email => self.sign_in_code_to_spend(user, method, code, ctx).await,
+        }
+    }
+
+    /// The refusal for a right-looking factor the store found spent (by a racing request, or a
+    /// recovery code that never was one of the user's).
+    async fn spent_factor(&self, user: &User, factor: &FactorSpend, ctx: &RequestContext) -> ApiError {
+        match factor {
+            FactorSpend::RecoveryCode { .. } => self.wrong_code(user, "That recovery code is not right or was already used.", ctx).await,
+            FactorSpend::TotpStep(_) => self.wrong_code(user, "This code was already used. Wait for the next code.", ctx).await,
+            FactorSpend::Code { .. } => ApiError::from_flow(StatusCode::UNAUTHORIZED, &CodeError::Used),
+        }
+    }
+
+    async fn right_totp_step(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<i64, ApiError> {
+        match self.check_totp_code(user, code).await? {
+            TotpCheck::Right(step) => Ok(step),
             TotpCheck::NotSetUp => {
                 Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "The authenticator app is not set up for your account."))
             }
             TotpCheck::Refused(totp::TotpError::Malformed) => Err(ApiError::field("code", "Enter the 6-digit code from your authenticator app.")),
             TotpCheck::Refused(e) => Err(self.wrong_code(user, &e.message(), ctx).await),
-            TotpCheck::AlreadyUsed => Err(self.wrong_code(user, "This code was already used. Wait for the next code.", ctx).await),
         }
     }
 
-    /// Checks `code` against the user's authenticator app and, when right, spends its step. Counts
-    /// nothing: the caller decides what a refusal means.
-    pub(super) async fn spend_totp(&self, user: &User, code: &str) -> Result<TotpCheck, ApiError> {
+    /// Checks `code` against the user's authenticator app, spending nothing.
+    async fn check_totp_code(&self, user: &User, code: &str) -> Result<TotpCheck, ApiError> {
         let methods = self.store.methods_of_user(user.id).await?;
         let Some(stored) = methods.iter().find(|m| m.method == Method::Totp.as_str()) else {
             return Ok(TotpCheck::NotSetUp);
@@ -313,34 +336,31 @@ impl Latchkey {
             return Err(ApiError::internal());
         };
         let secret = self.open_totp(user.id, blob, key_id)?;
-        let step = match totp::verify(&secret, code, self.now(), stored.totp_last_step) {
-            Ok(step) => step,
-            Err(e) => return Ok(TotpCheck::Refused(e)),
-        };
-        // The atomic check-and-advance: of two nodes racing with the same code, one wins.
-        Ok(if self.store.advance_totp_step(user.id, step).await? { TotpCheck::Accepted } else { TotpCheck::AlreadyUsed })
+        Ok(match totp::verify(&secret, code, self.now(), stored.totp_last_step) {
+            Ok(step) => TotpCheck::Right(step),
+            Err(e) => TotpCheck::Refused(e),
+        })
     }
 
-    async fn use_recovery_code(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<i64, ApiError> {
-        let normalized = match recovery::normalize(code) {
-            Ok(c) => c,
-            Err(_) => return Err(self.wrong_code(user, "That recovery code is not right.", ctx).await),
+    /// Whether `code` is right for the user's authenticator app, spending its step when it is.
+    /// Counts nothing: the caller decides what a refusal means.
+    pub(super) async fn spend_totp(&self, user: &User, code: &str) -> Result<bool, ApiError> {
+        let TotpCheck::Right(step) = self.check_totp_code(user, code).await? else {
+            return Ok(false);
         };
-        let audit = self.audit("recovery_code_used", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
-        match self.store.consume_recovery_code(user.id, normalized.hash().as_str(), self.now(), &audit).await? {
-            Some(left) => {
-                self.send(templates::security_notice(
-                    &user.designated_email,
-                    &user.company_name,
-                    &user.login_name,
-                    "A recovery code was used",
-                    &format!("A recovery code was used to sign in ({left} left)"),
-                ))
-                .await;
-                Ok(left)
-            }
-            None => Err(self.wrong_code(user, "That recovery code is not right or was already used.", ctx).await),
-        }
+        // The atomic check-and-advance: of two nodes racing with the same code, one wins.
+        Ok(self.store.advance_totp_step(user.id, step).await?)
+    }
+
+    async fn tell_recovery_code_used(&self, user: &User, left: i64) {
+        self.send(templates::security_notice(
+            &user.designated_email,
+            &user.company_name,
+            &user.login_name,
+            "A recovery code was used",
+            &format!("A recovery code was used to sign in ({left} left)"),
+        ))
+        .await;
     }
 }
 
