@@ -291,7 +291,7 @@ async fn p3_flood(node: &Node, users: &[String], capacity: f64, opts: &Options) 
         "p99 under flood ≤ 3 × idle p99, zero 5xx",
         flood99 <= 3.0 * idle99 && me_5xx == 0 && during.failures == 0,
     );
-    let busy_fast = percentile_ms(&flood.busy_latencies_us, 99.0);
+    let busy_fast = load::percentile_ms(&flood.busy_latencies_us, 99.0);
     let excess = Row::new(
         "P3",
         format!("sign-in flood at {rate:.0}/s (2 × capacity) for {:.0} s", period.as_secs_f64()),
@@ -309,10 +309,6 @@ async fn p3_flood(node: &Node, users: &[String], capacity: f64, opts: &Options) 
     );
     let memory = Row::new("P3", "peak resident memory (whole run so far)", format!("{:.1} MB", peak_kib as f64 / 1024.0), "< 200 MB", peak_kib < 200 * 1024);
     Ok(vec![latency, excess, memory])
-}
-
-fn percentile_ms(samples: &[u64], p: f64) -> f64 {
-    load::percentile_ms(samples, p)
 }
 
 /// P4: from spawning the process to the first `/readyz` 200 on a fresh data dir (migrations
