@@ -7,6 +7,7 @@
 
 mod audit;
 mod emails;
+mod overview;
 mod records;
 mod sql;
 mod sso;
@@ -16,6 +17,7 @@ mod users;
 
 pub use audit::*;
 pub use emails::*;
+pub use overview::*;
 pub use records::*;
 pub use sql::{PoolSettings, SqlStore};
 pub use sso::*;
@@ -58,7 +60,7 @@ pub enum ConsumeError {
 }
 
 #[async_trait]
-pub trait Store: TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + UserListStore + AuditStore + Send + Sync + 'static {
+pub trait Store: AccountStore + TwoFactorStore + SsoStore + EmailStore + ApiTokenStore + UserListStore + AuditStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;

@@ -27,7 +27,7 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-const USER_COLUMNS: &str = "u.id, u.company_id, c.name AS company_name, c.domain AS company_domain, \
+pub(crate) const USER_COLUMNS: &str = "u.id, u.company_id, c.name AS company_name, c.domain AS company_domain, \
     c.password_min_length, u.extension, u.login_name, u.designated_email, u.designated_email_verified_at, \
     u.role, u.state, u.password_hash, u.pin_hash, u.created_at, u.activated_at, u.last_sign_in_at";
 
@@ -546,27 +546,7 @@ impl Store for SqlStore {
 
     async fn create_session(&self, s: &NewSession, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, handle, user_id, created_at, last_seen_at, client_ip, user_agent, kind) \
-             VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
-        )
-        .bind(s.token_hash.as_str())
-        .bind(s.handle.as_str())
-        .bind(s.user_id)
-        .bind(ts(s.created_at))
-        .bind(s.client_ip.as_deref())
-        .bind(s.user_agent.as_deref())
-        .bind(if s.restricted { "restricted" } else { "full" })
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        sqlx::query("UPDATE users SET last_sign_in_at = $1 WHERE id = $2")
-            .bind(ts(s.created_at))
-            .bind(s.user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        insert_audit(&mut *tx, audit).await?;
+        insert_session(&mut tx, s, audit).await?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -750,4 +730,30 @@ impl Store for SqlStore {
             .map_err(map_err)?;
         Ok(r.rows_affected() == 1)
     }
+}
+
+/// A new session, the account's last sign-in time and the sign-in's audit entry, inside the
+/// caller's transaction.
+pub(crate) async fn insert_session(conn: &mut sqlx::AnyConnection, s: &NewSession, audit: &AuditEntry) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id_hash, handle, user_id, created_at, last_seen_at, client_ip, user_agent, kind) \
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+    )
+    .bind(s.token_hash.as_str())
+    .bind(s.handle.as_str())
+    .bind(s.user_id)
+    .bind(ts(s.created_at))
+    .bind(s.client_ip.as_deref())
+    .bind(s.user_agent.as_deref())
+    .bind(if s.restricted { "restricted" } else { "full" })
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    sqlx::query("UPDATE users SET last_sign_in_at = $1 WHERE id = $2")
+        .bind(ts(s.created_at))
+        .bind(s.user_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    insert_audit(&mut *conn, audit).await
 }

@@ -10,8 +10,8 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::records::AuditEntry;
-use crate::sql::{get, insert_audit, map_err, opt_time, to_time, ts, SqlStore};
+use crate::records::{AuditEntry, NewSession};
+use crate::sql::{get, insert_audit, insert_session, map_err, opt_time, to_time, ts, SqlStore};
 use crate::StoreResult;
 
 /// The company's security rules (C6, and C3's tightening). `enabled` is the operator's pilot
@@ -76,6 +76,15 @@ pub enum FactorSpend {
     Code { purpose: String, hash: String },
 }
 
+/// What a sign-in completed by its second factor writes beside the flow and the factor.
+#[derive(Debug, Clone)]
+pub struct SignInStart {
+    /// The throttle key of the account's wrong codes, cleared by a right one.
+    pub wrong_code_key: String,
+    pub session: NewSession,
+    pub audit: AuditEntry,
+}
+
 /// How completing a sign-in flow with a second factor ended. Unless `Completed`, nothing was
 /// written: neither the flow nor the factor changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +135,10 @@ pub trait TwoFactorStore: Send + Sync {
     /// Completes a live flow of `user_id` once and spends `factor` — one transaction, both or
     /// neither: two requests racing on one flow with two right codes spend one code.
     async fn complete_sign_in_flow(&self, id_hash: &str, user_id: i64, factor: &FactorSpend, now: OffsetDateTime) -> StoreResult<FlowCompletion>;
+    /// [`complete_sign_in_flow`](Self::complete_sign_in_flow), and in the same transaction what a
+    /// completed sign-in writes: the wrong-code count cleared, the session, its audit entry. A
+    /// crash cannot leave a spent code without its session, and SQLite takes its write lock once.
+    async fn complete_sign_in(&self, id_hash: &str, user_id: i64, factor: &FactorSpend, then: &SignInStart) -> StoreResult<FlowCompletion>;
 
     /// Counts one send against `key` in the window starting at `window_start`; returns the count
     /// including this one. Used for the SMS and email send limits.
@@ -134,7 +147,7 @@ pub trait TwoFactorStore: Send + Sync {
 
 const CODES_LEFT: &str = "SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL";
 
-fn split_methods(csv: &str) -> Vec<String> {
+pub(crate) fn split_methods(csv: &str) -> Vec<String> {
     csv.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect()
 }
 
@@ -487,6 +500,29 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn complete_sign_in_flow(&self, id_hash: &str, user_id: i64, factor: &FactorSpend, now: OffsetDateTime) -> StoreResult<FlowCompletion> {
+        self.complete_flow(id_hash, user_id, factor, now, None).await
+    }
+
+    async fn complete_sign_in(&self, id_hash: &str, user_id: i64, factor: &FactorSpend, then: &SignInStart) -> StoreResult<FlowCompletion> {
+        self.complete_flow(id_hash, user_id, factor, then.session.created_at, Some(then)).await
+    }
+
+    async fn count_send(&self, key: &str, window_start: OffsetDateTime) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO send_counters (key, window_start, sent) VALUES ($1, $2, 1) \
+             ON CONFLICT (key, window_start) DO UPDATE SET sent = send_counters.sent + 1 RETURNING sent",
+        )
+        .bind(key)
+        .bind(ts(window_start))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        get(&row, "sent")
+    }
+}
+
+impl SqlStore {
+    async fn complete_flow(&self, id_hash: &str, user_id: i64, factor: &FactorSpend, now: OffsetDateTime, then: Option<&SignInStart>) -> StoreResult<FlowCompletion> {
         let mut tx = self.begin().await?;
         // The flow first: a request that loses it waits on the flow's row, finds it completed and
         // never touches its factor; one that loses the factor rolls its completion back. Every
@@ -505,22 +541,14 @@ impl TwoFactorStore for SqlStore {
         }
         let outcome = spend_factor(&mut tx, user_id, factor, now).await?;
         // Dropping the transaction uncommitted rolls the flow's completion back.
-        if matches!(outcome, FlowCompletion::Completed { .. }) {
-            tx.commit().await.map_err(map_err)?;
+        if !matches!(outcome, FlowCompletion::Completed { .. }) {
+            return Ok(outcome);
         }
+        if let Some(then) = then {
+            sqlx::query("DELETE FROM throttle WHERE key = $1").bind(then.wrong_code_key.as_str()).execute(&mut *tx).await.map_err(map_err)?;
+            insert_session(&mut tx, &then.session, &then.audit).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
         Ok(outcome)
-    }
-
-    async fn count_send(&self, key: &str, window_start: OffsetDateTime) -> StoreResult<i64> {
-        let row = sqlx::query(
-            "INSERT INTO send_counters (key, window_start, sent) VALUES ($1, $2, 1) \
-             ON CONFLICT (key, window_start) DO UPDATE SET sent = send_counters.sent + 1 RETURNING sent",
-        )
-        .bind(key)
-        .bind(ts(window_start))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
-        get(&row, "sent")
     }
 }

@@ -102,6 +102,9 @@ conformance!(
     each_audit_filter_narrows_the_log_of_one_company,
     audit_pages_hold_every_event_once,
     the_audit_purge_removes_only_older_events,
+    the_account_overview_reads_what_each_part_reads,
+    a_session_is_read_with_its_account,
+    a_completed_sign_in_writes_its_session_with_the_flow,
 );
 
 conformance!(raw: audit_events_cannot_be_rewritten);
@@ -1127,4 +1130,275 @@ async fn audit_events_cannot_be_rewritten(store: Arc<dyn Store>, url: &str) {
     }
     let event = &store.query_audit(&AuditQuery::of_company(c.id, 1)).await.unwrap()[0].record;
     assert_eq!((event.kind.as_str(), event.created_at), ("sign_in_failed", t0()), "the event is as it was written");
+}
+
+fn new_session(user: &User, token: &Token, at: OffsetDateTime) -> NewSession {
+    NewSession {
+        token_hash: token.hash(),
+        handle: random_handle(),
+        user_id: user.id,
+        restricted: false,
+        created_at: at,
+        client_ip: Some("192.0.2.7".into()),
+        user_agent: Some("test".into()),
+    }
+}
+
+/// The one-statement overview must say exactly what the separate reads say, on both stores.
+async fn the_account_overview_reads_what_each_part_reads(store: Arc<dyn Store>) {
+    let c = sso_company(&*store, "a.com", &["google", "microsoft"]).await;
+    let u = active_user(&*store, &c, "101").await;
+    let bare = store.account_overview(u.id).await.unwrap();
+    assert!(
+        bare.additional_emails.is_empty() && bare.methods.is_empty() && bare.sso_links.is_empty()
+    );
+    assert_eq!((bare.recovery_codes_left, bare.preferred_method), (0, None));
+
+    let token = add_email(&*store, &u, "zed@example.com").await;
+    add_email(&*store, &u, "Amy@example.com").await;
+    store
+        .confirm_additional_email(&token.hash(), t0(), &audit("additional_email_verified"))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .enable_method(u.id, &totp_method(t0()), &codes("r"), &audit("2fa_enabled"))
+        .await
+        .unwrap();
+    let sms = StoredMethod {
+        method: "sms".into(),
+        detail: Some("+447700900123".into()),
+        totp_sealed: None,
+        totp_key_id: None,
+        totp_last_step: None,
+        enabled_at: t0() - Duration::days(1),
+    };
+    store
+        .enable_method(u.id, &sms, &[], &audit("2fa_enabled"))
+        .await
+        .unwrap();
+    sign_in_flow(&*store, &u, "f1", t0()).await;
+    store
+        .complete_sign_in_flow("f1", u.id, &recovery(&u, "r-hash-3"), t0())
+        .await
+        .unwrap();
+    store.set_preferred_method(u.id, Some("sms")).await.unwrap();
+    for (provider, subject) in [("microsoft", "m-1"), ("google", "g-1")] {
+        store
+            .add_sso_link(
+                u.id,
+                provider,
+                subject,
+                Some("u@a.com"),
+                t0(),
+                &audit("sso_linked"),
+            )
+            .await
+            .unwrap();
+    }
+    // Another account's things are not this one's.
+    let other = active_user(&*store, &c, "102").await;
+    add_email(&*store, &other, "other@example.com").await;
+    store
+        .enable_method(
+            other.id,
+            &totp_method(t0()),
+            &codes("o"),
+            &audit("2fa_enabled"),
+        )
+        .await
+        .unwrap();
+
+    let o = store.account_overview(u.id).await.unwrap();
+    assert_eq!(
+        o.additional_emails,
+        store.additional_emails(u.id).await.unwrap()
+    );
+    assert_eq!(
+        o.additional_emails
+            .iter()
+            .map(|e| (e.email.as_str(), e.verified_at.is_some()))
+            .collect::<Vec<_>>(),
+        [("Amy@example.com", false), ("zed@example.com", true)]
+    );
+    let methods: Vec<MethodSummary> = store
+        .methods_of_user(u.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| MethodSummary {
+            method: m.method,
+            detail: m.detail,
+            enabled_at: m.enabled_at,
+        })
+        .collect();
+    assert_eq!(o.methods, methods);
+    assert_eq!(
+        o.methods
+            .iter()
+            .map(|m| m.method.as_str())
+            .collect::<Vec<_>>(),
+        ["sms", "totp"],
+        "in the order they were enabled"
+    );
+    assert_eq!(
+        o.recovery_codes_left,
+        store.recovery_codes_left(u.id).await.unwrap()
+    );
+    assert_eq!(o.recovery_codes_left, 9);
+    assert_eq!(
+        o.company_two_factor,
+        store.two_factor_policy(c.id).await.unwrap()
+    );
+    assert_eq!(o.preferred_method.as_deref(), Some("sms"));
+    assert_eq!(o.sso_links, store.sso_links_of_user(u.id).await.unwrap());
+    assert_eq!(o.sso_links.len(), 2);
+    assert!(matches!(
+        store.account_overview(other.id + 1000).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn a_session_is_read_with_its_account(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    let token = Token::generate();
+    store
+        .create_session(&new_session(&u, &token, t0()), &audit("sign_in"))
+        .await
+        .unwrap();
+    let (session, user) = store
+        .session_with_user(&token.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        session,
+        store
+            .session_by_token(&token.hash())
+            .await
+            .unwrap()
+            .unwrap()
+    );
+    assert_eq!(user.id, u.id);
+    assert_eq!(
+        (user.company_domain.as_str(), user.state),
+        ("organization.com", UserState::Active)
+    );
+    assert!(store
+        .session_with_user(&Token::generate().hash())
+        .await
+        .unwrap()
+        .is_none());
+    // Disabling an account ends its sessions.
+    store
+        .set_user_state(u.id, UserState::Disabled, &audit("user_disabled"))
+        .await
+        .unwrap();
+    assert!(store
+        .session_with_user(&token.hash())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// The right code, the flow, the wrong-code count, the session and its audit entry: all or none.
+async fn a_completed_sign_in_writes_its_session_with_the_flow(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    store
+        .enable_method(u.id, &totp_method(t0()), &[], &audit("2fa_enabled"))
+        .await
+        .unwrap();
+    let p = ThrottlePolicy {
+        max_failures: 5,
+        window: Duration::minutes(15),
+        lockout: Duration::minutes(10),
+    };
+    let key = format!("second_factor:user:{}", u.id);
+    store.throttle_fail(&key, &p, t0()).await.unwrap();
+    sign_in_flow(&*store, &u, "f1", t0()).await;
+    sign_in_flow(&*store, &u, "f2", t0()).await;
+    let start = |token: &Token| SignInStart {
+        wrong_code_key: key.clone(),
+        session: new_session(&u, token, t0()),
+        audit: AuditEntry {
+            company_id: Some(c.id),
+            target_user_id: Some(u.id),
+            ..audit("sign_in")
+        },
+    };
+    let signed_in_events = |store: Arc<dyn Store>| async move {
+        store
+            .audit_of_company(c.id, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "sign_in")
+            .count()
+    };
+
+    let first = Token::generate();
+    let done = store
+        .complete_sign_in("f1", u.id, &FactorSpend::TotpStep(1000), &start(&first))
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        FlowCompletion::Completed {
+            recovery_codes_left: None
+        }
+    );
+    assert!(store
+        .session_by_token(&first.hash())
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(signed_in_events(store.clone()).await, 1);
+    assert!(store
+        .user_by_id(u.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_sign_in_at
+        .is_some());
+    // The wrong code counted before is forgotten: four more do not lock.
+    for _ in 0..4 {
+        assert_eq!(store.throttle_fail(&key, &p, t0()).await.unwrap(), None);
+    }
+
+    // A spent step on the second flow: no session, no audit, the flow still open.
+    let second = Token::generate();
+    let spent = store
+        .complete_sign_in("f2", u.id, &FactorSpend::TotpStep(1000), &start(&second))
+        .await
+        .unwrap();
+    assert_eq!(spent, FlowCompletion::FactorSpent);
+    assert!(store
+        .session_by_token(&second.hash())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(signed_in_events(store.clone()).await, 1);
+    assert!(store
+        .sign_in_flow("f2")
+        .await
+        .unwrap()
+        .unwrap()
+        .completed_at
+        .is_none());
+    // And a completed flow writes nothing either.
+    let third = Token::generate();
+    assert_eq!(
+        store
+            .complete_sign_in("f1", u.id, &FactorSpend::TotpStep(1001), &start(&third))
+            .await
+            .unwrap(),
+        FlowCompletion::FlowGone
+    );
+    assert!(store
+        .session_by_token(&third.hash())
+        .await
+        .unwrap()
+        .is_none());
 }

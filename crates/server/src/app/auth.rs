@@ -10,7 +10,7 @@ use latchkey_core::flows::UserFacing;
 use latchkey_core::secret::{random_handle, Token, TokenHash};
 use latchkey_core::throttle::{client_key, retry_after};
 use latchkey_core::{LoginName, UserState};
-use latchkey_store::{NewSession, Session, User};
+use latchkey_store::{AuditEntry, NewSession, Session, User};
 
 use super::{Actor, Latchkey, RequestContext};
 use crate::error::ApiError;
@@ -126,6 +126,13 @@ impl Latchkey {
     /// A `restricted` session reaches only two-factor enrolment. The audit event says `how` the
     /// user signed in: an office manager reading the log tells a password from SSO or a code.
     pub(super) async fn start_session(&self, user: &User, restricted: bool, how: &str, ctx: &RequestContext) -> Result<Token, ApiError> {
+        let (token, session, audit) = self.new_session(user, restricted, how, ctx);
+        self.store.create_session(&session, &audit).await?;
+        Ok(token)
+    }
+
+    /// A session to store for `user`, the cookie's token for it, and its `sign_in` audit entry.
+    pub(super) fn new_session(&self, user: &User, restricted: bool, how: &str, ctx: &RequestContext) -> (Token, NewSession, AuditEntry) {
         let token = Token::generate();
         let session = NewSession {
             token_hash: token.hash(),
@@ -138,8 +145,7 @@ impl Latchkey {
         };
         let mut audit = self.audit("sign_in", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = if restricted { format!("{how}; two-factor set-up required") } else { how.to_owned() };
-        self.store.create_session(&session, &audit).await?;
-        Ok(token)
+        (token, session, audit)
     }
 
     /// The live session a cookie names, with its active account; expired sessions are removed.
@@ -148,16 +154,13 @@ impl Latchkey {
             return Ok(None);
         }
         let hash = Token::from_client(token).hash();
-        let Some(session) = self.store.session_by_token(&hash).await? else { return Ok(None) };
+        let Some((session, user)) = self.store.session_with_user(&hash).await? else { return Ok(None) };
         let now = self.now();
-        if self.session_policy.state(session.created_at, session.last_seen_at, now) != SessionState::Live {
+        let live = self.session_policy.state(session.created_at, session.last_seen_at, now) == SessionState::Live;
+        if !live || user.state != UserState::Active {
             self.store.delete_session(&hash).await?;
             return Ok(None);
         }
-        let Some(user) = self.store.user_by_id(session.user_id).await?.filter(|u| u.state == UserState::Active) else {
-            self.store.delete_session(&hash).await?;
-            return Ok(None);
-        };
         if self.session_policy.needs_touch(session.last_seen_at, now) {
             self.store.touch_session(&hash, now).await?;
         }

@@ -18,7 +18,7 @@ use latchkey_core::two_factor::recovery::{self, RecoveryCodes};
 use latchkey_core::two_factor::totp::{self, TotpSecret};
 use latchkey_core::two_factor::{qr, Method, TwoFactorMode};
 use latchkey_core::LoginName;
-use latchkey_store::{FactorSpend, FlowCompletion, SignInFlow, StoredMethod, TwoFactorPolicy, User};
+use latchkey_store::{AccountOverview, FactorSpend, FlowCompletion, SignInFlow, SignInStart, StoredMethod, TwoFactorPolicy, User};
 
 use super::auth::SignedIn;
 use super::{Actor, Latchkey, RequestContext};
@@ -81,6 +81,14 @@ fn totp_ad(user_id: i64) -> Vec<u8> {
 impl Latchkey {
     pub async fn company_two_factor(&self, company_id: i64) -> Result<CompanyTwoFactor, ApiError> {
         Ok(company_rules(&self.store.two_factor_policy(company_id).await?))
+    }
+
+    /// What Account Security shows of an account, read in one statement, with its company's
+    /// two-factor rules.
+    pub async fn account_overview(&self, user: &User) -> Result<(AccountOverview, CompanyTwoFactor), ApiError> {
+        let overview = self.store.account_overview(user.id).await?;
+        let company = company_rules(&overview.company_two_factor);
+        Ok((overview, company))
     }
 
     pub async fn user_methods(&self, user_id: i64) -> Result<Vec<Method>, ApiError> {
@@ -268,7 +276,9 @@ impl Latchkey {
         let (flow_hash, user) = self.live_flow(flow_token).await?;
         self.ensure_not_locked(&user).await?;
         let factor = self.factor_to_spend(&user, method, code, ctx).await?;
-        let recovery_left = match self.store.complete_sign_in_flow(flow_hash.as_str(), user.id, &factor, self.now()).await? {
+        let (token, session, audit) = self.new_session(&user, false, method, ctx);
+        let then = SignInStart { wrong_code_key: account_key("second_factor", user.id), session, audit };
+        let recovery_left = match self.store.complete_sign_in(flow_hash.as_str(), user.id, &factor, &then).await? {
             FlowCompletion::Completed { recovery_codes_left } => recovery_codes_left,
             // Another request completed it since `live_flow`: this one's code stays unspent.
             FlowCompletion::FlowGone => return Err(flow_expired()),
@@ -277,10 +287,8 @@ impl Latchkey {
         if let Some(left) = recovery_left {
             self.tell_recovery_code_used(&user, left).await;
         }
-        self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
         // A single sign-on identity waiting for this sign-in to prove the account is linked now.
         self.link_waiting_identity(&flow_hash, &user, ctx).await?;
-        let token = self.start_session(&user, false, method, ctx).await?;
         Ok((SignedIn { token, user }, recovery_left))
     }
 
@@ -295,12 +303,13 @@ impl Latchkey {
             return Ok(FactorSpend::RecoveryCode { hash: normalized.hash().as_str().to_owned(), audit });
         }
         let method = Method::parse(method).ok_or_else(|| ApiError::field("method", "The method is totp, sms, email or recovery_code."))?;
+        let stored = self.store.methods_of_user(user.id).await?;
         // Only what the user set up and the company still allows.
-        if !self.flow_methods(user).await?.contains(&method) {
+        if !self.verifiable_methods(user, &stored).await?.contains(&method) {
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "This method is not enabled for your account."));
         }
         match method {
-            Method::Totp => Ok(FactorSpend::TotpStep(self.right_totp_step(user, code, ctx).await?)),
+            Method::Totp => Ok(FactorSpend::TotpStep(self.right_totp_step(user, &stored, code, ctx).await?)),
             Method::Sms | Method::Email => self.sign_in_code_to_spend(user, method, code, ctx).await,
         }
     }
@@ -315,8 +324,19 @@ impl Latchkey {
         }
     }
 
-    async fn right_totp_step(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<i64, ApiError> {
-        match self.check_totp_code(user, code).await? {
+    /// The methods a sign-in flow of `user` accepts, given the user's `stored` methods.
+    async fn verifiable_methods(&self, user: &User, stored: &[StoredMethod]) -> Result<Vec<Method>, ApiError> {
+        let company = self.company_two_factor(user.company_id).await?;
+        let enabled: Vec<Method> = stored.iter().filter_map(|m| Method::parse(&m.method)).collect();
+        // The preference only picks the pre-selected method, not which ones are accepted.
+        match requirement(&company, &enabled, None) {
+            SecondFactorRequirement::Verify { methods, .. } => Ok(methods),
+            _ => Err(flow_expired()),
+        }
+    }
+
+    async fn right_totp_step(&self, user: &User, stored: &[StoredMethod], code: &str, ctx: &RequestContext) -> Result<i64, ApiError> {
+        match self.totp_check(user, stored, code)? {
             TotpCheck::Right(step) => Ok(step),
             TotpCheck::NotSetUp => {
                 Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "The authenticator app is not set up for your account."))
@@ -328,7 +348,11 @@ impl Latchkey {
 
     /// Checks `code` against the user's authenticator app, spending nothing.
     async fn check_totp_code(&self, user: &User, code: &str) -> Result<TotpCheck, ApiError> {
-        let methods = self.store.methods_of_user(user.id).await?;
+        self.totp_check(user, &self.store.methods_of_user(user.id).await?, code)
+    }
+
+    /// Checks `code` against the authenticator app among the user's `methods`, spending nothing.
+    fn totp_check(&self, user: &User, methods: &[StoredMethod], code: &str) -> Result<TotpCheck, ApiError> {
         let Some(stored) = methods.iter().find(|m| m.method == Method::Totp.as_str()) else {
             return Ok(TotpCheck::NotSetUp);
         };

@@ -531,12 +531,13 @@ pub struct SecondFactorInfo {
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Json<Me>, ApiError> {
     let u = current.user;
-    let emails = web.app.store.additional_emails(u.id).await?;
-    let methods = web.app.store.methods_of_user(u.id).await?;
-    let recovery_codes_left = if methods.is_empty() { None } else { Some(web.app.store.recovery_codes_left(u.id).await?) };
-    let two_factor_available = web.app.company_two_factor(u.company_id).await?.available();
-    let preferred_method = web.app.store.preferred_method(u.id).await?;
-    let links = web.app.sso_links(&u).await?;
+    let (overview, company) = web.app.account_overview(&u).await?;
+    let methods = overview.methods;
+    let recovery_codes_left = if methods.is_empty() { None } else { Some(overview.recovery_codes_left) };
+    let two_factor_available = company.available();
+    let preferred_method = overview.preferred_method;
+    let links = overview.sso_links;
+    let emails = overview.additional_emails;
     Ok(Json(Me {
         login_name: u.login_name,
         extension: u.extension,

@@ -18,6 +18,7 @@ mod sso_pages;
 pub mod sso_admin_api;
 pub mod users_api;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,12 +92,39 @@ async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> a
     let elapsed = started.elapsed();
     metrics::counter!("latchkey_http_requests_total", "route" => route.clone(), "status" => status.to_string()).increment(1);
     metrics::histogram!("latchkey_http_request_seconds", "route" => route.clone()).record(elapsed.as_secs_f64());
-    if status >= 500 {
+    if status == 503 && resp.headers().contains_key(axum::http::header::RETRY_AFTER) {
+        if let Some(shed) = SHED.count_one() {
+            tracing::warn!(%route, shed, "requests shed: the server is at capacity (503 with Retry-After)");
+        }
+    } else if status >= 500 {
         tracing::warn!(%method, %route, status, ms = elapsed.as_millis() as u64, "request failed");
     } else {
         tracing::debug!(%method, %route, status, ms = elapsed.as_millis() as u64, "request");
     }
     resp
+}
+
+/// Requests refused because the server is at capacity are load shedding working as meant, not
+/// one fault each: a flood of them would write a warning per request, and the writing would
+/// slow the requests still served. One line a second says how many there were.
+struct ShedLog {
+    second: AtomicU64,
+    count: AtomicU64,
+}
+
+static SHED: ShedLog = ShedLog { second: AtomicU64::new(u64::MAX), count: AtomicU64::new(0) };
+
+impl ShedLog {
+    /// Counts one refusal; when it is the first of a new second, returns the count to log: the
+    /// refusals since the last line, this one included.
+    fn count_one(&self) -> Option<u64> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if self.second.swap(now, Ordering::Relaxed) == now {
+            return None;
+        }
+        Some(self.count.swap(0, Ordering::Relaxed))
+    }
 }
 
 /// A request past `request_timeout_secs` (a database that stopped answering, say) is dropped and
