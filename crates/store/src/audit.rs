@@ -132,7 +132,7 @@ fn view_from_row(r: &AnyRow) -> StoreResult<AuditView> {
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        insert_audit(&self.pool, entry).await
+        insert_audit(&self.writer, entry).await
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditView>> {
@@ -149,7 +149,7 @@ impl AuditStore for SqlStore {
     }
 
     async fn purge_audit_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
-        let r = sqlx::query("DELETE FROM audit_events WHERE created_at < $1").bind(ts(before)).execute(&self.pool).await.map_err(map_err)?;
+        let r = sqlx::query("DELETE FROM audit_events WHERE created_at < $1").bind(ts(before)).execute(&self.writer).await.map_err(map_err)?;
         Ok(r.rows_affected())
     }
 }

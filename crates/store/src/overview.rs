@@ -8,7 +8,7 @@ use latchkey_core::secret::TokenHash;
 use time::OffsetDateTime;
 
 use crate::records::{AdditionalEmail, Session, User};
-use crate::sql::{get, map_err, opt_time, to_time, user_from_row, SqlStore, USER_COLUMNS};
+use crate::sql::{get, map_err, opt_time, to_time, user_from_row, Cells, SqlStore, USER_COLUMNS};
 use crate::sso::SsoLink;
 use crate::two_factor::{split_methods, TwoFactorPolicy};
 use crate::StoreResult;
@@ -71,81 +71,88 @@ impl AccountStore for SqlStore {
             "{SESSION_WITH_USER}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
              JOIN companies c ON c.id = u.company_id WHERE s.id_hash = $1"
         );
-        let Some(row) = sqlx::query(&sql)
-            .bind(token.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-        else {
-            return Ok(None);
-        };
-        let user = user_from_row(&row)?;
-        let session = Session {
-            handle: get(&row, "s_handle")?,
-            user_id: user.id,
-            restricted: get::<String>(&row, "s_kind")? == "restricted",
-            created_at: to_time(get(&row, "s_created_at")?),
-            last_seen_at: to_time(get(&row, "s_last_seen_at")?),
-            client_ip: get(&row, "s_client_ip")?,
-            user_agent: get(&row, "s_user_agent")?,
-        };
-        Ok(Some((session, user)))
+        if let Some(inline) = &self.inline {
+            return inline.optional(&sql, [token.as_str()], |row| session_and_user(row));
+        }
+        let row = sqlx::query(&sql).bind(token.as_str()).fetch_optional(&self.pool).await.map_err(map_err)?;
+        row.as_ref().map(session_and_user).transpose()
     }
 
     async fn account_overview(&self, user_id: i64) -> StoreResult<AccountOverview> {
-        let rows = sqlx::query(OVERVIEW)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        let mut account = None;
-        let mut emails = Vec::new();
-        let mut methods = Vec::new();
-        let mut codes_left = 0;
-        let mut links = Vec::new();
-        for r in &rows {
-            match get::<String>(r, "kind")?.as_str() {
-                "account" => account = Some(account_row(r)?),
-                "email" => emails.push((
-                    get::<String>(r, "t2")?,
-                    AdditionalEmail {
-                        email: get(r, "t1")?,
-                        verified_at: opt_time(r, "n1")?,
-                    },
-                )),
-                "method" => methods.push(MethodSummary {
-                    method: get(r, "t1")?,
-                    detail: get(r, "t2")?,
-                    enabled_at: to_time(get(r, "n1")?),
-                }),
-                "codes" => codes_left = get(r, "n1")?,
-                _ => links.push(SsoLink {
-                    id: get(r, "n3")?,
-                    user_id,
-                    provider: get(r, "t1")?,
-                    subject: get(r, "t2")?,
-                    email: get(r, "t3")?,
-                    linked_at: to_time(get(r, "n1")?),
-                    last_used_at: opt_time(r, "n2")?,
-                }),
+        let mut overview = OverviewRows::default();
+        if let Some(inline) = &self.inline {
+            inline.each(OVERVIEW, [user_id], |r| overview.add(r, user_id))?;
+        } else {
+            for r in sqlx::query(OVERVIEW).bind(user_id).fetch_all(&self.pool).await.map_err(map_err)? {
+                overview.add(&r, user_id)?;
             }
         }
-        let (preferred_method, company_two_factor) = account.ok_or(crate::StoreError::NotFound)?;
-        emails.sort_by(|a, b| a.0.cmp(&b.0));
-        methods.sort_by(|a, b| (a.enabled_at, &a.method).cmp(&(b.enabled_at, &b.method)));
-        links.sort_by_key(|l| (l.linked_at, l.id));
+        overview.finish()
+    }
+}
+
+fn session_and_user(row: &impl Cells) -> StoreResult<(Session, User)> {
+    let user = user_from_row(row)?;
+    let session = Session {
+        handle: get(row, "s_handle")?,
+        user_id: user.id,
+        restricted: get::<String>(row, "s_kind")? == "restricted",
+        created_at: to_time(get(row, "s_created_at")?),
+        last_seen_at: to_time(get(row, "s_last_seen_at")?),
+        client_ip: get(row, "s_client_ip")?,
+        user_agent: get(row, "s_user_agent")?,
+    };
+    Ok((session, user))
+}
+
+/// The overview's rows, gathered by kind as they come.
+#[derive(Default)]
+struct OverviewRows {
+    account: Option<(Option<String>, TwoFactorPolicy)>,
+    /// With the address's key, to order by.
+    emails: Vec<(String, AdditionalEmail)>,
+    methods: Vec<MethodSummary>,
+    codes_left: i64,
+    links: Vec<SsoLink>,
+}
+
+impl OverviewRows {
+    fn add(&mut self, r: &impl Cells, user_id: i64) -> StoreResult<()> {
+        match get::<String>(r, "kind")?.as_str() {
+            "account" => self.account = Some(account_row(r)?),
+            "email" => self.emails.push((get(r, "t2")?, AdditionalEmail { email: get(r, "t1")?, verified_at: opt_time(r, "n1")? })),
+            "method" => self.methods.push(MethodSummary { method: get(r, "t1")?, detail: get(r, "t2")?, enabled_at: to_time(get(r, "n1")?) }),
+            "codes" => self.codes_left = get(r, "n1")?,
+            _ => self.links.push(SsoLink {
+                id: get(r, "n3")?,
+                user_id,
+                provider: get(r, "t1")?,
+                subject: get(r, "t2")?,
+                email: get(r, "t3")?,
+                linked_at: to_time(get(r, "n1")?),
+                last_used_at: opt_time(r, "n2")?,
+            }),
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> StoreResult<AccountOverview> {
+        let (preferred_method, company_two_factor) = self.account.ok_or(crate::StoreError::NotFound)?;
+        self.emails.sort_by(|a, b| a.0.cmp(&b.0));
+        self.methods.sort_by(|a, b| (a.enabled_at, &a.method).cmp(&(b.enabled_at, &b.method)));
+        self.links.sort_by_key(|l| (l.linked_at, l.id));
         Ok(AccountOverview {
-            additional_emails: emails.into_iter().map(|(_, e)| e).collect(),
-            methods,
-            recovery_codes_left: codes_left,
+            additional_emails: self.emails.into_iter().map(|(_, e)| e).collect(),
+            methods: self.methods,
+            recovery_codes_left: self.codes_left,
             company_two_factor,
             preferred_method,
-            sso_links: links,
+            sso_links: self.links,
         })
     }
 }
 
-fn account_row(r: &sqlx::any::AnyRow) -> StoreResult<(Option<String>, TwoFactorPolicy)> {
+fn account_row(r: &impl Cells) -> StoreResult<(Option<String>, TwoFactorPolicy)> {
     let policy = TwoFactorPolicy {
         enabled: get::<i64>(r, "n1")? != 0,
         mode: get(r, "t2")?,

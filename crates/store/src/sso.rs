@@ -174,7 +174,7 @@ impl SsoStore for SqlStore {
         .bind(a.pkce_verifier.as_str())
         .bind(ts(a.created_at))
         .bind(ts(a.expires_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -189,7 +189,7 @@ impl SsoStore for SqlStore {
         .bind(ts(now))
         .bind(state_hash)
         .bind(browser_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(map_err)?;
         row.map(|r| {
@@ -219,7 +219,7 @@ impl SsoStore for SqlStore {
         .bind(p.browser_hash.as_str())
         .bind(ts(p.created_at))
         .bind(ts(p.expires_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -244,7 +244,7 @@ impl SsoStore for SqlStore {
             .bind(ts(now))
             .bind(id_hash)
             .bind(browser_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(r.rows_affected() == 1)
@@ -259,13 +259,22 @@ impl SsoStore for SqlStore {
         .bind(id_hash)
         .bind(browser_hash)
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn take_pending_sso_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<Option<PendingSso>> {
+        // Nearly every completed sign-in has none: on SQLite a read on the calling thread says so
+        // without waiting for the one writer. An identity is tied to its flow before the flow can
+        // be completed, so one that is there is seen; the take below stays the atomic one.
+        if let Some(inline) = &self.inline {
+            let waiting = "SELECT 1 AS n FROM sso_pending WHERE flow_hash = $1 AND user_id = $2 AND used_at IS NULL";
+            if inline.optional(waiting, rusqlite::params![flow_hash, user_id], |r| get::<i64>(r, "n"))?.is_none() {
+                return Ok(None);
+            }
+        }
         let row = sqlx::query(
             "UPDATE sso_pending SET used_at = $1 WHERE flow_hash = $2 AND user_id = $3 AND used_at IS NULL \
              RETURNING id_hash, provider, subject, email, trusted_email, browser_hash, created_at, expires_at",
@@ -273,7 +282,7 @@ impl SsoStore for SqlStore {
         .bind(ts(now))
         .bind(flow_hash)
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(map_err)?;
         row.as_ref().map(pending_from_row).transpose()
@@ -370,7 +379,7 @@ impl SsoStore for SqlStore {
             .bind(user_id)
             .bind(provider)
             .bind(subject)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -385,7 +394,7 @@ impl SsoStore for SqlStore {
         .bind(subject)
         .bind(user_id)
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(())

@@ -90,7 +90,7 @@ impl ApiTokenStore for SqlStore {
         let row = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL RETURNING id")
             .bind(ts(now))
             .bind(hash.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await
             .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };

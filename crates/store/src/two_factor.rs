@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::records::{AuditEntry, NewSession};
-use crate::sql::{get, insert_audit, insert_session, map_err, opt_time, to_time, ts, SqlStore};
+use crate::sql::{get, insert_audit, insert_session, map_err, opt_time, to_time, ts, Cells, SqlStore};
 use crate::StoreResult;
 
 /// The company's security rules (C6, and C3's tightening). `enabled` is the operator's pilot
@@ -151,7 +151,28 @@ pub(crate) fn split_methods(csv: &str) -> Vec<String> {
     csv.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect()
 }
 
-fn method_from_row(r: &sqlx::any::AnyRow) -> StoreResult<StoredMethod> {
+fn policy_from_row(r: &impl Cells) -> StoreResult<TwoFactorPolicy> {
+    Ok(TwoFactorPolicy {
+        enabled: get::<i64>(r, "two_factor_enabled")? != 0,
+        mode: get(r, "two_factor_mode")?,
+        allowed_methods: split_methods(&get::<String>(r, "allowed_methods")?),
+        default_method: get(r, "default_method")?,
+        default_method_locked: get::<i64>(r, "default_method_locked")? != 0,
+        password_min_length: get(r, "password_min_length")?,
+    })
+}
+
+fn flow_from_row(r: &impl Cells) -> StoreResult<SignInFlow> {
+    Ok(SignInFlow {
+        user_id: get(r, "user_id")?,
+        state: get(r, "state")?,
+        created_at: to_time(get(r, "created_at")?),
+        expires_at: to_time(get(r, "expires_at")?),
+        completed_at: opt_time(r, "completed_at")?,
+    })
+}
+
+fn method_from_row(r: &impl Cells) -> StoreResult<StoredMethod> {
     Ok(StoredMethod {
         method: get(r, "method")?,
         detail: get(r, "detail")?,
@@ -225,23 +246,13 @@ async fn spend_factor(conn: &mut sqlx::AnyConnection, user_id: i64, factor: &Fac
 #[async_trait]
 impl TwoFactorStore for SqlStore {
     async fn two_factor_policy(&self, company_id: i64) -> StoreResult<TwoFactorPolicy> {
-        let r = sqlx::query(
-            "SELECT two_factor_enabled, two_factor_mode, allowed_methods, default_method, default_method_locked, password_min_length \
-             FROM companies WHERE id = $1",
-        )
-        .bind(company_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?
-        .ok_or(crate::StoreError::NotFound)?;
-        Ok(TwoFactorPolicy {
-            enabled: get::<i64>(&r, "two_factor_enabled")? != 0,
-            mode: get(&r, "two_factor_mode")?,
-            allowed_methods: split_methods(&get::<String>(&r, "allowed_methods")?),
-            default_method: get(&r, "default_method")?,
-            default_method_locked: get::<i64>(&r, "default_method_locked")? != 0,
-            password_min_length: get(&r, "password_min_length")?,
-        })
+        const POLICY: &str = "SELECT two_factor_enabled, two_factor_mode, allowed_methods, default_method, default_method_locked, password_min_length \
+             FROM companies WHERE id = $1";
+        let policy = match &self.inline {
+            Some(inline) => inline.optional(POLICY, [company_id], |r| policy_from_row(r))?,
+            None => sqlx::query(POLICY).bind(company_id).fetch_optional(&self.pool).await.map_err(map_err)?.as_ref().map(policy_from_row).transpose()?,
+        };
+        policy.ok_or(crate::StoreError::NotFound)
     }
 
     async fn set_two_factor_policy(&self, company_id: i64, p: &TwoFactorPolicy, audit: &AuditEntry) -> StoreResult<()> {
@@ -268,14 +279,14 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn methods_of_user(&self, user_id: i64) -> StoreResult<Vec<StoredMethod>> {
-        let rows = sqlx::query(
-            "SELECT method, detail, totp_sealed, totp_key_id, totp_last_step, enabled_at FROM two_factor_methods \
-             WHERE user_id = $1 ORDER BY enabled_at, method",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        const METHODS: &str = "SELECT method, detail, totp_sealed, totp_key_id, totp_last_step, enabled_at FROM two_factor_methods \
+             WHERE user_id = $1 ORDER BY enabled_at, method";
+        if let Some(inline) = &self.inline {
+            let mut methods = Vec::new();
+            inline.each(METHODS, [user_id], |r| Ok(methods.push(method_from_row(r)?)))?;
+            return Ok(methods);
+        }
+        let rows = sqlx::query(METHODS).bind(user_id).fetch_all(&self.pool).await.map_err(map_err)?;
         rows.iter().map(method_from_row).collect()
     }
 
@@ -288,7 +299,7 @@ impl TwoFactorStore for SqlStore {
         .bind(sealed)
         .bind(key_id)
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -305,6 +316,10 @@ impl TwoFactorStore for SqlStore {
 
     async fn enable_method(&self, user_id: i64, m: &StoredMethod, first_recovery_codes: &[String], audit: &AuditEntry) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
+        // The account's row first: on PostgreSQL two first methods confirmed at once would each
+        // count none and each write a set of recovery codes. With the row held, the second waits
+        // and counts the first. (SQLite's `BEGIN IMMEDIATE` already serialises them.)
+        sqlx::query("UPDATE users SET preferred_method = preferred_method WHERE id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
         let before: i64 = get(
             &sqlx::query("SELECT COUNT(*) AS n FROM two_factor_methods WHERE user_id = $1").bind(user_id).fetch_one(&mut *tx).await.map_err(map_err)?,
             "n",
@@ -351,7 +366,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn advance_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool> {
-        advance_step(&self.pool, user_id, step).await
+        advance_step(&self.writer, user_id, step).await
     }
 
     async fn remove_method(&self, user_id: i64, method: &str, audit: &AuditEntry) -> StoreResult<i64> {
@@ -394,7 +409,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn set_preferred_method(&self, user_id: i64, method: Option<&str>) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET preferred_method = $1 WHERE id = $2").bind(method).bind(user_id).execute(&self.pool).await.map_err(map_err)?;
+        sqlx::query("UPDATE users SET preferred_method = $1 WHERE id = $2").bind(method).bind(user_id).execute(&self.writer).await.map_err(map_err)?;
         Ok(())
     }
 
@@ -439,7 +454,7 @@ impl TwoFactorStore for SqlStore {
         .bind(c.target.as_deref())
         .bind(ts(c.created_at))
         .bind(ts(c.expires_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -465,7 +480,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn consume_code(&self, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
-        spend_code(&self.pool, user_id, purpose, hash, now).await
+        spend_code(&self.writer, user_id, purpose, hash, now).await
     }
 
     async fn create_sign_in_flow(&self, id_hash: &str, f: &SignInFlow) -> StoreResult<()> {
@@ -475,28 +490,19 @@ impl TwoFactorStore for SqlStore {
             .bind(f.state.as_str())
             .bind(ts(f.created_at))
             .bind(ts(f.expires_at))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
     }
 
     async fn sign_in_flow(&self, id_hash: &str) -> StoreResult<Option<SignInFlow>> {
-        let row = sqlx::query("SELECT user_id, state, created_at, expires_at, completed_at FROM sign_in_flows WHERE id_hash = $1")
-            .bind(id_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        row.map(|r| {
-            Ok(SignInFlow {
-                user_id: get(&r, "user_id")?,
-                state: get(&r, "state")?,
-                created_at: to_time(get(&r, "created_at")?),
-                expires_at: to_time(get(&r, "expires_at")?),
-                completed_at: opt_time(&r, "completed_at")?,
-            })
-        })
-        .transpose()
+        const FLOW: &str = "SELECT user_id, state, created_at, expires_at, completed_at FROM sign_in_flows WHERE id_hash = $1";
+        if let Some(inline) = &self.inline {
+            return inline.optional(FLOW, [id_hash], |r| flow_from_row(r));
+        }
+        let row = sqlx::query(FLOW).bind(id_hash).fetch_optional(&self.pool).await.map_err(map_err)?;
+        row.as_ref().map(flow_from_row).transpose()
     }
 
     async fn complete_sign_in_flow(&self, id_hash: &str, user_id: i64, factor: &FactorSpend, now: OffsetDateTime) -> StoreResult<FlowCompletion> {
@@ -514,7 +520,7 @@ impl TwoFactorStore for SqlStore {
         )
         .bind(key)
         .bind(ts(window_start))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(map_err)?;
         get(&row, "sent")

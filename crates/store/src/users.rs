@@ -68,10 +68,7 @@ impl SqlStore {
     }
 }
 
-fn user_and<T>(row: &sqlx::any::AnyRow, col: &str) -> StoreResult<(i64, T)>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
+fn user_and<T: crate::sql::Cell>(row: &sqlx::any::AnyRow, col: &str) -> StoreResult<(i64, T)> {
     Ok((get(row, "user_id")?, get(row, col)?))
 }
 

@@ -105,6 +105,7 @@ conformance!(
     the_account_overview_reads_what_each_part_reads,
     a_session_is_read_with_its_account,
     a_completed_sign_in_writes_its_session_with_the_flow,
+    first_methods_racing_write_one_set_of_recovery_codes,
 );
 
 conformance!(raw: audit_events_cannot_be_rewritten);
@@ -1401,4 +1402,27 @@ async fn a_completed_sign_in_writes_its_session_with_the_flow(store: Arc<dyn Sto
         .await
         .unwrap()
         .is_none());
+}
+
+/// Two first methods confirmed at once (an app on one node, a phone on the other, or the same
+/// confirmation twice): one is the first, and one set of recovery codes is kept.
+async fn first_methods_racing_write_one_set_of_recovery_codes(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let user_id = active_user(&*store, &c, "101").await.id;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = store.clone();
+        let method = StoredMethod {
+            method: ["totp", "sms", "email"][i % 3].into(),
+            ..totp_method(t0())
+        };
+        let set = codes(&format!("set{i}"));
+        tasks.push(tokio::spawn(async move {
+            store.enable_method(user_id, &method, &set, &audit("2fa_enabled")).await.unwrap()
+        }));
+    }
+    let firsts = futures_join(tasks).await.into_iter().filter(|first| *first).count();
+    assert_eq!(firsts, 1, "one confirmation is the first");
+    assert_eq!(store.recovery_codes_left(user_id).await.unwrap(), 10, "one set of codes");
+    assert_eq!(store.methods_of_user(user_id).await.unwrap().len(), 3);
 }
