@@ -104,6 +104,11 @@ impl Node {
         Ok((field("VmRSS:")?, field("VmHWM:")?))
     }
 
+    /// CPU time the server process has used so far (user + system), in seconds.
+    pub fn cpu_secs(&self) -> anyhow::Result<f64> {
+        cpu_secs_of(&format!("/proc/{}/stat", self.pid()))
+    }
+
     /// The configuration the node runs with, for the benchmark's own in-process preparation on
     /// the same store (the way the CLI runs beside a server).
     pub fn config(&self) -> latchkey_server::Config {
@@ -128,4 +133,14 @@ pub fn release_binary() -> anyhow::Result<PathBuf> {
         bail!("{} not found; run the benchmark with `bash scripts/bench.sh`", bin.display());
     }
     Ok(bin)
+}
+
+/// User + system CPU seconds of the process whose `/proc/…/stat` is at `path`: fields 14 and 15,
+/// counted after the command name's closing parenthesis, in the kernel's 100 ticks a second.
+pub fn cpu_secs_of(path: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(path)?;
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).with_context(|| format!("{path} has no command name"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).with_context(|| format!("field {} of {path}", i + 3));
+    Ok((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }

@@ -132,7 +132,7 @@ fn view_from_row(r: &AnyRow) -> StoreResult<AuditView> {
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        insert_audit(&self.writer, entry).await
+        insert_audit(&mut *self.writer.acquire().await.map_err(map_err)?, entry).await
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditView>> {

@@ -7,6 +7,7 @@
 
 mod audit;
 mod emails;
+mod exec;
 mod inline;
 mod overview;
 mod records;

@@ -13,7 +13,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Connection, Executor, Row};
 use time::OffsetDateTime;
 
-use crate::inline::InlineReads;
+use crate::exec::{Arg, Exec};
+use crate::inline::{Checkpointer, InlineReads, InlineWriter, BACKSTOP_CHECKPOINT_PAGES};
 use crate::records::*;
 use crate::{ConsumeError, Store, StoreError, StoreResult};
 
@@ -36,6 +37,10 @@ pub struct SqlStore {
     /// SQLite: the hottest reads, on the calling thread ([`crate::inline`]). None on PostgreSQL,
     /// where a read is a network round trip whatever the driver.
     pub(crate) inline: Option<InlineReads>,
+    /// SQLite: the sign-in's last transaction on the calling thread ([`crate::exec`]).
+    pub(crate) inline_writer: Option<InlineWriter>,
+    /// SQLite: the WAL's checkpoints, off the requests' path.
+    _checkpointer: Option<Checkpointer>,
     backend: Backend,
 }
 
@@ -96,6 +101,8 @@ impl SqlStore {
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                        // Checkpoints run on the store's own thread (`inline::Checkpointer`).
+                        conn.execute(format!("PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}").as_str()).await?;
                     } else {
                         conn.execute(format!("SET idle_in_transaction_session_timeout = {idle_transaction_ms}").as_str()).await?;
                     }
@@ -105,15 +112,31 @@ impl SqlStore {
         if backend == Backend::Postgres {
             let limit = settings.acquire_timeout;
             options = options.after_release(move |conn, _meta| Box::pin(release_check(conn, limit)));
+            // Every connection was checked when it was handed back, so one idle for less than a
+            // few seconds is taken without another round trip; sqlx's default pings on every
+            // take, which made three round trips of each one-statement read.
+            options = options.test_before_acquire(false).before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < IDLE_BEFORE_RECHECK {
+                        return Ok(true);
+                    }
+                    release_check(conn, limit).await
+                })
+            });
             let pool = options.connect(&url).await.map_err(map_err)?;
-            return Ok(Self { writer: pool.clone(), pool, inline: None, backend });
+            return Ok(Self { writer: pool.clone(), pool, inline: None, inline_writer: None, _checkpointer: None, backend });
         }
+        // A connection to a local file does not go stale while idle: no ping (a round trip to
+        // its worker thread) each time one is taken from the pool.
+        options = options.test_before_acquire(false);
         // The writer first: it creates the file and sets WAL before any reader opens it.
         let writer = options.clone().max_connections(1).connect(&url).await.map_err(map_err)?;
         let pool = options.connect(&url).await.map_err(map_err)?;
         let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2;
-        let inline = file.map(|f| InlineReads::open(std::path::Path::new(&f), readers)).transpose()?;
-        Ok(Self { pool, writer, inline, backend })
+        let inline = file.as_ref().map(|f| InlineReads::open(std::path::Path::new(f), readers)).transpose()?;
+        let inline_writer = file.as_ref().map(|f| InlineWriter::open(std::path::Path::new(f))).transpose()?;
+        let checkpointer = file.as_ref().map(|f| Checkpointer::start(std::path::Path::new(f))).transpose()?;
+        Ok(Self { pool, writer, inline, inline_writer, _checkpointer: checkpointer, backend })
     }
 
     /// A transaction that may write. SQLite's default (deferred) transaction takes the write lock
@@ -130,6 +153,9 @@ impl SqlStore {
         tx.map_err(map_err)
     }
 }
+
+/// A PostgreSQL connection idle for this long is checked again before it is used.
+const IDLE_BEFORE_RECHECK: Duration = Duration::from_secs(5);
 
 /// Before a PostgreSQL connection goes back to the pool, one round trip within `limit`, else it is
 /// closed. sqlx's own check after this one waits without a limit: a connection handed back while
@@ -251,20 +277,19 @@ const AUDIT_INSERT: &str = "INSERT INTO audit_events \
     (company_id, actor_user_id, actor_token_id, target_user_id, kind, detail, client_ip, user_agent, created_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-pub(crate) async fn insert_audit<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(exec: E, a: &AuditEntry) -> StoreResult<()> {
-    sqlx::query(AUDIT_INSERT)
-        .bind(a.company_id)
-        .bind(a.actor_user_id)
-        .bind(a.actor_token_id)
-        .bind(a.target_user_id)
-        .bind(a.kind)
-        .bind(a.detail.as_str())
-        .bind(a.client_ip.as_deref())
-        .bind(a.user_agent.as_deref())
-        .bind(ts(a.at))
-        .execute(exec)
-        .await
-        .map_err(map_err)?;
+pub(crate) async fn insert_audit(exec: &mut impl Exec, a: &AuditEntry) -> StoreResult<()> {
+    let args = [
+        Arg::OptInt(a.company_id),
+        Arg::OptInt(a.actor_user_id),
+        Arg::OptInt(a.actor_token_id),
+        Arg::OptInt(a.target_user_id),
+        Arg::Text(a.kind),
+        Arg::Text(&a.detail),
+        Arg::OptText(a.client_ip.as_deref()),
+        Arg::OptText(a.user_agent.as_deref()),
+        Arg::Int(ts(a.at)),
+    ];
+    exec.run(AUDIT_INSERT, &args).await?;
     Ok(())
 }
 
@@ -590,7 +615,7 @@ impl Store for SqlStore {
 
     async fn create_session(&self, s: &NewSession, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        insert_session(&mut tx, s, audit).await?;
+        insert_session(&mut *tx, s, audit).await?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -786,26 +811,22 @@ impl Store for SqlStore {
 
 /// A new session, the account's last sign-in time and the sign-in's audit entry, inside the
 /// caller's transaction.
-pub(crate) async fn insert_session(conn: &mut sqlx::AnyConnection, s: &NewSession, audit: &AuditEntry) -> StoreResult<()> {
-    sqlx::query(
+pub(crate) async fn insert_session(exec: &mut impl Exec, s: &NewSession, audit: &AuditEntry) -> StoreResult<()> {
+    let created = ts(s.created_at);
+    exec.run(
         "INSERT INTO sessions (id_hash, handle, user_id, created_at, last_seen_at, client_ip, user_agent, kind) \
          VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+        &[
+            Arg::Text(s.token_hash.as_str()),
+            Arg::Text(&s.handle),
+            Arg::Int(s.user_id),
+            Arg::Int(created),
+            Arg::OptText(s.client_ip.as_deref()),
+            Arg::OptText(s.user_agent.as_deref()),
+            Arg::Text(if s.restricted { "restricted" } else { "full" }),
+        ],
     )
-    .bind(s.token_hash.as_str())
-    .bind(s.handle.as_str())
-    .bind(s.user_id)
-    .bind(ts(s.created_at))
-    .bind(s.client_ip.as_deref())
-    .bind(s.user_agent.as_deref())
-    .bind(if s.restricted { "restricted" } else { "full" })
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    sqlx::query("UPDATE users SET last_sign_in_at = $1 WHERE id = $2")
-        .bind(ts(s.created_at))
-        .bind(s.user_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    insert_audit(&mut *conn, audit).await
+    .await?;
+    exec.run("UPDATE users SET last_sign_in_at = $1 WHERE id = $2", &[Arg::Int(created), Arg::Int(s.user_id)]).await?;
+    insert_audit(exec, audit).await
 }

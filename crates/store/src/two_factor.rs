@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::records::{AuditEntry, NewSession};
+use crate::exec::{finish_now, Arg, Exec, Lite};
 use crate::sql::{get, insert_audit, insert_session, map_err, opt_time, to_time, ts, Cells, SqlStore};
 use crate::StoreResult;
 
@@ -185,58 +186,51 @@ fn method_from_row(r: &impl Cells) -> StoreResult<StoredMethod> {
 
 /// The single-use statements, each one conditional `UPDATE` checked by the rows it changed; run
 /// alone or inside the transaction that completes a sign-in flow.
-async fn advance_step<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(exec: E, user_id: i64, step: i64) -> StoreResult<bool> {
-    let r = sqlx::query(
-        "UPDATE two_factor_methods SET totp_last_step = $1 \
-         WHERE user_id = $2 AND method = 'totp' AND (totp_last_step IS NULL OR totp_last_step < $1)",
-    )
-    .bind(step)
-    .bind(user_id)
-    .execute(exec)
-    .await
-    .map_err(map_err)?;
-    Ok(r.rows_affected() == 1)
+async fn advance_step(exec: &mut impl Exec, user_id: i64, step: i64) -> StoreResult<bool> {
+    let changed = exec
+        .run(
+            "UPDATE two_factor_methods SET totp_last_step = $1 \
+             WHERE user_id = $2 AND method = 'totp' AND (totp_last_step IS NULL OR totp_last_step < $1)",
+            &[Arg::Int(step), Arg::Int(user_id)],
+        )
+        .await?;
+    Ok(changed == 1)
 }
 
-async fn spend_code<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(exec: E, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
-    let r = sqlx::query(
-        "UPDATE one_time_codes SET used_at = $1 \
-         WHERE user_id = $2 AND purpose = $3 AND code_hash = $4 AND used_at IS NULL AND expires_at > $1",
-    )
-    .bind(ts(now))
-    .bind(user_id)
-    .bind(purpose)
-    .bind(hash)
-    .execute(exec)
-    .await
-    .map_err(map_err)?;
-    Ok(r.rows_affected() == 1)
+async fn spend_code(exec: &mut impl Exec, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
+    let changed = exec
+        .run(
+            "UPDATE one_time_codes SET used_at = $1 \
+             WHERE user_id = $2 AND purpose = $3 AND code_hash = $4 AND used_at IS NULL AND expires_at > $1",
+            &[Arg::Int(ts(now)), Arg::Int(user_id), Arg::Text(purpose), Arg::Text(hash)],
+        )
+        .await?;
+    Ok(changed == 1)
 }
 
 /// Marks the code used and writes `audit` with how many are left; `None` when it was not unused.
-async fn spend_recovery_code(conn: &mut sqlx::AnyConnection, user_id: i64, hash: &str, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<Option<i64>> {
-    let r = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
-        .bind(ts(now))
-        .bind(user_id)
-        .bind(hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    if r.rows_affected() != 1 {
+async fn spend_recovery_code(exec: &mut impl Exec, user_id: i64, hash: &str, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<Option<i64>> {
+    let changed = exec
+        .run(
+            "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+            &[Arg::Int(ts(now)), Arg::Int(user_id), Arg::Text(hash)],
+        )
+        .await?;
+    if changed != 1 {
         return Ok(None);
     }
-    let left: i64 = get(&sqlx::query(CODES_LEFT).bind(user_id).fetch_one(&mut *conn).await.map_err(map_err)?, "n")?;
-    insert_audit(&mut *conn, &AuditEntry { detail: format!("{left} left"), ..audit.clone() }).await?;
+    let left = exec.count(CODES_LEFT, &[Arg::Int(user_id)]).await?;
+    insert_audit(exec, &AuditEntry { detail: format!("{left} left"), ..audit.clone() }).await?;
     Ok(Some(left))
 }
 
 /// Spends `factor` inside the completion's transaction: `Completed` or `FactorSpent`.
-async fn spend_factor(conn: &mut sqlx::AnyConnection, user_id: i64, factor: &FactorSpend, now: OffsetDateTime) -> StoreResult<FlowCompletion> {
+async fn spend_factor(exec: &mut impl Exec, user_id: i64, factor: &FactorSpend, now: OffsetDateTime) -> StoreResult<FlowCompletion> {
     let outcome = |spent: bool| if spent { FlowCompletion::Completed { recovery_codes_left: None } } else { FlowCompletion::FactorSpent };
     Ok(match factor {
-        FactorSpend::TotpStep(step) => outcome(advance_step(&mut *conn, user_id, *step).await?),
-        FactorSpend::Code { purpose, hash } => outcome(spend_code(&mut *conn, user_id, purpose, hash, now).await?),
-        FactorSpend::RecoveryCode { hash, audit } => match spend_recovery_code(conn, user_id, hash, now, audit).await? {
+        FactorSpend::TotpStep(step) => outcome(advance_step(exec, user_id, *step).await?),
+        FactorSpend::Code { purpose, hash } => outcome(spend_code(exec, user_id, purpose, hash, now).await?),
+        FactorSpend::RecoveryCode { hash, audit } => match spend_recovery_code(exec, user_id, hash, now, audit).await? {
             Some(left) => FlowCompletion::Completed { recovery_codes_left: Some(left) },
             None => FlowCompletion::FactorSpent,
         },
@@ -366,7 +360,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn advance_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool> {
-        advance_step(&self.writer, user_id, step).await
+        advance_step(&mut *self.writer.acquire().await.map_err(map_err)?, user_id, step).await
     }
 
     async fn remove_method(&self, user_id: i64, method: &str, audit: &AuditEntry) -> StoreResult<i64> {
@@ -480,7 +474,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn consume_code(&self, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
-        spend_code(&self.writer, user_id, purpose, hash, now).await
+        spend_code(&mut *self.writer.acquire().await.map_err(map_err)?, user_id, purpose, hash, now).await
     }
 
     async fn create_sign_in_flow(&self, id_hash: &str, f: &SignInFlow) -> StoreResult<()> {
@@ -529,32 +523,51 @@ impl TwoFactorStore for SqlStore {
 
 impl SqlStore {
     async fn complete_flow(&self, id_hash: &str, user_id: i64, factor: &FactorSpend, now: OffsetDateTime, then: Option<&SignInStart>) -> StoreResult<FlowCompletion> {
+        if let Some(inline) = &self.inline_writer {
+            // Our one writer's turn (see `InlineWriter`), then the transaction on this thread.
+            let _turn = self.writer.acquire().await.map_err(map_err)?;
+            return inline.transaction(|conn| {
+                let outcome = finish_now(complete_flow_in(&mut Lite(conn), id_hash, user_id, factor, now, then))?;
+                let commit = matches!(outcome, FlowCompletion::Completed { .. });
+                Ok((outcome, commit))
+            });
+        }
         let mut tx = self.begin().await?;
-        // The flow first: a request that loses it waits on the flow's row, finds it completed and
-        // never touches its factor; one that loses the factor rolls its completion back. Every
-        // request takes the flow before the factor, so two cannot wait on each other.
-        let r = sqlx::query(
-            "UPDATE sign_in_flows SET completed_at = $1 WHERE id_hash = $2 AND user_id = $3 AND completed_at IS NULL AND expires_at > $1",
-        )
-        .bind(ts(now))
-        .bind(id_hash)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if r.rows_affected() != 1 {
-            return Ok(FlowCompletion::FlowGone);
-        }
-        let outcome = spend_factor(&mut tx, user_id, factor, now).await?;
+        let outcome = complete_flow_in(&mut *tx, id_hash, user_id, factor, now, then).await?;
         // Dropping the transaction uncommitted rolls the flow's completion back.
-        if !matches!(outcome, FlowCompletion::Completed { .. }) {
-            return Ok(outcome);
+        if matches!(outcome, FlowCompletion::Completed { .. }) {
+            tx.commit().await.map_err(map_err)?;
         }
-        if let Some(then) = then {
-            sqlx::query("DELETE FROM throttle WHERE key = $1").bind(then.wrong_code_key.as_str()).execute(&mut *tx).await.map_err(map_err)?;
-            insert_session(&mut tx, &then.session, &then.audit).await?;
-        }
-        tx.commit().await.map_err(map_err)?;
         Ok(outcome)
     }
+}
+
+/// The completion inside its transaction; the caller commits only `Completed`.
+async fn complete_flow_in(
+    exec: &mut impl Exec,
+    id_hash: &str,
+    user_id: i64,
+    factor: &FactorSpend,
+    now: OffsetDateTime,
+    then: Option<&SignInStart>,
+) -> StoreResult<FlowCompletion> {
+    // The flow first: a request that loses it waits on the flow's row, finds it completed and
+    // never touches its factor; one that loses the factor rolls its completion back. Every
+    // request takes the flow before the factor, so two cannot wait on each other.
+    let taken = exec
+        .run(
+            "UPDATE sign_in_flows SET completed_at = $1 WHERE id_hash = $2 AND user_id = $3 AND completed_at IS NULL AND expires_at > $1",
+            &[Arg::Int(ts(now)), Arg::Text(id_hash), Arg::Int(user_id)],
+        )
+        .await?;
+    if taken != 1 {
+        return Ok(FlowCompletion::FlowGone);
+    }
+    let outcome = spend_factor(exec, user_id, factor, now).await?;
+    if let (FlowCompletion::Completed { .. }, Some(then)) = (&outcome, then) {
+        exec.run("DELETE FROM throttle WHERE key = $1", &[Arg::Text(&then.wrong_code_key)]).await?;
+        insert_session(exec, &then.session, &then.audit).await?;
+    }
+    Ok(outcome)
+
 }
