@@ -42,6 +42,11 @@ impl Node {
     /// Starts `latchkey serve` and waits for `/readyz`; returns the node and the time from spawn
     /// to the first 200.
     pub async fn start(bin: &Path, data_dir: &Path, database_url: Option<&str>, argon2: Argon2) -> anyhow::Result<(Node, Duration)> {
+        Self::start_with(bin, data_dir, database_url, argon2, &[]).await
+    }
+
+    /// As [`Node::start`], with more of the server's settings as environment variables.
+    pub async fn start_with(bin: &Path, data_dir: &Path, database_url: Option<&str>, argon2: Argon2, env: &[(&str, String)]) -> anyhow::Result<(Node, Duration)> {
         let port = free_port()?;
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
@@ -59,6 +64,7 @@ impl Node {
         if let Some(url) = database_url {
             cmd.env("LATCHKEY_DATABASE_URL", url);
         }
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let started = Instant::now();
         let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
         let node = Node {

@@ -7,6 +7,8 @@ pub enum Verdict {
     Met,
     Missed,
     NotMeasured(String),
+    /// A figure beside the targets, with no target of its own.
+    Context,
 }
 
 pub struct Row {
@@ -31,6 +33,7 @@ impl Row {
             Verdict::Met => "met".into(),
             Verdict::Missed => "**missed**".into(),
             Verdict::NotMeasured(why) => format!("not measured: {why}"),
+            Verdict::Context => "no target".into(),
         }
     }
 }
@@ -54,7 +57,7 @@ impl Report {
     }
 
     pub fn all_met(&self) -> bool {
-        self.rows.iter().all(|r| matches!(r.verdict, Verdict::Met))
+        self.rows.iter().all(|r| matches!(r.verdict, Verdict::Met | Verdict::Context))
     }
 }
 

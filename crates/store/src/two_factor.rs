@@ -524,13 +524,14 @@ impl TwoFactorStore for SqlStore {
 impl SqlStore {
     async fn complete_flow(&self, id_hash: &str, user_id: i64, factor: &FactorSpend, now: OffsetDateTime, then: Option<&SignInStart>) -> StoreResult<FlowCompletion> {
         if let Some(inline) = &self.inline_writer {
-            // Our one writer's turn (see `InlineWriter`), then the transaction on this thread.
-            let _turn = self.writer.acquire().await.map_err(map_err)?;
-            return inline.transaction(|conn| {
-                let outcome = finish_now(complete_flow_in(&mut Lite(conn), id_hash, user_id, factor, now, then))?;
-                let commit = matches!(outcome, FlowCompletion::Completed { .. });
-                Ok((outcome, commit))
-            });
+            // In our one writer's turn (see `InlineWriter`), the transaction on this thread.
+            return inline
+                .transaction(&self.writer, |conn| {
+                    let outcome = finish_now(complete_flow_in(&mut Lite(conn), id_hash, user_id, factor, now, then))?;
+                    let commit = matches!(outcome, FlowCompletion::Completed { .. });
+                    Ok((outcome, commit))
+                })
+                .await;
         }
         let mut tx = self.begin().await?;
         let outcome = complete_flow_in(&mut *tx, id_hash, user_id, factor, now, then).await?;
