@@ -166,7 +166,6 @@ fn header(cores: usize, opts: &Options) -> Vec<String> {
 /// P1: sign-ins per second at a concurrency that keeps the hashing pool busy, against what the
 /// same cores hash per second with nothing else to do.
 async fn p1_sign_in_vs_argon2(node: &Node, users: &[String], cores: usize, opts: &Options) -> anyhow::Result<(Row, f64)> {
-    let raw = raw_argon2_per_s(cores, opts.secs(6)).await?;
     let (client, base, users) = (load::client(), node.base.clone(), Arc::new(users.to_vec()));
     let sign_in = move |w: usize, i: u64| {
         let login_name = users[(w * 7919 + i as usize) % users.len()].clone();
@@ -177,14 +176,30 @@ async fn p1_sign_in_vs_argon2(node: &Node, users: &[String], cores: usize, opts:
     };
     let workers = 4 * cores;
     let _ = load::closed_loop(workers, opts.secs(1), sign_in.clone()).await;
-    let out = load::closed_loop(workers, opts.secs(10), sign_in).await;
-    let rate = out.rate(200);
-    let ratio = rate / raw;
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let raw = raw_argon2_per_s(cores, opts.secs(4)).await?;
+        let out = load::closed_loop(workers, opts.secs(6), sign_in.clone()).await;
+        rounds.push((out.rate(200) / raw, out.rate(200), raw, out.latencies_us.len() as u64 - out.count(200) + out.failures));
+    }
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (ratio, rate, raw, odd) = rounds[ROUNDS / 2];
     let figure = format!(
-        "{rate:.1} sign-ins/s ({workers} clients; {} answers not 200) vs {raw:.1} raw hashes/s on {cores} threads: ratio **{ratio:.2}**",
-        out.latencies_us.len() as u64 - out.count(200) + out.failures
+        "{rate:.1} sign-ins/s ({workers} clients; {odd} answers not 200) vs {raw:.1} raw hashes/s on {cores} threads: ratio **{ratio:.2}** (median of {ROUNDS} rounds; {})",
+        spread(rounds.iter().map(|r| r.0))
     );
     Ok((Row::new("P1", "password sign-ins/s vs raw Argon2id/s", figure, "ratio ≥ 0.9", ratio >= 0.9), rate))
+}
+
+/// Each ratio is measured in this many rounds, its two sides back to back in each, and the median
+/// round is reported: a single round on two shared cores moves by ±10 % from run to run.
+const ROUNDS: usize = 3;
+
+/// "from 0.88 to 0.92": the lowest and highest of the rounds.
+fn spread(values: impl Iterator<Item = f64>) -> String {
+    let v: Vec<f64> = values.collect();
+    let (lo, hi) = (v.iter().cloned().fold(f64::INFINITY, f64::min), v.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+    format!("rounds from {lo:.2} to {hi:.2}")
 }
 
 /// The best the cores can do: each thread hashes in a loop into memory it allocated once (as the
@@ -242,21 +257,28 @@ async fn p2_me_vs_healthz(node: &Node, users: &[String], store: &str, opts: &Opt
     let me = me_request(node, sessions);
     let (client, base) = (load::client(), node.base.clone());
     let healthz = move |_: usize, _: u64| client.get(format!("{base}/healthz")).send();
-    let _ = load::closed_loop(WORKERS, opts.secs(1), healthz.clone()).await;
-    let h = load::closed_loop(WORKERS, opts.secs(5), healthz).await;
     let me_send = move |w: usize, i: u64| me(w, i).send();
+    let _ = load::closed_loop(WORKERS, opts.secs(1), healthz.clone()).await;
     let _ = load::closed_loop(WORKERS, opts.secs(1), me_send.clone()).await;
-    let m = load::closed_loop(WORKERS, opts.secs(5), me_send).await;
-    let ratio = m.rate(200) / h.rate(200);
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let h = load::closed_loop(WORKERS, opts.secs(3), healthz.clone()).await;
+        let m = load::closed_loop(WORKERS, opts.secs(3), me_send.clone()).await;
+        rounds.push((m.rate(200) / h.rate(200), m, h));
+    }
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let odd: Vec<String> = rounds.iter().filter_map(|r| unexpected(&r.1)).collect();
+    let (ratio, m, h) = &rounds[ROUNDS / 2];
     let figure = format!(
-        "/me {:.0}/s (p99 {:.1} ms) vs /healthz {:.0}/s (p99 {:.1} ms), {WORKERS} clients: ratio **{ratio:.2}**{}",
+        "/me {:.0}/s (p99 {:.1} ms) vs /healthz {:.0}/s (p99 {:.1} ms), {WORKERS} clients: ratio **{ratio:.2}** (median of {ROUNDS} rounds; {}){}",
         m.rate(200),
         m.percentile_ms(99.0),
         h.rate(200),
         h.percentile_ms(99.0),
-        unexpected(&m).map(|u| format!("; /me {u}")).unwrap_or_default()
+        spread(rounds.iter().map(|r| r.0)),
+        if odd.is_empty() { String::new() } else { format!("; /me {}", odd.join(", ")) }
     );
-    let ok = ratio >= 0.5 && unexpected(&m).is_none();
+    let ok = *ratio >= 0.5 && odd.is_empty();
     Ok(Row::new("P2", format!("`GET /api/v1/me` vs `GET /healthz`, {store}"), figure, "ratio ≥ 0.5", ok))
 }
 
@@ -341,8 +363,6 @@ async fn p3_flood(node: &Node, users: &[String], capacity: f64, opts: &Options) 
     let sessions = sessions(node, users, WORKERS).await?;
     let me = me_request(node, sessions);
     let me_send = move |w: usize, i: u64| me(w, i).send();
-    let idle = load::closed_loop(WORKERS, opts.secs(5), me_send.clone()).await;
-
     let rate = 2.0 * capacity;
     let (client, base, names) = (load::client(), node.base.clone(), Arc::new(users.to_vec()));
     let sign_in = move |i: u64| {
@@ -351,28 +371,37 @@ async fn p3_flood(node: &Node, users: &[String], capacity: f64, opts: &Options) 
             .json(&json!({"login_name": names[i as usize % names.len()], "password": accounts::PASSWORD}))
             .send()
     };
-    let period = opts.secs(10);
-    let (flood, during) = tokio::join!(load::open_loop(rate, period, sign_in), load::closed_loop(WORKERS, period, me_send));
+    let period = opts.secs(6);
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let idle = load::closed_loop(WORKERS, opts.secs(4), me_send.clone()).await;
+        let (flood, during) = tokio::join!(load::open_loop(rate, period, sign_in.clone()), load::closed_loop(WORKERS, period, me_send.clone()));
+        rounds.push((during.percentile_ms(99.0) / idle.percentile_ms(99.0), idle, during, flood));
+    }
     let (_, peak_kib) = node.memory_kib()?;
+    let me_5xx: u64 = rounds.iter().flat_map(|r| r.2.statuses.iter()).filter(|(s, _)| **s >= 500).map(|(_, n)| n).sum();
+    let me_failures: u64 = rounds.iter().map(|r| r.2.failures).sum();
+    let refusals_ok = rounds.iter().all(|r| r.3.busy() > 0 && r.3.busy_without_retry_after == 0 && r.3.server_errors() == 0 && r.3.failures == 0);
+    let spread = spread(rounds.iter().map(|r| r.0));
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (ratio, idle, during, flood) = &rounds[ROUNDS / 2];
 
     let (idle99, flood99) = (idle.percentile_ms(99.0), during.percentile_ms(99.0));
-    let me_5xx = during.statuses.iter().filter(|(s, _)| **s >= 500).map(|(_, n)| n).sum::<u64>();
     let latency = Row::new(
         "P3",
         "`/me` p50 / p99 idle and during a sign-in flood",
         format!(
-            "idle {:.1} / {idle99:.1} ms; flood {:.1} / {flood99:.1} ms (**{:.2}×** idle p99); /me 5xx: {me_5xx}",
+            "idle {:.1} / {idle99:.1} ms; flood {:.1} / {flood99:.1} ms (**{ratio:.2}×** idle p99; median of {ROUNDS} rounds, {spread}); /me 5xx in all rounds: {me_5xx}",
             idle.percentile_ms(50.0),
             during.percentile_ms(50.0),
-            flood99 / idle99
         ),
         "p99 under flood ≤ 3 × idle p99, zero 5xx",
-        flood99 <= 3.0 * idle99 && me_5xx == 0 && during.failures == 0,
+        *ratio <= 3.0 && me_5xx == 0 && me_failures == 0,
     );
     let busy_fast = load::percentile_ms(&flood.busy_latencies_us, 99.0);
     let excess = Row::new(
         "P3",
-        format!("sign-in flood at {rate:.0}/s (2 × capacity) for {:.0} s", period.as_secs_f64()),
+        format!("sign-in flood at {rate:.0}/s (2 × capacity) for {:.0} s (the median round)", period.as_secs_f64()),
         format!(
             "{} signed in ({:.1}/s), {} answered 503/429 (p99 {busy_fast:.1} ms, {} without Retry-After), {} other 5xx, {} transport failures",
             flood.count(200),
@@ -383,7 +412,7 @@ async fn p3_flood(node: &Node, users: &[String], capacity: f64, opts: &Options) 
             flood.failures
         ),
         "excess gets a fast 503/429 with Retry-After; no other 5xx",
-        flood.busy() > 0 && flood.busy_without_retry_after == 0 && flood.server_errors() == 0 && flood.failures == 0,
+        refusals_ok,
     );
     let memory = Row::new("P3", "peak resident memory (whole run so far)", format!("{:.1} MB", peak_kib as f64 / 1024.0), "< 200 MB", peak_kib < 200 * 1024);
     Ok(vec![latency, excess, memory])
