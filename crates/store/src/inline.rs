@@ -1,6 +1,6 @@
-//! SQLite reads answered on the calling thread, for the statements nearly every request makes
-//! (the session with its account, the account's overview, the sign-in flow waiting for its second
-//! factor).
+//! SQLite statements run on the calling thread, for what nearly every request does: the reads of
+//! the session with its account, the account's overview, the sign-in flow waiting for its second
+//! factor and what checking that factor reads, and the transaction that completes the sign-in.
 //!
 //! Why: sqlx runs each SQLite connection on a thread of its own and hands every statement to it
 //! and the rows back over channels. For a read that SQLite answers from its page cache in a few
@@ -10,14 +10,17 @@
 //! connections of the same database file (WAL lets them read beside the writer and see every
 //! commit at once).
 //!
-//! Only reads come here; every write, and every read inside a write transaction, stays on sqlx.
+//! Besides the reads: [`InlineWriter`], the same for one transaction (a sign-in's last step,
+//! `crate::exec`), and [`Checkpointer`], which keeps WAL checkpoints off every request's path.
+//! Every other write stays on sqlx's one writer connection.
+//!
 //! A read blocks its runtime thread for as long as SQLite takes: microseconds for these indexed
 //! lookups of a database in the page cache. `busy_timeout` is short because a WAL reader waits
 //! only in rare recovery cases.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Params, Row};
@@ -94,8 +97,14 @@ impl InlineReads {
 /// write through sqlx waits for at most that many.
 pub(crate) struct InlineWriter {
     connection: Mutex<Connection>,
+    lane: Arc<Lane>,
+}
+
+/// Whose turn it is among the inline writers, and how many wait for it.
+#[derive(Default)]
+struct Lane {
     turn: tokio::sync::Mutex<Turn>,
-    queued: AtomicUsize,
+    waiting: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -106,6 +115,38 @@ struct Turn {
 
 const MAX_STREAK: u32 = 32;
 
+/// An inline writer waiting for the turn. One that stops waiting (its request was cut off) while
+/// the turn's connection is kept for it, and is the last to wait, hands the connection back to
+/// sqlx; else sqlx's writes would wait until the next inline transaction, which may never come.
+struct Waiting {
+    lane: Arc<Lane>,
+    served: bool,
+}
+
+impl Waiting {
+    fn enter(lane: &Arc<Lane>) -> Self {
+        lane.waiting.fetch_add(1, Ordering::SeqCst);
+        Self { lane: lane.clone(), served: false }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let last = self.lane.waiting.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && !self.served {
+            let lane = self.lane.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let mut turn = lane.turn.lock().await;
+                    if lane.waiting.load(Ordering::SeqCst) == 0 {
+                        turn.held = None;
+                    }
+                });
+            }
+        }
+    }
+}
+
 impl InlineWriter {
     pub(crate) fn open(path: &Path) -> StoreResult<Self> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(map_err)?;
@@ -114,23 +155,24 @@ impl InlineWriter {
         conn.execute_batch(&format!("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES};"))
             .map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(32);
-        Ok(Self { connection: Mutex::new(conn), turn: tokio::sync::Mutex::new(Turn::default()), queued: AtomicUsize::new(0) })
+        Ok(Self { connection: Mutex::new(conn), lane: Arc::new(Lane::default()) })
     }
 
     /// Runs `work` in a transaction that holds the write lock from its start (`BEGIN IMMEDIATE`,
     /// as `SqlStore::begin`), during the turn of `writer` (the store's one sqlx writer), and
     /// commits it when `work` says so; otherwise, or on an error, it is rolled back.
     pub(crate) async fn transaction<T>(&self, writer: &sqlx::AnyPool, work: impl FnOnce(&Connection) -> StoreResult<(T, bool)>) -> StoreResult<T> {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        let mut turn = self.turn.lock().await;
-        self.queued.fetch_sub(1, Ordering::SeqCst);
+        let mut waiting = Waiting::enter(&self.lane);
+        let mut turn = self.lane.turn.lock().await;
+        waiting.served = true;
+        drop(waiting);
         if turn.held.is_none() {
             turn.held = Some(writer.acquire().await.map_err(crate::sql::map_err)?);
             turn.streak = 0;
         }
         let result = self.run(work);
         turn.streak += 1;
-        if self.queued.load(Ordering::SeqCst) == 0 || turn.streak >= MAX_STREAK {
+        if self.lane.waiting.load(Ordering::SeqCst) == 0 || turn.streak >= MAX_STREAK {
             turn.held = None;
         }
         result
@@ -200,6 +242,36 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An inline writer whose request is cut off while it waits, with the turn's connection kept
+    /// for it, hands that connection back: sqlx's writes get it at once.
+    #[tokio::test]
+    async fn a_writer_that_stops_waiting_hands_the_kept_connection_back() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lane.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).acquire_timeout(Duration::from_secs(2)).connect(&url).await.unwrap();
+        let writer = Arc::new(InlineWriter::open(&path).unwrap());
+
+        // The turn is held, and its connection kept, as by a transaction that saw someone waiting.
+        let mut turn = writer.lane.turn.lock().await;
+        turn.held = Some(pool.acquire().await.unwrap());
+        let waiter = {
+            let (writer, pool) = (writer.clone(), pool.clone());
+            tokio::spawn(async move { writer.transaction(&pool, |_| Ok(((), false))).await })
+        };
+        while writer.lane.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        waiter.abort();
+        let _ = waiter.await;
+        drop(turn);
+
+        let taken = tokio::time::timeout(Duration::from_secs(1), pool.acquire()).await;
+        assert!(taken.is_ok(), "the kept connection went back to the pool");
+        assert_eq!(writer.lane.waiting.load(Ordering::SeqCst), 0);
+    }
 
     /// The writer's own checkpoints are off here, as they are nearly off in the store: only the
     /// checkpoint thread can move the committed pages into the database file.
