@@ -10,6 +10,7 @@ mod emails;
 mod exec;
 mod inline;
 mod overview;
+mod pg_reads;
 mod records;
 mod sql;
 mod sso;
@@ -203,6 +204,11 @@ pub mod testing {
         .await
         .expect("read api_tokens");
         rows.iter().map(|r| (0..7).map(|i| sqlx::Row::try_get::<Option<String>, _>(r, i).expect("a text column")).collect()).collect()
+    }
+
+    /// `GET /me`'s two statements, for the benchmark to put to PostgreSQL directly.
+    pub fn me_statements() -> (String, &'static str) {
+        crate::overview::me_statements()
     }
 
     /// Unique within the process (a counter: two tests can start in the same clock tick) and

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use latchkey_core::secret::TokenHash;
 use time::OffsetDateTime;
 
+use crate::exec::Arg;
 use crate::records::{AdditionalEmail, Session, User};
 use crate::sql::{get, map_err, opt_time, to_time, user_from_row, Cells, SqlStore, USER_COLUMNS};
 use crate::sso::SsoLink;
@@ -64,15 +65,29 @@ const SESSION_WITH_USER: &str =
     "SELECT s.handle AS s_handle, s.kind AS s_kind, s.created_at AS s_created_at, \
     s.last_seen_at AS s_last_seen_at, s.client_ip AS s_client_ip, s.user_agent AS s_user_agent";
 
+/// The session a cookie's hash names, with its account and company.
+pub(crate) fn session_with_user_sql() -> String {
+    format!(
+        "{SESSION_WITH_USER}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+         JOIN companies c ON c.id = u.company_id WHERE s.id_hash = $1"
+    )
+}
+
+/// `GET /me`'s two statements: the session with its account (bound to the session's hash), and
+/// the account's overview (bound to the account's id, column `id` of the first).
+pub(crate) fn me_statements() -> (String, &'static str) {
+    (session_with_user_sql(), OVERVIEW)
+}
+
 #[async_trait]
 impl AccountStore for SqlStore {
     async fn session_with_user(&self, token: &TokenHash) -> StoreResult<Option<(Session, User)>> {
-        let sql = format!(
-            "{SESSION_WITH_USER}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-             JOIN companies c ON c.id = u.company_id WHERE s.id_hash = $1"
-        );
+        let sql = session_with_user_sql();
         if let Some(inline) = &self.inline {
             return inline.optional(&sql, [token.as_str()], |row| session_and_user(row));
+        }
+        if let Some(pg) = &self.pg_reads {
+            return pg.optional(&sql, &[Arg::Text(token.as_str())], |row| session_and_user(row)).await;
         }
         let row = sqlx::query(&sql).bind(token.as_str()).fetch_optional(&self.pool).await.map_err(map_err)?;
         row.as_ref().map(session_and_user).transpose()
@@ -82,6 +97,8 @@ impl AccountStore for SqlStore {
         let mut overview = OverviewRows::default();
         if let Some(inline) = &self.inline {
             inline.each(OVERVIEW, [user_id], |r| overview.add(r, user_id))?;
+        } else if let Some(pg) = &self.pg_reads {
+            pg.each(OVERVIEW, &[Arg::Int(user_id)], |r| overview.add(r, user_id)).await?;
         } else {
             for r in sqlx::query(OVERVIEW).bind(user_id).fetch_all(&self.pool).await.map_err(map_err)? {
                 overview.add(&r, user_id)?;

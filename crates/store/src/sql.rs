@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 use crate::exec::{Arg, Exec};
 use crate::inline::{Checkpointer, InlineReads, InlineWriter, BACKSTOP_CHECKPOINT_PAGES};
+use crate::pg_reads::PgReads;
 use crate::records::*;
 use crate::{ConsumeError, Store, StoreError, StoreResult};
 
@@ -41,6 +42,8 @@ pub struct SqlStore {
     pub(crate) inline_writer: Option<InlineWriter>,
     /// SQLite: the WAL's checkpoints, off the requests' path.
     _checkpointer: Option<Checkpointer>,
+    /// PostgreSQL: the reads of nearly every signed-in request, outside the pool ([`crate::pg_reads`]).
+    pub(crate) pg_reads: Option<PgReads>,
     backend: Backend,
 }
 
@@ -124,7 +127,8 @@ impl SqlStore {
                 })
             });
             let pool = options.connect(&url).await.map_err(map_err)?;
-            return Ok(Self { writer: pool.clone(), pool, inline: None, inline_writer: None, _checkpointer: None, backend });
+            let pg_reads = Some(PgReads::new(&url, PG_READ_CONNECTIONS, limit));
+            return Ok(Self { writer: pool.clone(), pool, inline: None, inline_writer: None, _checkpointer: None, pg_reads, backend });
         }
         // A connection to a local file does not go stale while idle: no ping (a round trip to
         // its worker thread) each time one is taken from the pool.
@@ -136,7 +140,7 @@ impl SqlStore {
         let inline = file.as_ref().map(|f| InlineReads::open(std::path::Path::new(f), readers)).transpose()?;
         let inline_writer = file.as_ref().map(|f| InlineWriter::open(std::path::Path::new(f))).transpose()?;
         let checkpointer = file.as_ref().map(|f| Checkpointer::start(std::path::Path::new(f))).transpose()?;
-        Ok(Self { pool, writer, inline, inline_writer, _checkpointer: checkpointer, backend })
+        Ok(Self { pool, writer, inline, inline_writer, _checkpointer: checkpointer, pg_reads: None, backend })
     }
 
     /// A transaction that may write. SQLite's default (deferred) transaction takes the write lock
@@ -153,6 +157,9 @@ impl SqlStore {
         tx.map_err(map_err)
     }
 }
+
+/// Connections of a node for `pg_reads`, beside the pool's `max_connections`.
+const PG_READ_CONNECTIONS: usize = 8;
 
 /// A PostgreSQL connection idle for this long is checked again before it is used.
 const IDLE_BEFORE_RECHECK: Duration = Duration::from_secs(5);
@@ -206,10 +213,17 @@ pub(crate) fn get<T: Cell>(row: &impl Cells, col: &str) -> StoreResult<T> {
     row.cell(col)
 }
 
-/// A value both drivers read: sqlx's (every statement) and rusqlite's (the reads SQLite answers
-/// on the calling thread, [`crate::inline`]). Our columns are integers and text, nullable or not.
-pub(crate) trait Cell: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + rusqlite::types::FromSql {}
-impl<T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + rusqlite::types::FromSql> Cell for T {}
+/// A value every driver reads: sqlx's `Any` (most statements), sqlx's PostgreSQL
+/// ([`crate::pg_reads`]) and rusqlite (the reads SQLite answers on the calling thread,
+/// [`crate::inline`]). Our columns are integers and text, nullable or not.
+pub(crate) trait Cell:
+    for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + rusqlite::types::FromSql
+{
+}
+impl<T> Cell for T where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + rusqlite::types::FromSql
+{
+}
 
 /// A row of either driver, read by column name, so one function maps a record from both.
 pub(crate) trait Cells {
@@ -217,6 +231,12 @@ pub(crate) trait Cells {
 }
 
 impl Cells for AnyRow {
+    fn cell<T: Cell>(&self, col: &str) -> StoreResult<T> {
+        self.try_get(col).map_err(map_err)
+    }
+}
+
+impl Cells for sqlx::postgres::PgRow {
     fn cell<T: Cell>(&self, col: &str) -> StoreResult<T> {
         self.try_get(col).map_err(map_err)
     }
