@@ -31,7 +31,16 @@ pub(crate) trait Exec {
     fn count(&mut self, sql: &str, args: &[Arg<'_>]) -> impl Future<Output = StoreResult<i64>>;
 }
 
-fn bind<'q>(mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>, args: &[Arg<'q>]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+/// Binds `args` to a statement of any sqlx driver (the `Any` one here, PostgreSQL's in
+/// `crate::pg_reads`).
+pub(crate) fn bind<'q, DB>(mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>, args: &[Arg<'q>]) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
     for a in args {
         q = match *a {
             Arg::Int(v) => q.bind(v),

@@ -10,7 +10,7 @@
 //! connection is opened, and each statement runs, within `limit`; a connection that fails or runs
 //! out of time is dropped and the next read opens a new one. A connection idle for a while that
 //! fails at once (the server restarted) is replaced and the read tried once more: reads change
-//! nothing, so a second try is safe.
+//! nothing, so a second try is safe; one that timed out is not tried again.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::Connection;
 use tokio::sync::Mutex;
 
-use crate::exec::Arg;
+use crate::exec::{bind, Arg};
 use crate::sql::map_err;
 use crate::{StoreError, StoreResult};
 
@@ -60,8 +60,12 @@ impl PgReads {
     async fn fetch(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<PgRow>> {
         let mut slot = self.free_slot().await;
         let idle_long = slot.as_ref().is_some_and(|s| s.last_used.elapsed() >= IDLE_BEFORE_RETRY);
+        let started = Instant::now();
         match self.fetch_on(&mut slot, sql, args).await {
-            Err(StoreError::Unavailable(_)) if idle_long => self.fetch_on(&mut slot, sql, args).await,
+            // Only a connection that failed at once (closed under it) is worth a second try; one
+            // that ran out of time met a database that does not answer, and a second wait would
+            // take the request past its own time limit.
+            Err(StoreError::Unavailable(_)) if idle_long && started.elapsed() < self.limit / 2 => self.fetch_on(&mut slot, sql, args).await,
             result => result,
         }
     }
@@ -88,16 +92,7 @@ impl PgReads {
                 Slot { conn, last_used: Instant::now() }
             }
         };
-        let mut query = sqlx::query(sql);
-        for a in args {
-            query = match *a {
-                Arg::Int(v) => query.bind(v),
-                Arg::OptInt(v) => query.bind(v),
-                Arg::Text(v) => query.bind(v),
-                Arg::OptText(v) => query.bind(v),
-            };
-        }
-        let rows = within(self.limit, query.fetch_all(&mut current.conn)).await?;
+        let rows = within(self.limit, bind(sqlx::query(sql), args).fetch_all(&mut current.conn)).await?;
         current.last_used = Instant::now();
         *slot = Some(current);
         Ok(rows)
