@@ -15,19 +15,19 @@
 //! is short, and should not wait behind a 20 ms hash on a busy core (the benchmark's `/me` p99 rose
 //! sixfold during a flood). With nothing else to run, the hashes get the whole machine as before.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use tokio::sync::Semaphore;
 
 use crate::config::Argon2Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
-    /// The pool and its queue are full: answer 503 with Retry-After.
+    /// The pool and its queue are full, or the wait would be too long: answer 503 with Retry-After.
     #[error("hashing pool busy")]
     Busy,
     #[error("hashing failed: {0}")]
@@ -39,37 +39,101 @@ pub struct Hasher {
     inner: Arc<Inner>,
 }
 
-/// One hash to run on a pool thread; it sends its own result back.
+/// One hash to run on a pool thread. It carries its queue slot, and it sends its own result back
+/// or, when nobody waits for it any more, skips the hash.
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
 struct Inner {
     /// To the pool's threads; they stop when the last `Hasher` is dropped.
     jobs: mpsc::Sender<Job>,
-    permits: Semaphore,
-    waiting: AtomicUsize,
-    queue: usize,
+    load: Arc<Load>,
     /// A real hash of a random password: verifying against it costs what a real check costs, so an
     /// unknown login name takes as long as a wrong password.
     dummy: String,
 }
 
+/// What the pool holds, and how long a hash takes: shared by the `Hasher`, every [`Slot`] and
+/// every job, so that a slot is given back wherever its job ends.
+///
+/// Cancellation: a request can be dropped at any `.await` (its client hung up, or
+/// `request_timeout_secs` cut it off). Its job keeps its [`Slot`] for as long as the job exists —
+/// in the channel, or running on a pool thread — and the slot's `Drop` gives it back, so neither
+/// a request dropped while queued nor one dropped while its hash runs can leak a slot or let more
+/// jobs in than the pool and its queue hold. A job whose requester is gone is skipped unstarted.
+struct Load {
+    /// Hashes computed at once: the pool's threads.
+    pool: usize,
+    /// Jobs that may wait for a thread beyond the `pool` running ones.
+    queue: usize,
+    /// A job that would wait longer than this is refused at once (503, Retry-After), and one that
+    /// did wait longer is answered so without its hash: its request would run out of time anyway
+    /// (a third of `request_timeout_secs`; Complete Setup hashes twice).
+    max_wait: Duration,
+    /// Jobs admitted and not yet ended: queued plus running.
+    admitted: AtomicUsize,
+    /// Jobs hashing on a pool thread now.
+    running: AtomicUsize,
+    /// Jobs skipped because their request was gone before their turn came.
+    skipped: AtomicU64,
+    /// Requests refused: queue full, the wait too long, or waited too long.
+    rejected: AtomicU64,
+    /// A moving average of one hash's duration, in nanoseconds, for the expected wait.
+    hash_nanos: AtomicU64,
+}
+
+/// A hashing pool's load at one moment, for `/metrics` and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashLoad {
+    /// Admitted jobs waiting for a pool thread (including those whose request is gone and which
+    /// will be skipped).
+    pub queued: usize,
+    /// Jobs hashing now: the pool's permits in use.
+    pub running: usize,
+    pub skipped_total: u64,
+    pub rejected_total: u64,
+}
+
 impl Hasher {
-    pub fn new(cfg: &Argon2Config) -> Result<Self, HashError> {
+    /// `request_timeout` bounds how long a hash may wait for the pool (see [`Load::max_wait`]).
+    pub fn new(cfg: &Argon2Config, request_timeout: Duration) -> Result<Self, HashError> {
         let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
             .map_err(|e| HashError::Failed(e.to_string()))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let pool = if cfg.pool_size == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { cfg.pool_size };
         let salt = SaltString::generate(&mut OsRng);
         let random = latchkey_core::secret::Token::generate();
+        let started = Instant::now();
         let dummy = argon2
             .hash_password(random.expose().as_bytes(), &salt)
             .map_err(|e| HashError::Failed(e.to_string()))?
             .to_string();
+        let first_hash = started.elapsed();
         return_large_blocks_to_the_system();
         let jobs = spawn_pool(pool, &argon2)?;
-        Ok(Self {
-            inner: Arc::new(Inner { jobs, permits: Semaphore::new(pool), waiting: AtomicUsize::new(0), queue: cfg.queue, dummy }),
-        })
+        let load = Arc::new(Load {
+            pool,
+            queue: cfg.queue,
+            max_wait: request_timeout / 3,
+            admitted: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            skipped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            hash_nanos: AtomicU64::new(first_hash.as_nanos() as u64),
+        });
+        Ok(Self { inner: Arc::new(Inner { jobs, load, dummy }) })
+    }
+
+    /// The pool's load now.
+    pub fn load(&self) -> HashLoad {
+        let load = &self.inner.load;
+        let admitted = load.admitted.load(Ordering::SeqCst);
+        let running = load.running.load(Ordering::SeqCst);
+        HashLoad {
+            queued: admitted.saturating_sub(running),
+            running,
+            skipped_total: load.skipped.load(Ordering::Relaxed),
+            rejected_total: load.rejected.load(Ordering::Relaxed),
+        }
     }
 
     /// Hashes `secret` to a PHC string (`$argon2id$v=19$m=…`), parameters included.
@@ -99,26 +163,107 @@ impl Hasher {
         .await
     }
 
+    /// Admits the work (or refuses it at once), queues it with its slot, and waits for its result.
+    /// The only `.await` is the last line: dropped there, the job keeps its slot until a pool
+    /// thread takes it and skips it.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Worker) -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let inner = self.inner.clone();
-        // Refuse at once when the queue is full: a fast 503 beats an unbounded wait.
-        if inner.waiting.fetch_add(1, Ordering::SeqCst) >= inner.queue + inner.permits.available_permits() {
-            inner.waiting.fetch_sub(1, Ordering::SeqCst);
-            metrics::counter!("latchkey_hash_rejected_total").increment(1);
+        let slot = Slot::admit(&self.inner.load)?;
+        let (done, result) = tokio::sync::oneshot::channel();
+        let queued_at = Instant::now();
+        let job: Job = Box::new(move |worker| {
+            let slot = slot;
+            if done.is_closed() {
+                slot.load.skipped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("latchkey_hash_skipped_total").increment(1);
+                return;
+            }
+            if queued_at.elapsed() > slot.load.max_wait {
+                slot.load.refuse();
+                let _ = done.send(Err(HashError::Busy));
+                return;
+            }
+            let running = slot.start();
+            let value = work(worker);
+            running.finish();
+            let _ = done.send(value);
+        });
+        // A pool that stopped hands the job back in the error, and dropping it frees the slot.
+        self.inner.jobs.send(job).map_err(|_| HashError::Failed("hashing pool stopped".into()))?;
+        result.await.map_err(|_| HashError::Failed("a hashing thread stopped".into()))?
+    }
+}
+
+impl Load {
+    fn refuse(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("latchkey_hash_rejected_total").increment(1);
+    }
+
+    /// How long a job admitted behind `ahead` others would wait for a thread.
+    fn expected_wait(&self, ahead: usize) -> Duration {
+        let rounds = (ahead + 1).saturating_sub(self.pool).div_ceil(self.pool.max(1));
+        Duration::from_nanos(self.hash_nanos.load(Ordering::Relaxed).saturating_mul(rounds as u64))
+    }
+
+    /// Folds one hash's duration into the moving average (weight 1/8).
+    fn record(&self, took: Duration) {
+        let old = self.hash_nanos.load(Ordering::Relaxed);
+        let sample = took.as_nanos().min(u64::MAX as u128) as u64;
+        self.hash_nanos.store(old - old / 8 + sample / 8, Ordering::Relaxed);
+    }
+}
+
+/// A job's place in the pool, from its admission until it ends (hashed, skipped or dropped with
+/// the job): `Drop` gives it back, whichever way the job ends.
+struct Slot {
+    load: Arc<Load>,
+}
+
+impl Slot {
+    /// A slot, or `Busy` at once when the pool and its queue are full or the wait for a thread
+    /// would be longer than [`Load::max_wait`]: a fast 503 beats a request that times out.
+    fn admit(load: &Arc<Load>) -> Result<Slot, HashError> {
+        let ahead = load.admitted.fetch_add(1, Ordering::SeqCst);
+        // From here on the slot is held; its Drop undoes the count if it is refused.
+        let slot = Slot { load: load.clone() };
+        if ahead >= load.pool + load.queue || load.expected_wait(ahead) > load.max_wait {
+            load.refuse();
             return Err(HashError::Busy);
         }
-        let permit = inner.permits.acquire().await;
-        inner.waiting.fetch_sub(1, Ordering::SeqCst);
-        let _permit = permit.map_err(|_| HashError::Busy)?;
-        let (done, result) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |worker| {
-            let _ = done.send(work(worker));
-        });
-        inner.jobs.send(job).map_err(|_| HashError::Failed("hashing pool stopped".into()))?;
-        result.await.map_err(|_| HashError::Failed("a hashing thread stopped".into()))?
+        Ok(slot)
+    }
+
+    /// Marks the job hashing: one of the pool's permits in use until [`Running::finish`] or drop.
+    fn start(&self) -> Running<'_> {
+        self.load.running.fetch_add(1, Ordering::SeqCst);
+        Running { load: &self.load, started: Instant::now() }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.load.admitted.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A hash in progress; dropped (also by a panicking hash) it frees its permit.
+struct Running<'a> {
+    load: &'a Load,
+    started: Instant,
+}
+
+impl Running<'_> {
+    fn finish(self) {
+        self.load.record(self.started.elapsed());
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.load.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -135,7 +280,7 @@ fn return_large_blocks_to_the_system() {
 /// The pool's CPU priority: the lowest (see the module's comment).
 const HASHING_NICE: i32 = 19;
 
-/// `size` threads taking jobs from one queue; the permits keep at most `size` jobs in it.
+/// `size` threads taking jobs from one queue; admission ([`Slot::admit`]) bounds what waits in it.
 fn spawn_pool(size: usize, argon2: &Argon2<'static>) -> Result<mpsc::Sender<Job>, HashError> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
@@ -239,13 +384,16 @@ pub struct Verified {
 mod tests {
     use super::*;
 
+    /// A request time limit far beyond any test's hashes: only the queue's length refuses.
+    const TIMEOUT: Duration = Duration::from_secs(600);
+
     fn small() -> Argon2Config {
         Argon2Config { memory_kib: 64, iterations: 1, parallelism: 1, pool_size: 1, queue: 1 }
     }
 
     #[tokio::test]
     async fn hashes_verify_and_differ_by_salt() {
-        let h = Hasher::new(&small()).unwrap();
+        let h = Hasher::new(&small(), TIMEOUT).unwrap();
         let a = h.hash("Welcome2Sonar").await.unwrap();
         let b = h.hash("Welcome2Sonar").await.unwrap();
         assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
@@ -258,8 +406,8 @@ mod tests {
 
     #[tokio::test]
     async fn weaker_stored_hashes_are_flagged_for_rehash() {
-        let weak = Hasher::new(&small()).unwrap().hash("Welcome2Sonar").await.unwrap();
-        let strong = Hasher::new(&Argon2Config { memory_kib: 128, ..small() }).unwrap();
+        let weak = Hasher::new(&small(), TIMEOUT).unwrap().hash("Welcome2Sonar").await.unwrap();
+        let strong = Hasher::new(&Argon2Config { memory_kib: 128, ..small() }, TIMEOUT).unwrap();
         let v = strong.verify("Welcome2Sonar", Some(&weak)).await.unwrap();
         assert!(v.matches && v.needs_rehash);
     }
@@ -268,7 +416,7 @@ mod tests {
     /// Argon2i one with other parameters) verify with ours: a stored hash outlives this code.
     #[tokio::test]
     async fn hashes_are_standard_phc_strings_both_ways() {
-        let h = Hasher::new(&small()).unwrap();
+        let h = Hasher::new(&small(), TIMEOUT).unwrap();
         let ours = h.hash("Welcome2Sonar").await.unwrap();
         let standard = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(64, 1, 1, None).unwrap());
         use argon2::password_hash::PasswordVerifier;
@@ -289,7 +437,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_threads_run_at_a_lower_priority() {
-        let h = Hasher::new(&small()).unwrap();
+        let h = Hasher::new(&small(), TIMEOUT).unwrap();
         h.hash("Welcome2Sonar").await.unwrap();
         let mut nices = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
@@ -305,9 +453,79 @@ mod tests {
         assert!(nices.iter().all(|n| *n == HASHING_NICE), "every hashing thread at nice {HASHING_NICE}: {nices:?}");
     }
 
+    /// Parameters whose one hash takes a good part of a second (64 MiB, 16 passes): long enough
+    /// to drop other requests while it runs.
+    fn slow(pool_size: usize, queue: usize) -> Argon2Config {
+        Argon2Config { memory_kib: 64 * 1024, iterations: 16, parallelism: 1, pool_size, queue }
+    }
+
+    /// Waits (up to 30 s) until the pool's load satisfies `ready`.
+    async fn until(h: &Hasher, what: &str, ready: impl Fn(HashLoad) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready(h.load()) {
+            assert!(Instant::now() < deadline, "{what}: the pool stayed at {:?}", h.load());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A hash started in a task of its own, as a request starts one.
+    fn request(h: &Hasher) -> tokio::task::JoinHandle<Result<String, HashError>> {
+        let h = h.clone();
+        tokio::spawn(async move { h.hash("Welcome2Sonar").await })
+    }
+
+    /// Requests dropped while they wait for the pool (their clients hung up) give their queue
+    /// slots back and are never hashed: afterwards the pool admits as many as before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_dropped_while_queued_give_their_slots_back_unhashed() {
+        let h = Hasher::new(&slow(1, 2), TIMEOUT).unwrap();
+        let running = request(&h);
+        until(&h, "the first hash runs", |l| l.running == 1).await;
+        let (b, c) = (request(&h), request(&h));
+        until(&h, "two requests wait", |l| l.queued == 2).await;
+        b.abort();
+        c.abort();
+        assert!(running.await.unwrap().is_ok());
+        until(&h, "every slot is back", |l| l.queued == 0 && l.running == 0).await;
+        assert_eq!(h.load().skipped_total, 2, "the dropped requests' jobs were skipped, not hashed");
+
+        // The whole pool and queue again: one hashing, two waiting, none refused.
+        let all: Vec<_> = (0..3).map(|_| request(&h)).collect();
+        for r in all {
+            assert!(r.await.unwrap().is_ok(), "a slot leaked: {:?}", h.load());
+        }
+    }
+
+    /// A request dropped while its hash runs does not free its permit until the hash ends:
+    /// never more hashes at once, or waiting, than the pool and its queue hold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_dropped_mid_hash_holds_its_permit_until_the_hash_ends() {
+        let h = Hasher::new(&slow(1, 0), TIMEOUT).unwrap();
+        let first = request(&h);
+        until(&h, "the first hash runs", |l| l.running == 1).await;
+        first.abort();
+        assert!(matches!(h.hash("Welcome2Sonar").await, Err(HashError::Busy)), "the pool's one thread is still hashing for the dropped request");
+        until(&h, "the dropped request's hash ends", |l| l.running == 0 && l.queued == 0).await;
+        assert!(h.hash("Welcome2Sonar").await.is_ok());
+    }
+
+    /// A hash that would wait longer than a third of the request's time limit is refused at
+    /// once (a fast 503) instead of running out of time in the queue.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_longer_than_the_time_limit_allows_is_refused_at_once() {
+        let h = Hasher::new(&slow(1, 8), Duration::from_millis(150)).unwrap();
+        let first = request(&h);
+        until(&h, "the first hash runs", |l| l.running == 1).await;
+        let started = Instant::now();
+        assert!(matches!(h.hash("Welcome2Sonar").await, Err(HashError::Busy)));
+        assert!(started.elapsed() < Duration::from_millis(50), "refused without waiting, took {:?}", started.elapsed());
+        assert!(first.await.unwrap().is_ok());
+        assert_eq!(h.load().rejected_total, 1);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_full_queue_answers_busy_instead_of_waiting() {
-        let slow = Hasher::new(&Argon2Config { memory_kib: 16 * 1024, iterations: 8, parallelism: 1, pool_size: 1, queue: 1 }).unwrap();
+        let slow = Hasher::new(&Argon2Config { memory_kib: 16 * 1024, iterations: 8, parallelism: 1, pool_size: 1, queue: 1 }, TIMEOUT).unwrap();
         let tasks: Vec<_> = (0..8).map(|_| { let h = slow.clone(); tokio::spawn(async move { h.hash("Welcome2Sonar").await }) }).collect();
         let mut busy = 0;
         for t in tasks {

@@ -46,7 +46,7 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<L
         Some(gateway) => Arc::new(sms::HttpSmsGateway::new(gateway).context("configuring the SMS gateway")?),
         None => Arc::new(sms::OutboxSms::new(config.outbox_dir()).context("creating the SMS outbox")?),
     };
-    let hasher = hashing::Hasher::new(&config.argon2).context("argon2 parameters")?;
+    let hasher = hashing::Hasher::new(&config.argon2, std::time::Duration::from_secs(config.request_timeout_secs)).context("argon2 parameters")?;
     let keyring = keyring(&config)?;
     let relying_parties = oidc::RelyingParties::from_config(&config).context("single sign-on providers")?;
     Ok(Arc::new(Latchkey::new(store, clock, hasher, mailer, sms, keyring, relying_parties, config)))

@@ -158,6 +158,11 @@ impl InlineWriter {
         Ok(Self { connection: Mutex::new(conn), lane: Arc::new(Lane::default()) })
     }
 
+    /// Inline transactions waiting for the writer's turn now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.lane.waiting.load(Ordering::SeqCst)
+    }
+
     /// Runs `work` in a transaction that holds the write lock from its start (`BEGIN IMMEDIATE`,
     /// as `SqlStore::begin`), during the turn of `writer` (the store's one sqlx writer), and
     /// commits it when `work` says so; otherwise, or on an error, it is rolled back.

@@ -51,6 +51,21 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What a store's connections are doing at one moment, for `/metrics`: an operator sees a leak
+/// (a count that never goes back to zero on an idle node) before users do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreLoad {
+    /// Connections of the read pool (PostgreSQL: of the one pool) taken now.
+    pub pool_in_use: usize,
+    /// SQLite: the one writer connection taken now (0 or 1), by a write or kept by the inline
+    /// writers' turn. 0 on PostgreSQL, whose writes share `pool_in_use`.
+    pub writer_in_use: usize,
+    /// SQLite: inline write transactions waiting for the writer's turn.
+    pub writer_waiting: usize,
+    /// Connections closed because they came back to a pool inside a transaction.
+    pub discarded_in_transaction_total: u64,
+}
+
 /// Why a link could not be consumed: nothing was written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConsumeError {
@@ -69,6 +84,8 @@ pub trait Store: AccountStore + TwoFactorStore + SsoStore + EmailStore + ApiToke
     async fn migrate(&self) -> StoreResult<()>;
     /// A cheap round trip, for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+    /// The connections' load now (no round trip).
+    fn load(&self) -> StoreLoad;
 
     // Companies and accounts (C1).
     async fn create_company(&self, name: &str, domain: &CompanyDomain, now: OffsetDateTime) -> StoreResult<Company>;

@@ -132,7 +132,7 @@ impl SqlStore {
         }
         // A connection to a local file does not go stale while idle: no ping (a round trip to
         // its worker thread) each time one is taken from the pool.
-        options = options.test_before_acquire(false);
+        options = options.test_before_acquire(false).after_release(|conn, _meta| Box::pin(release_outside_a_transaction(conn)));
         // The writer first: it creates the file and sets WAL before any reader opens it.
         let writer = options.clone().max_connections(1).connect(&url).await.map_err(map_err)?;
         let pool = options.connect(&url).await.map_err(map_err)?;
@@ -149,6 +149,18 @@ impl SqlStore {
     /// two requests that read then write at the same time got 503. `BEGIN IMMEDIATE` takes the
     /// write lock first, so the second waits its turn (`busy_timeout`). PostgreSQL's row locks
     /// and conditional updates need no such thing.
+    /// Connections taken from the pools now, and who waits for the writer, for `/metrics`.
+    pub fn load(&self) -> crate::StoreLoad {
+        let in_use = |pool: &AnyPool| (pool.size() as usize).saturating_sub(pool.num_idle());
+        let separate_writer = self.backend == Backend::Sqlite;
+        crate::StoreLoad {
+            pool_in_use: in_use(&self.pool),
+            writer_in_use: if separate_writer { in_use(&self.writer) } else { 0 },
+            writer_waiting: self.inline_writer.as_ref().map_or(0, InlineWriter::waiting),
+            discarded_in_transaction_total: DISCARDED_IN_TRANSACTION.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     pub(crate) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
         let tx = match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
@@ -170,12 +182,42 @@ const IDLE_BEFORE_RECHECK: Duration = Duration::from_secs(5);
 /// network partition) would wait there until the kernel gives up on the socket (~15 minutes),
 /// holding its slot all that time, and a pool full of them keeps the node down after the
 /// database is back.
+/// It also closes a connection still inside a transaction ([`release_outside_a_transaction`]).
 async fn release_check(conn: &mut sqlx::AnyConnection, limit: Duration) -> Result<bool, sqlx::Error> {
     match tokio::time::timeout(limit, conn.ping()).await {
-        Ok(answered) => answered.map(|()| true),
+        Ok(answered) => answered.map(|()| keep_unless_in_a_transaction(conn)),
         Err(_) => Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "the database did not answer the release check"))),
     }
 }
+
+/// A connection handed back to the pool inside a transaction is closed, never pooled: the next
+/// caller would fail to begin its own (`begin_with` at a non-zero depth) or, worse, write inside
+/// a transaction nobody commits. On SQLite, where every write goes through one writer
+/// connection, one such connection stopped every write of the node until it was restarted.
+///
+/// How it happens: a request dropped at an `.await` inside sqlx's `begin_with` after the
+/// database began the transaction but before sqlx built the `Transaction` that would roll it
+/// back on drop (sqlx 0.8's SQLite driver awaits its worker's answer, then the connection's lock,
+/// after `BEGIN`). A `Transaction` dropped the ordinary way only queues its rollback, which the
+/// ping below runs first. Closing rolls back whatever is still open.
+async fn release_outside_a_transaction(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+    if conn.is_in_transaction() {
+        conn.ping().await?;
+    }
+    Ok(keep_unless_in_a_transaction(conn))
+}
+
+fn keep_unless_in_a_transaction(conn: &sqlx::AnyConnection) -> bool {
+    if conn.is_in_transaction() {
+        DISCARDED_IN_TRANSACTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!("a database connection came back inside a transaction (its request was cut off); closed, which rolls it back");
+        return false;
+    }
+    true
+}
+
+/// Connections closed by [`keep_unless_in_a_transaction`], for `/metrics`.
+static DISCARDED_IN_TRANSACTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
@@ -402,6 +444,10 @@ impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
         Ok(())
+    }
+
+    fn load(&self) -> crate::StoreLoad {
+        SqlStore::load(self)
     }
 
     async fn create_company(&self, name: &str, domain: &CompanyDomain, now: OffsetDateTime) -> StoreResult<Company> {
@@ -849,4 +895,120 @@ pub(crate) async fn insert_session(exec: &mut impl Exec, s: &NewSession, audit: 
     .await?;
     exec.run("UPDATE users SET last_sign_in_at = $1 WHERE id = $2", &[Arg::Int(created), Arg::Int(s.user_id)]).await?;
     insert_audit(exec, audit).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    use super::*;
+
+    /// Polls `work` once; whether it finished (its output is dropped at once).
+    async fn poll_once<T>(work: &mut Pin<Box<impl Future<Output = T>>>) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx).is_ready())).await
+    }
+
+    /// A store with one table `t`: SQLite in `dir`, or a fresh PostgreSQL database (`None` where
+    /// PostgreSQL cannot be reached; with CI=true that fails instead).
+    async fn store(dir: &tempfile::TempDir, backend: Backend) -> Option<SqlStore> {
+        let url = match backend {
+            Backend::Sqlite => dir.path().join("cut.db").display().to_string(),
+            Backend::Postgres => crate::testing::fresh_postgres_url("cut_off").await?,
+        };
+        let store = SqlStore::connect(&url, 4).await.unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER)").execute(&store.writer).await.unwrap();
+        Some(store)
+    }
+
+    /// The writer is back, outside any transaction, and writes again.
+    async fn assert_writes_again(store: &SqlStore, after: &str) {
+        let mut tx = tokio::time::timeout(Duration::from_secs(5), store.begin())
+            .await
+            .unwrap_or_else(|_| panic!("after {after}: no writer within 5 s"))
+            .unwrap_or_else(|e| panic!("after {after}: the writer refuses to begin: {e}"));
+        sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store.load().writer_in_use + store.load().pool_in_use != 0 {
+            assert!(std::time::Instant::now() < deadline, "after {after}: a connection never went back to the pool");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if store.backend == Backend::Postgres {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            assert_eq!(open, 0, "after {after}: a connection sits idle in a transaction");
+        }
+    }
+
+    /// A request cut off at any point of beginning its write transaction leaves SQLite's one
+    /// writer connection usable. Cut off after `BEGIN IMMEDIATE` ran but before sqlx built the
+    /// transaction's guard, the connection went back to the pool inside a transaction, and every
+    /// later write of the node failed ("begin_with at non-zero transaction depth").
+    #[tokio::test]
+    async fn a_write_cut_off_while_it_begins_leaves_the_writer_usable_sqlite() {
+        cut_off_while_it_begins(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_off_while_it_begins_leaves_the_writer_usable_postgres() {
+        cut_off_while_it_begins(Backend::Postgres).await;
+    }
+
+    async fn cut_off_while_it_begins(backend: Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(store) = store(&dir, backend).await else { return };
+        for polls in 1..=8 {
+            // Each poll lets the worker thread run a step (BEGIN, its answer, the lock) before
+            // the next: cut off after 1, 2, … of them.
+            let mut begin = Box::pin(store.begin());
+            for _ in 0..polls {
+                if poll_once(&mut begin).await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            drop(begin);
+            assert_writes_again(&store, &format!("a begin cut off after {polls} polls")).await;
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(rows, 8);
+    }
+
+    /// A request cut off inside its write transaction writes nothing, and the writer goes on.
+    #[tokio::test]
+    async fn a_write_cut_off_mid_transaction_writes_nothing_and_leaves_the_writer_usable_sqlite() {
+        cut_off_mid_transaction(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_off_mid_transaction_writes_nothing_and_leaves_the_writer_usable_postgres() {
+        cut_off_mid_transaction(Backend::Postgres).await;
+    }
+
+    async fn cut_off_mid_transaction(backend: Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(store) = store(&dir, backend).await else { return };
+        let mut work = Box::pin(async {
+            let mut tx = store.begin().await?;
+            sqlx::query("INSERT INTO t (v) VALUES (2)").execute(&mut *tx).await.map_err(map_err)?;
+            std::future::pending::<()>().await;
+            tx.commit().await.map_err(map_err)
+        });
+        // Polled until it waits on forever, after its insert (a few worker round trips).
+        for _ in 0..20 {
+            assert!(!poll_once(&mut work).await, "the transaction never finishes");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.load().writer_in_use + store.load().pool_in_use, 1, "the transaction holds a connection");
+        drop(work);
+        assert_writes_again(&store, "a transaction cut off after its insert").await;
+        let cut: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t WHERE v = 2").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(cut, 0, "the cut-off transaction's insert was rolled back");
+    }
 }

@@ -157,8 +157,22 @@ async fn readyz(State(web): State<Arc<Web>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(web): State<Arc<Web>>) -> impl IntoResponse {
+    sample_load(&web.app);
     let body = web.metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// The hashing pool's and the store's load, read when `/metrics` is scraped: on an idle node
+/// every one of these is 0, so one that stays up is a leak an operator sees before users do.
+fn sample_load(app: &Latchkey) {
+    let hashing = app.hasher.load();
+    metrics::gauge!("latchkey_hash_queue_depth").set(hashing.queued as f64);
+    metrics::gauge!("latchkey_hash_running").set(hashing.running as f64);
+    let store = app.store.load();
+    metrics::gauge!("latchkey_store_pool_in_use").set(store.pool_in_use as f64);
+    metrics::gauge!("latchkey_store_writer_in_use").set(store.writer_in_use as f64);
+    metrics::gauge!("latchkey_store_writer_waiting").set(store.writer_waiting as f64);
+    metrics::counter!("latchkey_store_discarded_in_transaction_total").absolute(store.discarded_in_transaction_total);
 }
 
 async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
