@@ -2,6 +2,8 @@
 //! PostgreSQL run the very same statements; only migrations and connection settings differ.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,6 +47,8 @@ pub struct SqlStore {
     /// PostgreSQL: the reads of nearly every signed-in request, outside the pool ([`crate::pg_reads`]).
     pub(crate) pg_reads: Option<PgReads>,
     backend: Backend,
+    /// Connections closed because they came back to a pool inside a transaction.
+    discarded: Arc<AtomicU64>,
 }
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.company_id, c.name AS company_name, c.domain AS company_domain, \
@@ -92,6 +96,7 @@ impl SqlStore {
             (format!("sqlite://{path}{sep}mode=rwc"), Backend::Sqlite, Some(file))
         };
         let idle_transaction_ms = settings.idle_transaction_timeout.as_millis().max(1);
+        let discarded = Arc::new(AtomicU64::new(0));
         let mut options = AnyPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
@@ -114,25 +119,28 @@ impl SqlStore {
             });
         if backend == Backend::Postgres {
             let limit = settings.acquire_timeout;
-            options = options.after_release(move |conn, _meta| Box::pin(release_check(conn, limit)));
+            let (released, checked) = (discarded.clone(), discarded.clone());
+            options = options.after_release(move |conn, _meta| Box::pin(release_check(conn, limit, released.clone())));
             // Every connection was checked when it was handed back, so one idle for less than a
             // few seconds is taken without another round trip; sqlx's default pings on every
             // take, which made three round trips of each one-statement read.
             options = options.test_before_acquire(false).before_acquire(move |conn, meta| {
+                let checked = checked.clone();
                 Box::pin(async move {
                     if meta.idle_for < IDLE_BEFORE_RECHECK {
                         return Ok(true);
                     }
-                    release_check(conn, limit).await
+                    release_check(conn, limit, checked.clone()).await
                 })
             });
             let pool = options.connect(&url).await.map_err(map_err)?;
             let pg_reads = Some(PgReads::new(&url, PG_READ_CONNECTIONS, limit));
-            return Ok(Self { writer: pool.clone(), pool, inline: None, inline_writer: None, _checkpointer: None, pg_reads, backend });
+            return Ok(Self { writer: pool.clone(), pool, inline: None, inline_writer: None, _checkpointer: None, pg_reads, backend, discarded });
         }
         // A connection to a local file does not go stale while idle: no ping (a round trip to
         // its worker thread) each time one is taken from the pool.
-        options = options.test_before_acquire(false).after_release(|conn, _meta| Box::pin(release_outside_a_transaction(conn)));
+        let released = discarded.clone();
+        options = options.test_before_acquire(false).after_release(move |conn, _meta| Box::pin(release_outside_a_transaction(conn, released.clone())));
         // The writer first: it creates the file and sets WAL before any reader opens it.
         let writer = options.clone().max_connections(1).connect(&url).await.map_err(map_err)?;
         let pool = options.connect(&url).await.map_err(map_err)?;
@@ -140,7 +148,7 @@ impl SqlStore {
         let inline = file.as_ref().map(|f| InlineReads::open(std::path::Path::new(f), readers)).transpose()?;
         let inline_writer = file.as_ref().map(|f| InlineWriter::open(std::path::Path::new(f))).transpose()?;
         let checkpointer = file.as_ref().map(|f| Checkpointer::start(std::path::Path::new(f))).transpose()?;
-        Ok(Self { pool, writer, inline, inline_writer, _checkpointer: checkpointer, pg_reads: None, backend })
+        Ok(Self { pool, writer, inline, inline_writer, _checkpointer: checkpointer, pg_reads: None, backend, discarded })
     }
 
     /// A transaction that may write. SQLite's default (deferred) transaction takes the write lock
@@ -157,16 +165,27 @@ impl SqlStore {
             pool_in_use: in_use(&self.pool),
             writer_in_use: if separate_writer { in_use(&self.writer) } else { 0 },
             writer_waiting: self.inline_writer.as_ref().map_or(0, InlineWriter::waiting),
-            discarded_in_transaction_total: DISCARDED_IN_TRANSACTION.load(std::sync::atomic::Ordering::Relaxed),
+            discarded_in_transaction_total: self.discarded.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
     pub(crate) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.writer.begin().await,
-        };
-        tx.map_err(map_err)
+        // Begun in a task of its own, which a cut-off request cannot stop halfway: sqlx 0.8 counts
+        // a transaction (and so rolls it back on drop) only once BEGIN has answered, so a request
+        // dropped while BEGIN was in flight handed its connection back to the pool inside a
+        // transaction nobody would end (sqlx#4385). The task always finishes: with the
+        // `Transaction` built, whose drop queues the rollback when nobody is left to take it.
+        let (writer, backend) = (self.writer.clone(), self.backend);
+        let begun = tokio::spawn(async move {
+            match backend {
+                Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await,
+                Backend::Postgres => writer.begin().await,
+            }
+        });
+        match begun.await {
+            Ok(tx) => tx.map_err(map_err),
+            Err(e) => Err(StoreError::Backend(format!("beginning a transaction: {e}"))),
+        }
     }
 }
 
@@ -182,10 +201,11 @@ const IDLE_BEFORE_RECHECK: Duration = Duration::from_secs(5);
 /// network partition) would wait there until the kernel gives up on the socket (~15 minutes),
 /// holding its slot all that time, and a pool full of them keeps the node down after the
 /// database is back.
-/// It also closes a connection still inside a transaction ([`release_outside_a_transaction`]).
-async fn release_check(conn: &mut sqlx::AnyConnection, limit: Duration) -> Result<bool, sqlx::Error> {
+///
+/// It also closes a connection still inside a transaction ([`keep_unless_in_a_transaction`]).
+async fn release_check(conn: &mut sqlx::AnyConnection, limit: Duration, discarded: Arc<AtomicU64>) -> Result<bool, sqlx::Error> {
     match tokio::time::timeout(limit, conn.ping()).await {
-        Ok(answered) => answered.map(|()| keep_unless_in_a_transaction(conn)),
+        Ok(answered) => answered.map(|()| keep_unless_in_a_transaction(conn, &discarded)),
         Err(_) => Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "the database did not answer the release check"))),
     }
 }
@@ -200,24 +220,24 @@ async fn release_check(conn: &mut sqlx::AnyConnection, limit: Duration) -> Resul
 /// back on drop (sqlx 0.8's SQLite driver awaits its worker's answer, then the connection's lock,
 /// after `BEGIN`). A `Transaction` dropped the ordinary way only queues its rollback, which the
 /// ping below runs first. Closing rolls back whatever is still open.
-async fn release_outside_a_transaction(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+async fn release_outside_a_transaction(conn: &mut sqlx::AnyConnection, discarded: Arc<AtomicU64>) -> Result<bool, sqlx::Error> {
     if conn.is_in_transaction() {
         conn.ping().await?;
     }
-    Ok(keep_unless_in_a_transaction(conn))
+    Ok(keep_unless_in_a_transaction(conn, &discarded))
 }
 
-fn keep_unless_in_a_transaction(conn: &sqlx::AnyConnection) -> bool {
-    if conn.is_in_transaction() {
-        DISCARDED_IN_TRANSACTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!("a database connection came back inside a transaction (its request was cut off); closed, which rolls it back");
-        return false;
-    }
-    true
+fn keep_unless_in_a_transaction(conn: &sqlx::AnyConnection, discarded: &AtomicU64) -> bool {
+    !conn.is_in_transaction() || discard_in_a_transaction(discarded)
 }
 
-/// Connections closed by [`keep_unless_in_a_transaction`], for `/metrics`.
-static DISCARDED_IN_TRANSACTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Counts (in the store's `discarded`) and logs a connection about to be closed for coming back
+/// inside a transaction; false.
+fn discard_in_a_transaction(discarded: &AtomicU64) -> bool {
+    discarded.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!("a database connection came back inside a transaction (its request was cut off); closed, which rolls it back");
+    false
+}
 
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
@@ -910,40 +930,54 @@ mod tests {
         std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx).is_ready())).await
     }
 
-    /// A store with one table `t`: SQLite in `dir`, or a fresh PostgreSQL database (`None` where
-    /// PostgreSQL cannot be reached; with CI=true that fails instead).
-    async fn store(dir: &tempfile::TempDir, backend: Backend) -> Option<SqlStore> {
+    /// A store with one table `t`, and its URL: SQLite in `dir`, or a fresh PostgreSQL database
+    /// (`None` where PostgreSQL cannot be reached; with CI=true that fails instead).
+    async fn store(dir: &tempfile::TempDir, backend: Backend) -> Option<(SqlStore, String)> {
         let url = match backend {
             Backend::Sqlite => dir.path().join("cut.db").display().to_string(),
             Backend::Postgres => crate::testing::fresh_postgres_url("cut_off").await?,
         };
-        let store = SqlStore::connect(&url, 4).await.unwrap();
+        let store = SqlStore::connect(&url, 1).await.unwrap();
         sqlx::query("CREATE TABLE t (v INTEGER)").execute(&store.writer).await.unwrap();
-        Some(store)
+        Some((store, url))
     }
 
-    /// The writer is back, outside any transaction, and writes again.
-    async fn assert_writes_again(store: &SqlStore, after: &str) {
-        let mut tx = tokio::time::timeout(Duration::from_secs(5), store.begin())
-            .await
-            .unwrap_or_else(|_| panic!("after {after}: no writer within 5 s"))
-            .unwrap_or_else(|e| panic!("after {after}: the writer refuses to begin: {e}"));
-        sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&mut *tx).await.unwrap();
-        tx.commit().await.unwrap();
+    /// Every connection is back in its pool outside any transaction, and the store writes again:
+    /// a write outside a transaction is seen at once by another connection (a connection left
+    /// inside a transaction would hide it until that transaction ended, and undo it with a
+    /// rollback), and a write transaction begins and commits.
+    async fn assert_clean_and_writes_again(store: &SqlStore, url: &str, after: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while store.load().writer_in_use + store.load().pool_in_use != 0 {
             assert!(std::time::Instant::now() < deadline, "after {after}: a connection never went back to the pool");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         if store.backend == Backend::Postgres {
+            let mut observer = sqlx::PgConnection::connect(url).await.unwrap();
             let open: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
             )
-            .fetch_one(&store.pool)
+            .fetch_one(&mut observer)
             .await
             .unwrap();
-            assert_eq!(open, 0, "after {after}: a connection sits idle in a transaction");
+            assert_eq!(open, 0, "after {after}: a pooled connection sits idle in a transaction");
         }
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&store.pool).await.unwrap();
+        sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&store.writer).await.unwrap();
+        let seen = match store.backend {
+            Backend::Postgres => {
+                let mut observer = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM t").fetch_one(&mut observer).await.unwrap()
+            }
+            Backend::Sqlite => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM t").fetch_one(&store.pool).await.unwrap(),
+        };
+        assert_eq!(seen, before + 1, "after {after}: a write outside a transaction is not seen by another connection");
+        let mut tx = tokio::time::timeout(Duration::from_secs(5), store.begin())
+            .await
+            .unwrap_or_else(|_| panic!("after {after}: no writer within 5 s"))
+            .unwrap_or_else(|e| panic!("after {after}: the writer refuses to begin: {e}"));
+        sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
     }
 
     /// A request cut off at any point of beginning its write transaction leaves SQLite's one
@@ -962,22 +996,51 @@ mod tests {
 
     async fn cut_off_while_it_begins(backend: Backend) {
         let dir = tempfile::tempdir().unwrap();
-        let Some(store) = store(&dir, backend).await else { return };
-        for polls in 1..=8 {
-            // Each poll lets the worker thread run a step (BEGIN, its answer, the lock) before
-            // the next: cut off after 1, 2, … of them.
+        let Some((store, url)) = store(&dir, backend).await else { return };
+        for polls in (1..=8).cycle().take(40) {
+            // Each pause lets the database or SQLite's worker thread run a step (the connection,
+            // BEGIN, its answer, the lock); the future is dropped right after its last poll, with
+            // that poll's step in flight: cut off after 1, 2, … of them.
             let mut begin = Box::pin(store.begin());
-            for _ in 0..polls {
+            for poll in 1..=polls {
                 if poll_once(&mut begin).await {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                if poll < polls {
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
             }
             drop(begin);
-            assert_writes_again(&store, &format!("a begin cut off after {polls} polls")).await;
+            assert_clean_and_writes_again(&store, &url, &format!("a begin cut off after {polls} polls")).await;
         }
         let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&store.pool).await.unwrap();
-        assert_eq!(rows, 8);
+        assert_eq!(rows, 80, "each round wrote twice");
+        assert_eq!(store.load().discarded_in_transaction_total, 0, "every cut-off begin ended its own transaction; none was left for the release check");
+    }
+
+    /// The pools' release checks on their own: a connection handed back inside a transaction
+    /// (its `Transaction` forgotten, so no rollback was queued) is closed.
+    #[tokio::test]
+    async fn a_connection_handed_back_inside_a_transaction_is_closed_sqlite() {
+        released_inside_a_transaction(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_handed_back_inside_a_transaction_is_closed_postgres() {
+        released_inside_a_transaction(Backend::Postgres).await;
+    }
+
+    async fn released_inside_a_transaction(backend: Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((store, url)) = store(&dir, backend).await else { return };
+        let mut conn = store.writer.acquire().await.unwrap();
+        let tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+        std::mem::forget(tx);
+        sqlx::query("INSERT INTO t (v) VALUES (3)").execute(&mut *conn).await.unwrap();
+        drop(conn);
+        assert_clean_and_writes_again(&store, &url, "a connection handed back in a counted transaction").await;
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t WHERE v = 3").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(left, 0, "the unfinished transaction's insert was rolled back");
     }
 
     /// A request cut off inside its write transaction writes nothing, and the writer goes on.
@@ -993,7 +1056,7 @@ mod tests {
 
     async fn cut_off_mid_transaction(backend: Backend) {
         let dir = tempfile::tempdir().unwrap();
-        let Some(store) = store(&dir, backend).await else { return };
+        let Some((store, url)) = store(&dir, backend).await else { return };
         let mut work = Box::pin(async {
             let mut tx = store.begin().await?;
             sqlx::query("INSERT INTO t (v) VALUES (2)").execute(&mut *tx).await.map_err(map_err)?;
@@ -1007,7 +1070,7 @@ mod tests {
         }
         assert_eq!(store.load().writer_in_use + store.load().pool_in_use, 1, "the transaction holds a connection");
         drop(work);
-        assert_writes_again(&store, "a transaction cut off after its insert").await;
+        assert_clean_and_writes_again(&store, &url, "a transaction cut off after its insert").await;
         let cut: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t WHERE v = 2").fetch_one(&store.pool).await.unwrap();
         assert_eq!(cut, 0, "the cut-off transaction's insert was rolled back");
     }
