@@ -245,16 +245,18 @@ impl Latchkey {
     }
 
     /// Counts a wrong code against the account (all flows share it) and answers 401, or 429 when
-    /// that was the code that locked it.
+    /// that was the code that locked it. Counted before it is audited: a request cut off between
+    /// the two writes leaves the wrong code counted, never uncounted.
     pub(super) async fn wrong_code(&self, user: &User, message: &str, ctx: &RequestContext) -> ApiError {
         let now = self.now();
         let key = account_key("second_factor", user.id);
+        let counted = self.store.throttle_fail(&key, &self.second_factor_throttle, now).await;
         let mut audit = self.audit("second_factor_failed", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = "wrong code".into();
         if let Err(e) = self.store.append_audit(&audit).await {
             return e.into();
         }
-        match self.store.throttle_fail(&key, &self.second_factor_throttle, now).await {
+        match counted {
             Ok(Some(until)) => match retry_after(Some(until), now) {
                 Some(secs) => ApiError::throttled(secs, format!("Too many wrong codes. Two-factor sign-in is locked for {} minute(s).", secs.div_ceil(60))),
                 None => invalid_code(message),
