@@ -136,6 +136,13 @@ impl Hasher {
         }
     }
 
+    /// A place in the pool for one hash, taken before the request does anything else: a sign-in
+    /// the pool has no room for is refused before it reads the store, so refusals under a flood
+    /// cost next to nothing and leave the cores to the hashes. Dropped unused, the place is free.
+    pub fn admit(&self) -> Result<Admitted, HashError> {
+        Ok(Admitted { hasher: self.clone(), slot: Slot::admit(&self.inner.load)? })
+    }
+
     /// Hashes `secret` to a PHC string (`$argon2id$v=19$m=…`), parameters included.
     pub async fn hash(&self, secret: &str) -> Result<String, HashError> {
         let secret = secret.to_owned();
@@ -146,10 +153,14 @@ impl Hasher {
     /// same. Returns whether it matched, and whether the stored hash should be redone with the
     /// current parameters.
     pub async fn verify(&self, secret: &str, stored: Option<&str>) -> Result<Verified, HashError> {
+        self.admit()?.verify(secret, stored).await
+    }
+
+    async fn verify_in(&self, slot: Slot, secret: &str, stored: Option<&str>) -> Result<Verified, HashError> {
         let secret = secret.to_owned();
         let real = stored.is_some();
         let stored = stored.map(str::to_owned).unwrap_or_else(|| self.inner.dummy.clone());
-        self.run(move |worker| {
+        self.run_in(slot, move |worker| {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Ok(Verified { matches: false, needs_rehash: false });
             };
@@ -163,14 +174,18 @@ impl Hasher {
         .await
     }
 
-    /// Admits the work (or refuses it at once), queues it with its slot, and waits for its result.
-    /// The only `.await` is the last line: dropped there, the job keeps its slot until a pool
-    /// thread takes it and skips it.
-    async fn run<T: Send + 'static>(
+    /// Admits the work (or refuses it at once) and runs it ([`Hasher::run_in`]).
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut Worker) -> Result<T, HashError> + Send + 'static) -> Result<T, HashError> {
+        self.run_in(Slot::admit(&self.inner.load)?, work).await
+    }
+
+    /// Queues the work with its slot and waits for its result. The only `.await` is the last
+    /// line: dropped there, the job keeps its slot until a pool thread takes it and skips it.
+    async fn run_in<T: Send + 'static>(
         &self,
+        slot: Slot,
         work: impl FnOnce(&mut Worker) -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let slot = Slot::admit(&self.inner.load)?;
         let (done, result) = tokio::sync::oneshot::channel();
         let queued_at = Instant::now();
         let job: Job = Box::new(move |worker| {
@@ -193,6 +208,20 @@ impl Hasher {
         // A pool that stopped hands the job back in the error, and dropping it frees the slot.
         self.inner.jobs.send(job).map_err(|_| HashError::Failed("hashing pool stopped".into()))?;
         result.await.map_err(|_| HashError::Failed("a hashing thread stopped".into()))?
+    }
+}
+
+/// A place in the hashing pool, held from before a request's first read until its hash ends
+/// ([`Hasher::admit`]).
+pub struct Admitted {
+    hasher: Hasher,
+    slot: Slot,
+}
+
+impl Admitted {
+    /// [`Hasher::verify`] in this place.
+    pub async fn verify(self, secret: &str, stored: Option<&str>) -> Result<Verified, HashError> {
+        self.hasher.verify_in(self.slot, secret, stored).await
     }
 }
 
@@ -494,6 +523,21 @@ mod tests {
         for r in all {
             assert!(r.await.unwrap().is_ok(), "a slot leaked: {:?}", h.load());
         }
+    }
+
+    /// A place taken before a request's reads counts against the pool at once, and a request
+    /// dropped before its hash (its client hung up during the reads) gives it back.
+    #[tokio::test]
+    async fn a_place_taken_early_counts_at_once_and_comes_back_when_dropped() {
+        let h = Hasher::new(&small(), TIMEOUT).unwrap();
+        let first = h.admit().unwrap();
+        assert!(matches!(h.admit(), Ok(_)), "one hashing and one waiting: the pool of one and its queue of one");
+        let second = h.admit().unwrap();
+        assert!(matches!(h.admit(), Err(HashError::Busy)), "a third has no room");
+        assert_eq!(h.load().queued, 2);
+        drop(second);
+        assert!(first.verify("Welcome2Sonar", None).await.is_ok());
+        assert_eq!(h.load(), HashLoad { queued: 0, running: 0, skipped_total: 0, rejected_total: 1 });
     }
 
     /// A request dropped while its hash runs does not free its permit until the hash ends:

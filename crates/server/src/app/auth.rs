@@ -50,6 +50,9 @@ impl Latchkey {
         if password.is_empty() || password.len() > 1024 {
             return Err(sign_in_error(SignInError::InvalidCredentials));
         }
+        // A place in the hashing pool first: under a flood, the sign-ins it has no room for are
+        // refused before they read the store.
+        let admitted = self.hasher.admit()?;
         let now = self.now();
         let account_key = login_throttle_key(login.as_str());
         let client = ctx.client_ip.as_deref().map(|ip| client_key("sign_in", ip));
@@ -60,7 +63,7 @@ impl Latchkey {
         }
 
         let user = self.store.user_by_login_name(&login).await?;
-        let verified = self.hasher.verify(password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
+        let verified = admitted.verify(password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
         // What follows a right password; only asked when the password was right (no extra queries
         // for wrong guesses, and nothing learned about accounts whose password is unknown).
         let second_factor = match (&user, verified.matches) {
