@@ -10,7 +10,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{call, client, race, Answer, Node, NodeConfig, Request, Session};
+use support::{call, client, oathtool, race, unix_now, Answer, Node, NodeConfig, Request, Session};
 
 const DOMAIN: &str = "organization.com";
 const PASSWORD: &str = "Welcome2Sonar";
@@ -139,21 +139,6 @@ impl Cluster {
 
 fn email_of(ext: &str) -> String {
     format!("u{ext}@example.com")
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// The authenticator app's code at `unix` seconds, from `oathtool` (an independent RFC 6238
-/// implementation; scripts/setup.sh installs it).
-fn oathtool(secret: &str, unix: u64) -> String {
-    let out = std::process::Command::new("oathtool")
-        .args(["--totp", "-b", secret, "-N", &format!("@{unix}")])
-        .output()
-        .expect("oathtool is installed (scripts/setup.sh)");
-    assert!(out.status.success(), "oathtool: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Six-digit codes that no step from two before to two after now would accept.
@@ -306,7 +291,7 @@ async fn wrong_codes_over_both_nodes_lock_the_account_at_the_configured_total() 
 
     // The right code is now refused on both nodes, on an old flow and on a new one, and refused
     // before it is checked: it is not counted as one more wrong code.
-    let operator = String::from_utf8_lossy(&c.nodes[0].cli(&["token", "create", "--name", "races"]).stdout).trim().to_owned();
+    let operator = c.nodes[0].operator_token("races");
     let counted = c.failures_audited(&operator).await;
     let new_flow = c.second_factor_flow(1, &login).await;
     for (node, flow) in [(0, &flows[0]), (1, &flows[1]), (1, &new_flow), (0, &new_flow)] {

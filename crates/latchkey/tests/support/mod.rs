@@ -152,6 +152,21 @@ impl Node {
         self.dir.path()
     }
 
+    /// The URL of the node's store, for a test that reads it directly: the PostgreSQL database, or
+    /// the SQLite file in the data dir (where `Config::database_url` puts it).
+    pub fn store_url(&self) -> String {
+        if self.config.database_url.is_empty() {
+            format!("sqlite://{}", self.dir.path().join("latchkey.db").display())
+        } else {
+            self.config.database_url.clone()
+        }
+    }
+
+    /// A new operator API token (for every company), made with the CLI; its secret.
+    pub fn operator_token(&self, name: &str) -> String {
+        String::from_utf8_lossy(&self.cli(&["token", "create", "--name", name]).stdout).trim().to_owned()
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("node.log")
     }
@@ -181,6 +196,26 @@ impl Node {
             }
             assert!(Instant::now() < deadline, "no email to {to} about {subject:?} in {}", self.data_dir().display());
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits up to 10 s until each address of `to` has an email whose subject contains `subject`
+    /// (any case); the newest for each, in the order of `to`. Reads the outbox once a round, so
+    /// it suits a test that sends many emails at once. `Err` names the addresses still waiting.
+    pub async fn wait_for_emails(&self, to: &[String], subject: &str) -> Result<Vec<OutboxEmail>, String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let subject = subject.to_lowercase();
+        loop {
+            let mails: Vec<OutboxEmail> = self.emails().into_iter().filter(|m| m.subject.to_lowercase().contains(&subject)).collect();
+            let newest: Vec<Option<&OutboxEmail>> = to.iter().map(|t| mails.iter().rfind(|m| m.to.eq_ignore_ascii_case(t))).collect();
+            if newest.iter().all(Option::is_some) {
+                return Ok(newest.into_iter().flatten().cloned().collect());
+            }
+            if Instant::now() > deadline {
+                let missing: Vec<&String> = to.iter().zip(&newest).filter(|(_, m)| m.is_none()).map(|(t, _)| t).collect();
+                return Err(format!("no email about {subject:?} within 10 s to {missing:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -256,6 +291,21 @@ pub fn token_of(link: &str) -> String {
     link.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The authenticator app's code at `unix` seconds, from `oathtool` (an independent RFC 6238
+/// implementation; scripts/setup.sh installs it).
+pub fn oathtool(secret: &str, unix: u64) -> String {
+    let out = Command::new("oathtool")
+        .args(["--totp", "-b", secret, "-N", &format!("@{unix}")])
+        .output()
+        .expect("oathtool is installed (scripts/setup.sh)");
+    assert!(out.status.success(), "oathtool: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// A client for one node: no redirects followed, connections kept for reuse.
 pub fn client() -> reqwest::Client {
     // The timeout only bounds a hang; nothing is timed with it.
@@ -277,6 +327,12 @@ impl Session {
         let cookie = cookie.split(';').next()?.to_owned();
         let csrf = answer.body["csrf_token"].as_str().unwrap_or_default().to_owned();
         Some(Session { cookie, csrf })
+    }
+
+    /// The headers a request of this session carries: the cookie, and the CSRF token that any
+    /// change needs.
+    pub fn headers(&self) -> [(&'static str, &str); 2] {
+        [("cookie", &self.cookie), ("x-csrf-token", &self.csrf)]
     }
 }
 
