@@ -87,7 +87,9 @@ async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> a
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
     let started = std::time::Instant::now();
+    let abandoned = Abandoned(Some(route.clone()));
     let resp = next.run(req).await;
+    abandoned.answered();
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     metrics::counter!("latchkey_http_requests_total", "route" => route.clone(), "status" => status.to_string()).increment(1);
@@ -102,6 +104,25 @@ async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> a
         tracing::debug!(%method, %route, status, ms = elapsed.as_millis() as u64, "request");
     }
     resp
+}
+
+/// Counts a request dropped before its answer was ready (its client hung up; hyper drops the
+/// handler's future when the connection closes), which otherwise would leave no trace: the
+/// requests cut off at `request_timeout_secs` are answered, and counted by `answer_in_time`.
+struct Abandoned(Option<String>);
+
+impl Abandoned {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(route) = self.0.take() {
+            metrics::counter!("latchkey_http_requests_abandoned_total", "route" => route).increment(1);
+        }
+    }
 }
 
 /// Requests refused because the server is at capacity are load shedding working as meant, not
