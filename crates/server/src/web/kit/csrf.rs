@@ -13,11 +13,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::error::error_page;
-use super::session::{cookie_value, Current, PageEnrolling};
+use super::session::{cookie_value, Current, FoundSession, PageEnrolling};
 use super::Web;
 use crate::error::ApiError;
-
-pub const CSRF_HEADER: &str = "x-csrf-token";
 
 impl Web {
     /// The CSRF token for a binding (the session id, or the anonymous CSRF cookie before sign-in).
@@ -61,11 +59,6 @@ impl CsrfBinding {
 fn anonymous_binding<'a>(web: &Web, headers: &'a HeaderMap) -> Option<&'a str> {
     cookie_value(headers, web.csrf_cookie_name()).filter(|v| !v.is_empty() && v.len() <= 128)
 }
-
-/// The session a session extractor of this request found (`MaybeSignedIn` puts it here), which a
-/// [`SessionForm`]'s token must be bound to.
-#[derive(Clone)]
-pub(super) struct FoundSession(pub(super) String);
 
 /// A form's fields, one of which is its CSRF token.
 pub trait CsrfForm: DeserializeOwned + Send {

@@ -11,11 +11,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_core::secret::Token;
 use latchkey_store::{Session, User};
 
-use super::csrf::{FoundSession, CSRF_HEADER};
 use super::error::error_page;
 use super::Web;
 use crate::app::RequestContext;
 use crate::error::ApiError;
+
+/// The header a cookie-authenticated API call carries its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 impl Web {
     pub fn session_cookie_name(&self) -> &'static str {
@@ -81,6 +83,11 @@ pub struct Current {
 /// Every session extractor starts here; the session it finds is what a [`super::SessionForm`] of
 /// the same request binds its CSRF token to.
 pub struct MaybeSignedIn(pub Option<Current>);
+
+/// The session a session extractor of this request found, left in the request's extensions for
+/// the form extractor that comes after it.
+#[derive(Clone)]
+pub(super) struct FoundSession(pub(super) String);
 
 impl FromRequestParts<Arc<Web>> for MaybeSignedIn {
     type Rejection = ApiError;
