@@ -1,6 +1,8 @@
 //! Confirming an additional email, page and API: the link emailed to an address an office manager
-//! added. Opening it only shows what it confirms — mail scanners and link previews open links too —
-//! and the Confirm button (a form with a CSRF token) uses it; from then on it can sign in by SSO.
+//! added; once it is used, the address can sign in by SSO.
+//!
+//! Opening the link only shows what it confirms (mail scanners and link previews open links too);
+//! the Confirm button, a form with a CSRF token, uses it.
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
-//! The HTTP surface: one route module per flow (pages and JSON API together) on the floor of
-//! `kit`, assembled here into one router with the security headers every answer carries, limits
-//! on bodies and time, and /metrics. No route module imports another (`tests/architecture.rs`).
+//! The HTTP surface: one route module per flow (pages and JSON API together) on the floor of `kit`,
+//! assembled into one router with the headers every answer carries, body and time limits, /metrics.
+//!
+//! No route module imports another (`tests/architecture.rs` checks it).
 
 mod body_limit;
 pub mod complete_setup;

@@ -1,6 +1,7 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations and served at
-//! `/api/openapi.json` (nothing is downloaded at build or run time). Like `web/mod.rs` it names
-//! every route module: it assembles, and no route module imports it.
+//! `/api/openapi.json` (nothing is downloaded at build or run time).
+//!
+//! Like `web/mod.rs` it names every route module: it assembles them, and no route module imports it.
 
 use std::collections::BTreeMap;
 

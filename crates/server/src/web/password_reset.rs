@@ -1,6 +1,5 @@
-//! Password reset and the forgotten login name, pages and API: a request by designated email or
-//! login name (always answered the same, known or not), the reset link (3 hours) that sets a new
-//! password and ends every session, and the email that lists an address's login names.
+//! Password reset and the forgotten login name, pages and API: the request (answered alike, known or
+//! not), the reset link (3 hours: a new password, every session ended), the login names email.
 
 use std::sync::Arc;
 

@@ -1,9 +1,9 @@
 //! The audit log (C8), page and API: the company's security events, newest first, filtered and
-//! paged, and the same events as a CSV download for office managers who open it in a spreadsheet.
-//! The console page shows the member's own company with a filter form (a GET form: filters belong
-//! in the address, so a view can be bookmarked and shared) and "Older events" paging. Readers are
-//! those of `Admin::read` (office managers, supervisors, operator tokens, the company's own tokens)
-//! and, on the page, office managers and supervisors alike.
+//! paged, and the same events as CSV for office managers who open them in a spreadsheet.
+//!
+//! The page shows the member's own company, with a filter form (a GET form: filters belong in the
+//! address, so a view can be bookmarked and shared) and "Older events" paging; office managers and
+//! supervisors read it alike. The API's readers are those of `Admin::read`.
 
 use std::sync::Arc;
 

@@ -1,6 +1,5 @@
-//! The email association review, page and API: the seed's SSO security considerations as
-//! findings (shared emails, accounts with several SSO emails, additional emails that sign in), each
-//! naming the accounts and the fix; the page links each account's page, where an email is removed.
+//! The email association review, page and API: the seed's SSO security considerations as findings
+//! (shared emails, several SSO emails, additional emails that sign in), each with accounts and fix.
 
 use std::sync::Arc;
 

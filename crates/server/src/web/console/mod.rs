@@ -1,10 +1,10 @@
-//! The office manager's console (C8): the company's users, its security policy, the email review
-//! and the audit log, as server-rendered pages with the JSON API of each beside them. Office
-//! managers change; call center supervisors see the same pages read-only (no forms); users and
-//! anyone else get "Page not found".
+//! The office manager's console (C8): the company's users, security policy, email review and audit
+//! log, each a sub-module with its pages and its JSON API.
 //!
-//! A console page always works on the signed-in member's own company: no company appears in its
-//! URL, so none can be swapped in. The API names the company and `Admin` decides who reaches it.
+//! Office managers change; call center supervisors see the same pages read-only (no forms); users
+//! and anyone else get "Page not found". A console page always works on the signed-in member's own
+//! company: no company appears in its URL, so none can be swapped in. The API names the company,
+//! and `Admin` decides who reaches it.
 
 pub mod audit;
 pub mod email_review;

@@ -1,6 +1,7 @@
 //! The security policy, page and API: the company's two-factor rules, its minimum password length,
-//! and which single sign-on providers' own MFA counts in place of Latchkey's second factor. Three
-//! forms, each saved on its own (one transaction each); supervisors see the rules without forms.
+//! and which single sign-on providers' own MFA counts in place of Latchkey's second factor.
+//!
+//! Three forms, each saved on its own (one transaction each); supervisors see the rules, no forms.
 
 use std::sync::Arc;
 

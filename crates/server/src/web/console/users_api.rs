@@ -1,7 +1,8 @@
-//! The JSON API of the office manager's users (C8): the company's users with what each signs in
-//! with; create, resend the welcome email, disable, enable, a new designated email, additional
-//! emails, reset two-factor. Office managers (and company API tokens) change, supervisors read;
-//! users and other companies get 404.
+//! The JSON API of the console's users (C8): the company's users with what each signs in with, and
+//! the changes the Users tab makes (create, welcome, disable, enable, emails, reset two-factor).
+//!
+//! Office managers (and company API tokens) change, supervisors read; users and other companies
+//! get 404.
 
 use std::sync::Arc;
 

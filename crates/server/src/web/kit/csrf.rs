@@ -1,6 +1,7 @@
-//! CSRF: a token is the HMAC of what binds it to this browser — the session, or before sign-in an
-//! anonymous cookie. A page's form is checked by the extractor that reads it, so a handler that
-//! takes a form cannot skip the check; the API's session extractors check `X-CSRF-Token`.
+//! CSRF: a token is the HMAC of what binds it to this browser (the session, or before sign-in an
+//! anonymous cookie); a page's form is checked by the extractor that reads it, so none can skip it.
+//!
+//! The API's session extractors (`kit::session`) check the `X-CSRF-Token` header instead.
 
 use std::sync::Arc;
 

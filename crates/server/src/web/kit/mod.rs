@@ -1,6 +1,5 @@
-//! The floor under every route: the state, cookies and the signed-in session, CSRF as extractors a
-//! handler cannot forget, the JSON and path extractors, page rendering, and the one mapping from an
-//! error to a response (JSON for the API, a page for the browser).
+//! The floor under every route: state, cookies and session, CSRF as extractors a handler cannot
+//! forget, JSON and path extractors, rendering, and the one mapping from an error to a response.
 //!
 //! Every route module imports this kit; it imports no route module.
 

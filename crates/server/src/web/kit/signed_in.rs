@@ -1,6 +1,5 @@
 //! Where a completed first factor (a password, or single sign-on) leads — a session, the
-//! second-factor step, or enrolment — as the API's JSON body or as the browser's redirect with its
-//! cookie. The sign-in and single sign-on flows both end here.
+//! second-factor step, or enrolment — as the API's JSON body or the browser's redirect and cookie.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};

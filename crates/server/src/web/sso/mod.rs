@@ -1,6 +1,5 @@
-//! Single sign-on with Google or Microsoft (C7), pages and API: the trip to the provider and back,
-//! the account chooser, linking an identity to an account, and the linked sign-ins of My Account.
-//! Here, what they share: the cookie that binds a trip to one browser, and the waiting identity.
+//! Single sign-on with Google or Microsoft (C7), pages and API: a sub-module each for the trip, the
+//! account chooser, linking and the linked sign-ins; here, the browser's binding and waiting identity.
 
 pub mod account_chooser;
 pub mod linked_sign_ins;

@@ -1,7 +1,9 @@
-//! Two-factor authentication, pages and API: one sub-module per method (authenticator app, text
-//! message, email code, recovery codes), removing a method; here, what they share — the "send a
-//! code, enter it" step, enrolment completing a restricted session, the verification code and the
-//! enrolment page a company's rule sends to. The default method is chosen on My Account.
+//! Two-factor authentication, pages and API: a sub-module per method (authenticator app, text
+//! message, email code, recovery codes) and one for removing a method; here, what they share.
+//!
+//! Shared: the "send a code, enter it" step, enrolment turning a restricted session into a full one
+//! (the first method shows the recovery codes), the verification code, and the enrolment page a
+//! company's rule sends to. The default method is chosen on My Account (`my_account`).
 
 pub mod authenticator_app;
 pub mod email_code;
