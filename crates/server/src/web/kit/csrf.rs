@@ -61,7 +61,9 @@ fn anonymous_binding<'a>(web: &Web, headers: &'a HeaderMap) -> Option<&'a str> {
     cookie_value(headers, web.csrf_cookie_name()).filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
-/// A form's fields, one of which is its CSRF token.
+/// A form's fields, one of which is its CSRF token. The token stays a field of each form (rather
+/// than being read apart from it) so that each form keeps its own answer to a missing one: most
+/// refuse the form as unreadable, the console's user forms (every field defaulted) as forged.
 pub trait CsrfForm: DeserializeOwned + Send {
     fn csrf_token(&self) -> &str;
 }
@@ -135,7 +137,8 @@ impl<T: CsrfForm> FromRequest<Arc<Web>> for SessionForm<T> {
 
 /// A form of a page that a session restricted to enrolment may use (setting up a method, signing
 /// out): the form is read first, then the session (anyone else goes to the sign-in page), then the
-/// token is checked against it.
+/// token is checked against it. Form first, as these pages always read it: a form that cannot be
+/// read is answered as such, signed in or not.
 pub struct EnrollingForm<T>(pub Current, pub T);
 
 impl<T: CsrfForm> FromRequest<Arc<Web>> for EnrollingForm<T> {

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::web::kit::{accepted, error_page, render, sent_to, Client, CodeSent, Current, ErrorBody, PageEnrolling, SignedIn, Web, WebState};
+use crate::web::kit::{accepted, csrf_forms, error_page, render, sent_to, Client, CodeSent, Current, ErrorBody, PageEnrolling, SignedIn, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -136,7 +136,7 @@ struct CodeFields {
     code: String,
 }
 
-crate::web::kit::csrf_forms!(CodeFields);
+csrf_forms!(CodeFields);
 
 /// A refused code (wrong, used, expired) belongs next to the code field.
 fn is_code_error(e: &ApiError) -> bool {
@@ -185,7 +185,6 @@ fn recovery_codes_page(login_name: &str, codes: Vec<String>, done: &str) -> Resp
     };
     render(StatusCode::OK, &page, None)
 }
-
 
 /// A method was turned on: a restricted session becomes a full one; the first method shows its
 /// recovery codes, later ones go back to My Account with the notice `done`.
