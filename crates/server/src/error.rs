@@ -1,12 +1,11 @@
-//! The one place error responses are built. Every failure becomes a status, a stable code a
-//! client can match on, a sentence a person can read and, for forms, messages per field.
+//! The error every service returns: a status, a stable code a client can match on, a sentence a
+//! person can read and, for forms, messages per field. `web::kit` turns it into a response (JSON
+//! for the API, a page for the browser).
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use latchkey_core::flows::UserFacing;
 use latchkey_core::FieldErrors;
 use latchkey_store::StoreError;
-use serde::Serialize;
 
 use crate::hashing::HashError;
 
@@ -17,18 +16,6 @@ pub struct ApiError {
     pub message: String,
     pub fields: FieldErrors,
     pub retry_after: Option<u64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// Stable machine-readable code, e.g. `link_expired`.
-    pub error: &'static str,
-    /// What happened and what to do, for a person.
-    pub message: String,
-    /// Messages per field, every broken rule at once.
-    #[serde(skip_serializing_if = "FieldErrors::is_empty")]
-    #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>)]
-    pub fields: FieldErrors,
 }
 
 impl ApiError {
@@ -129,18 +116,5 @@ impl From<HashError> for ApiError {
                 Self::internal()
             }
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.code, message: self.message, fields: self.fields };
-        let mut resp = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        resp
     }
 }

@@ -1,29 +1,28 @@
-//! The HTTP surface: routes for pages and the JSON API, the security headers every answer
-//! carries, limits on bodies and time, and the service endpoints (/healthz, /readyz, /metrics).
+//! The HTTP surface: one route module per flow (pages and JSON API together) on the floor of `kit`,
+//! assembled into one router with the headers every answer carries, body and time limits, /metrics.
+//!
+//! No route module imports another (`tests/architecture.rs` checks it).
 
-pub mod admin;
-pub mod api;
-pub mod audit_api;
 mod body_limit;
+pub mod complete_setup;
+pub mod confirm_email;
 pub mod console;
-mod email_pages;
-pub mod two_factor_api;
-mod two_factor_pages;
+pub mod kit;
+pub mod my_account;
 pub mod openapi;
-pub mod operator_api;
-pub mod pages;
-pub mod session;
-pub mod sso_api;
-mod sso_pages;
-pub mod sso_admin_api;
-pub mod users_api;
+pub mod operator;
+pub mod password_reset;
+pub mod service;
+pub mod sign_in;
+pub mod sso;
+pub mod two_factor;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -31,31 +30,22 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::Latchkey;
-
-pub struct Web {
-    pub app: Arc<Latchkey>,
-    pub csrf_key: Vec<u8>,
-    pub metrics: Option<PrometheusHandle>,
-}
+pub use kit::Web;
 
 pub fn router(web: Arc<Web>) -> Router {
     let limit = web.app.config.body_limit_bytes;
     let timeout = Duration::from_secs(web.app.config.request_timeout_secs);
     Router::new()
-        .merge(pages::routes())
-        .merge(api::routes())
-        .merge(two_factor_api::routes())
-        .merge(two_factor_pages::routes())
-        .merge(sso_pages::routes())
-        .merge(sso_api::routes())
-        .merge(sso_admin_api::routes())
-        .merge(operator_api::routes())
-        .merge(users_api::routes())
-        .merge(email_pages::routes())
+        .merge(sign_in::routes())
+        .merge(complete_setup::routes())
+        .merge(password_reset::routes())
+        .merge(my_account::routes())
+        .merge(two_factor::routes())
+        .merge(sso::routes())
+        .merge(confirm_email::routes())
         .merge(console::routes())
-        .merge(audit_api::routes())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .merge(operator::routes())
+        .merge(service::routes())
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::serve))
         .route_layer(axum::middleware::from_fn(observe))
@@ -161,19 +151,8 @@ async fn answer_in_time(State(limit): State<Duration>, req: axum::extract::Reque
             tracing::warn!(%method, secs = limit.as_secs(), "request timed out");
             metrics::counter!("latchkey_http_timeouts_total").increment(1);
             let e = crate::error::ApiError::timed_out();
-            if api { e.into_response() } else { pages::error_page(&e) }
+            if api { e.into_response() } else { kit::error_page(&e) }
         }
-    }
-}
-
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn readyz(State(web): State<Arc<Web>>) -> impl IntoResponse {
-    match tokio::time::timeout(Duration::from_secs(2), web.app.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable"),
     }
 }
 
@@ -200,6 +179,6 @@ async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
     if uri.path().starts_with("/api/") {
         crate::error::ApiError::not_found().into_response()
     } else {
-        pages::not_found_page()
+        kit::not_found_page()
     }
 }

@@ -1,5 +1,7 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations and served at
 //! `/api/openapi.json` (nothing is downloaded at build or run time).
+//!
+//! Like `web/mod.rs` it names every route module: it assembles them, and no route module imports it.
 
 use std::collections::BTreeMap;
 
@@ -8,27 +10,32 @@ use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::OpenApi;
 
-use super::operator_api::ApiTokenScheme;
-use super::{api, operator_api, sso_admin_api, sso_api, two_factor_api};
+use super::console::{audit, email_review, policy, users_api};
+use super::my_account::{password, sessions};
+use super::sso::{account_chooser, linked_sign_ins, linking, trip};
+use super::two_factor::{authenticator_app, email_code, recovery_codes, removal, text_message};
+use super::{complete_setup, confirm_email, my_account, operator, password_reset, sign_in, sso, two_factor};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Latchkey API", description = "Account security for the business phone-system portal: activation, recovery, sign-in, sessions."),
     paths(
-        api::csrf, api::activation_open, api::activation_complete, api::password_forgot, api::reset_open, api::reset_complete,
-        api::login_name_forgot, api::sign_in, api::sign_in_verify, api::sign_out, api::totp_start, api::totp_confirm,
-        api::policy_get, api::policy_put, api::preferred_put, api::two_factor_reset, api::me, api::sessions, api::revoke_session,
-        api::revoke_other_sessions, api::change_password, api::change_pin, api::create_user, api::resend_welcome, api::sso_links, api::sso_link_remove,
-        two_factor_api::sign_in_send, two_factor_api::email_verification_start, two_factor_api::email_verification_confirm,
-        two_factor_api::sms_start, two_factor_api::sms_confirm, two_factor_api::email_start, two_factor_api::email_confirm,
-        two_factor_api::verification_code, two_factor_api::remove_method, two_factor_api::remove_totp, two_factor_api::remove_sms,
-        two_factor_api::remove_email, two_factor_api::recovery_codes,
-        sso_api::start, sso_api::callback, sso_api::waiting, sso_api::choose, sso_api::link,
-        sso_admin_api::emails_list, sso_admin_api::email_add, sso_admin_api::email_remove, sso_admin_api::email_confirmation_open,
-        sso_admin_api::email_confirmation_confirm, sso_admin_api::sso_get, sso_admin_api::sso_put, sso_admin_api::email_review,
-        operator_api::companies_list, operator_api::company_create, operator_api::features_get, operator_api::features_put, operator_api::tokens_list, operator_api::token_revoke,
-        super::users_api::users_list, super::users_api::user_get, super::users_api::user_disable, super::users_api::user_enable, super::users_api::designated_email_put,
-        super::audit_api::audit_list, super::audit_api::audit_csv,
+        sign_in::csrf, complete_setup::activation_open, complete_setup::activation_complete, password_reset::password_forgot,
+        password_reset::reset_open, password_reset::reset_complete, password_reset::login_name_forgot, sign_in::sign_in,
+        sign_in::sign_in_verify, sign_in::sign_out, authenticator_app::totp_start, authenticator_app::totp_confirm,
+        policy::policy_get, policy::policy_put, my_account::preferred_put, users_api::two_factor_reset, my_account::me, sessions::sessions,
+        sessions::revoke_session, sessions::revoke_other_sessions, password::change_password, password::change_pin, users_api::create_user,
+        users_api::resend_welcome, linked_sign_ins::sso_links, linked_sign_ins::sso_link_remove,
+        sign_in::sign_in_send, email_code::email_verification_start, email_code::email_verification_confirm,
+        text_message::sms_start, text_message::sms_confirm, email_code::email_start, email_code::email_confirm,
+        two_factor::verification_code, removal::remove_method, authenticator_app::remove_totp, text_message::remove_sms,
+        email_code::remove_email, recovery_codes::recovery_codes,
+        trip::start, trip::callback, sso::waiting, account_chooser::choose, linking::link,
+        users_api::emails_list, users_api::email_add, users_api::email_remove, confirm_email::email_confirmation_open,
+        confirm_email::email_confirmation_confirm, policy::sso_get, policy::sso_put, email_review::email_review,
+        operator::companies_list, operator::company_create, operator::features_get, operator::features_put, operator::tokens_list, operator::token_revoke,
+        users_api::users_list, users_api::user_get, users_api::user_disable, users_api::user_enable, users_api::designated_email_put,
+        audit::audit_list, audit::audit_csv,
     ),
     modifiers(&ApiTokenScheme, &CommonResponses),
     tags((name = "activation"), (name = "recovery"), (name = "session"), (name = "me"), (name = "two-factor"), (name = "office manager"), (name = "single sign-on"), (name = "operator"))
@@ -39,11 +46,22 @@ pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
+/// Names the `Authorization: Bearer lk_…` scheme in the OpenAPI document as `api_token`.
+pub struct ApiTokenScheme;
+
+impl utoipa::Modify for ApiTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("lk_…").description(Some("An API token made with `latchkey token create`.")).build();
+        openapi.components.get_or_insert_with(Default::default).add_security_scheme("api_token", SecurityScheme::Http(scheme));
+    }
+}
+
 /// The answers any operation can give besides its own, added here so that no handler's annotation
 /// can leave one out: a path parameter may not be text (400, `ApiPath`); a JSON body can be
 /// malformed (400), too large (413), of another content type (415) or of the wrong shape (422) —
 /// `ApiJson`'s rejections; a session's change needs its CSRF token and a session restricted to
-/// two-factor enrolment reaches only the enrolment calls (403, `web::session`); and any request
+/// two-factor enrolment reaches only the enrolment calls (403, `web::kit`'s session extractors); and any request
 /// can meet an overloaded hashing pool or an unreachable store (503, with `Retry-After`). An
 /// operation that documents one of these statuses itself keeps its own description.
 struct CommonResponses;

@@ -1,29 +1,29 @@
-//! The office manager's console (C8): the company's users, its security policy, the email review
-//! and the audit log, as server-rendered pages. Office managers change; call center supervisors
-//! see the same pages read-only (no forms); users and anyone else get "Page not found".
+//! The office manager's console (C8): the company's users, security policy, email review and audit
+//! log, each a sub-module with its pages and its JSON API.
 //!
-//! Each page lives in its own module and adds its routes here. A console page always works on the
-//! signed-in member's own company: no company appears in its URL, so none can be swapped in.
+//! Office managers change; call center supervisors see the same pages read-only (no forms); users
+//! and anyone else get "Page not found". A console page always works on the signed-in member's own
+//! company: no company appears in its URL, so none can be swapped in. The API names the company,
+//! and `Admin` decides who reaches it.
 
-mod users;
-mod audit;
+pub mod audit;
+pub mod email_review;
+pub mod policy;
+pub mod users;
+pub mod users_api;
 
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use latchkey_core::Role;
 
-use super::session::{Current, PageUser};
-use super::Web;
 use crate::app::Actor;
-
-mod email_review;
-mod policy;
+use crate::error::ApiError;
+use crate::web::kit::{error_page_to, not_found_page, Current, PageUser, Web};
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -31,6 +31,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .merge(policy::routes())
         .merge(email_review::routes())
         .merge(users::routes())
+        .merge(users_api::routes())
         .merge(audit::routes())
 }
 
@@ -43,7 +44,7 @@ impl FromRequestParts<Arc<Web>> for ConsoleUser {
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
         let PageUser(current) = PageUser::from_request_parts(parts, web).await?;
         if current.user.role == Role::User {
-            return Err(super::pages::not_found_page());
+            return Err(not_found_page());
         }
         Ok(ConsoleUser(current))
     }
@@ -59,13 +60,12 @@ impl ConsoleUser {
         Actor::User(self.0.user.id)
     }
 
-    /// For a form post: the CSRF token matches and the member is an office manager. A supervisor
-    /// posting gets 403 (the pages never offer them a form).
-    pub fn check_change(&self, web: &Web, headers: &HeaderMap, csrf_token: &str) -> Result<(), Response> {
-        super::pages::check_csrf(web, headers, Some(&self.0), csrf_token)?;
+    /// For a form post (its CSRF token already checked by its `SessionForm`): the member is an
+    /// office manager. A supervisor posting gets 403 (the pages never offer them a form).
+    pub fn check_change(&self) -> Result<(), Response> {
         if !self.can_manage() {
-            let e = crate::error::ApiError::forbidden("Only an office manager can do this.");
-            return Err(super::pages::error_page_to(&e, "/console", "Back to the console"));
+            let e = ApiError::forbidden("Only an office manager can do this.");
+            return Err(error_page_to(&e, "/console", "Back to the console"));
         }
         Ok(())
     }
@@ -98,6 +98,6 @@ impl ConsoleFrame {
 
 /// The console's answer to a failed change: the page again with the message is best, but where a
 /// handler has no page to re-render, a readable error page that leads back.
-pub fn console_error(e: &crate::error::ApiError, back: &str) -> Response {
-    super::pages::error_page_to(e, back, "Back").into_response()
+pub fn console_error(e: &ApiError, back: &str) -> Response {
+    error_page_to(e, back, "Back")
 }

@@ -1,27 +1,28 @@
-//! The security policy page: the company's two-factor rules, its minimum password length, and
-//! which single sign-on providers' own MFA counts in place of Latchkey's second factor. Three
-//! forms, each saved on its own (one transaction each); supervisors see the rules without forms.
+//! The security policy, page and API: the company's two-factor rules, its minimum password length,
+//! and which single sign-on providers' own MFA counts in place of Latchkey's second factor.
+//!
+//! Three forms, each saved on its own (one transaction each); supervisors see the rules, no forms.
 
 use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Json, Router};
 use latchkey_core::flows::sso::Provider;
 use latchkey_core::policy::PasswordPolicy;
 use latchkey_core::two_factor::{Method, TwoFactorMode};
 use latchkey_core::FieldErrors;
 use latchkey_store::{SsoSettings, TwoFactorPolicy};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{ConsoleFrame, ConsoleUser};
+use super::{console_error, ConsoleFrame, ConsoleUser};
 use crate::app::SecurityRules;
 use crate::error::ApiError;
-use crate::web::pages::{method_label, render, PageForm};
-use crate::web::Web;
+use crate::web::kit::{csrf_forms, method_label, render, Admin, ApiJson, ApiPath, Client, ErrorBody, SessionForm, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -29,6 +30,8 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/console/policy/two-factor", post(save_two_factor))
         .route("/console/policy/password", post(save_password))
         .route("/console/policy/sso", post(save_sso))
+        .route("/api/v1/companies/{domain}/policy", get(policy_get).put(policy_put))
+        .route("/api/v1/companies/{domain}/sso", get(sso_get).put(sso_put))
 }
 
 struct ModeOption {
@@ -78,7 +81,7 @@ struct Done {
     done: Option<String>,
 }
 
-async fn page(State(web): State<Arc<Web>>, member: ConsoleUser, Query(q): Query<Done>) -> Response {
+async fn page(State(web): WebState, member: ConsoleUser, Query(q): Query<Done>) -> Response {
     let notice = match q.done.as_deref() {
         Some("two-factor") => Some("The two-factor rules were saved."),
         Some("password") => Some("The password rule was saved. It applies to every new password from now on."),
@@ -101,7 +104,7 @@ async fn show(web: &Web, member: &ConsoleUser, notice: Option<&'static str>, err
     let loaded = async { Ok::<_, ApiError>((web.app.store.two_factor_policy(company_id).await?, web.app.store.sso_settings(company_id).await?)) };
     let (policy, sso) = match loaded.await {
         Ok(v) => v,
-        Err(e) => return super::console_error(&e, "/console/policy"),
+        Err(e) => return console_error(&e, "/console/policy"),
     };
     let page = policy_page(ConsoleFrame::new(web, member, "policy"), notice, &policy, &sso, errors);
     render(status, &page, None)
@@ -166,8 +169,8 @@ struct TwoFactorForm {
     default_method_locked: Option<String>,
 }
 
-async fn save_two_factor(State(web): State<Arc<Web>>, headers: HeaderMap, client: crate::web::session::Client, member: ConsoleUser, PageForm(f): PageForm<TwoFactorForm>) -> Response {
-    if let Err(r) = member.check_change(&web, &headers, &f.csrf_token) {
+async fn save_two_factor(State(web): WebState, client: Client, member: ConsoleUser, SessionForm(f): SessionForm<TwoFactorForm>) -> Response {
+    if let Err(r) = member.check_change() {
         return r;
     }
     let Some(mode) = TwoFactorMode::parse(&f.two_factor) else {
@@ -189,7 +192,7 @@ async fn save_two_factor(State(web): State<Arc<Web>>, headers: HeaderMap, client
     match web.app.set_security_policy(&member.0.user.company_domain, &rules, member.actor(), &client.0).await {
         Ok(_) => Redirect::to("/console/policy?done=two-factor").into_response(),
         Err(e) if !e.fields.is_empty() => refused(&web, &member, Errors { two_factor: e.fields, ..Default::default() }).await,
-        Err(e) => super::console_error(&e, "/console/policy"),
+        Err(e) => console_error(&e, "/console/policy"),
     }
 }
 
@@ -199,8 +202,8 @@ struct PasswordForm {
     password_min_length: String,
 }
 
-async fn save_password(State(web): State<Arc<Web>>, headers: HeaderMap, client: crate::web::session::Client, member: ConsoleUser, PageForm(f): PageForm<PasswordForm>) -> Response {
-    if let Err(r) = member.check_change(&web, &headers, &f.csrf_token) {
+async fn save_password(State(web): WebState, client: Client, member: ConsoleUser, SessionForm(f): SessionForm<PasswordForm>) -> Response {
+    if let Err(r) = member.check_change() {
         return r;
     }
     let Ok(n) = f.password_min_length.trim().parse::<i64>() else {
@@ -209,7 +212,7 @@ async fn save_password(State(web): State<Arc<Web>>, headers: HeaderMap, client: 
     match web.app.set_password_min_length(&member.0.user.company_domain, n, member.actor(), &client.0).await {
         Ok(_) => Redirect::to("/console/policy?done=password").into_response(),
         Err(e) if !e.fields.is_empty() => refused(&web, &member, Errors { password: e.fields, ..Default::default() }).await,
-        Err(e) => super::console_error(&e, "/console/policy"),
+        Err(e) => console_error(&e, "/console/policy"),
     }
 }
 
@@ -220,8 +223,8 @@ struct SsoForm {
     mfa_microsoft: Option<String>,
 }
 
-async fn save_sso(State(web): State<Arc<Web>>, headers: HeaderMap, client: crate::web::session::Client, member: ConsoleUser, PageForm(f): PageForm<SsoForm>) -> Response {
-    if let Err(r) = member.check_change(&web, &headers, &f.csrf_token) {
+async fn save_sso(State(web): WebState, client: Client, member: ConsoleUser, SessionForm(f): SessionForm<SsoForm>) -> Response {
+    if let Err(r) = member.check_change() {
         return r;
     }
     let chosen: Vec<String> = [(Provider::Google, &f.mfa_google), (Provider::Microsoft, &f.mfa_microsoft)]
@@ -232,9 +235,11 @@ async fn save_sso(State(web): State<Arc<Web>>, headers: HeaderMap, client: crate
     match web.app.set_sso_mfa_sufficient(&member.0.user.company_domain, &chosen, member.actor(), &client.0).await {
         Ok(_) => Redirect::to("/console/policy?done=sso").into_response(),
         Err(e) if !e.fields.is_empty() => refused(&web, &member, Errors { sso: e.fields, ..Default::default() }).await,
-        Err(e) => super::console_error(&e, "/console/policy"),
+        Err(e) => console_error(&e, "/console/policy"),
     }
 }
+
+csrf_forms!(TwoFactorForm, PasswordForm, SsoForm);
 
 async fn refused(web: &Web, member: &ConsoleUser, errors: Errors) -> Response {
     show(web, member, None, errors, StatusCode::UNPROCESSABLE_ENTITY).await
@@ -244,4 +249,114 @@ fn one(field: &str, message: &str) -> FieldErrors {
     let mut e = FieldErrors::new();
     e.add(field, message);
     e
+}
+
+// ---------------------------------------------------------------- the JSON API
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBody {
+    /// `off`, `optional` or `required`.
+    #[schema(value_type = String)]
+    two_factor: TwoFactorMode,
+    #[schema(value_type = Vec<String>)]
+    allowed_methods: Vec<Method>,
+    #[schema(value_type = Option<String>)]
+    default_method: Option<Method>,
+    #[serde(default)]
+    default_method_locked: bool,
+    /// Read-only: whether the operator turned the two-factor pilot on for this company.
+    #[serde(default)]
+    two_factor_enabled: bool,
+    /// The company's minimum password length, 8 to 64; left out of a change, it stays as it is.
+    #[serde(default)]
+    password_min_length: Option<i64>,
+}
+
+fn policy_body(p: &latchkey_store::TwoFactorPolicy) -> PolicyBody {
+    PolicyBody {
+        two_factor: TwoFactorMode::parse(&p.mode).unwrap_or_default(),
+        allowed_methods: p.allowed_methods.iter().filter_map(|m| Method::parse(m)).collect(),
+        default_method: p.default_method.as_deref().and_then(Method::parse),
+        default_method_locked: p.default_method_locked,
+        two_factor_enabled: p.enabled,
+        password_min_length: Some(p.password_min_length),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{domain}/policy", tag = "office manager", params(("domain" = String, Path,)),
+    responses((status = 200, body = PolicyBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn policy_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<PolicyBody>, ApiError> {
+    let company = admin.read(&web, &domain).await?;
+    Ok(Json(policy_body(&web.app.store.two_factor_policy(company.id).await?)))
+}
+
+/// Sets the company's two-factor rules (office manager).
+#[utoipa::path(put, path = "/api/v1/companies/{domain}/policy", tag = "office manager", request_body = PolicyBody, params(("domain" = String, Path,)),
+    responses((status = 200, body = PolicyBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn policy_put(
+    State(web): WebState,
+    Client(ctx): Client,
+    admin: Admin,
+    ApiPath(domain): ApiPath<String>,
+    ApiJson(b): ApiJson<PolicyBody>,
+) -> Result<Json<PolicyBody>, ApiError> {
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    let rules = SecurityRules {
+        mode: b.two_factor,
+        allowed: b.allowed_methods,
+        default_method: b.default_method,
+        default_locked: b.default_method_locked,
+        password_min_length: b.password_min_length,
+    };
+    let p = web.app.set_security_policy(&domain, &rules, admin.actor(), &ctx).await?;
+    Ok(Json(policy_body(&p)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SsoSettingsBody {
+    /// The operator's pilot switch.
+    enabled: bool,
+    /// Providers the operator enabled: `google`, `microsoft`.
+    providers: Vec<String>,
+    /// Providers whose own MFA counts in place of Latchkey's second factor.
+    mfa_sufficient: Vec<String>,
+}
+
+fn sso_body(s: SsoSettings) -> SsoSettingsBody {
+    SsoSettingsBody { enabled: s.enabled, providers: s.providers, mfa_sufficient: s.mfa_sufficient }
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{domain}/sso", tag = "office manager", params(("domain" = String, Path,)),
+    responses((status = 200, body = SsoSettingsBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn sso_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<SsoSettingsBody>, ApiError> {
+    let company = admin.read(&web, &domain).await?;
+    let domain = company.domain.clone();
+    Ok(Json(sso_body(web.app.sso_settings_of(&domain).await?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoMfaBody {
+    /// A subset of the enabled `providers`; `[]` makes the company's 2FA rule apply after every SSO sign-in.
+    mfa_sufficient: Vec<String>,
+}
+
+/// Sets the providers whose MFA is enough after SSO (office manager); enabling SSO and providers
+/// stays the operator's.
+#[utoipa::path(put, path = "/api/v1/companies/{domain}/sso", tag = "office manager", request_body = SsoMfaBody, params(("domain" = String, Path,)),
+    responses((status = 200, body = SsoSettingsBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "unknown_provider or provider_not_enabled", body = ErrorBody)))]
+pub async fn sso_put(
+    State(web): WebState,
+    Client(ctx): Client,
+    admin: Admin,
+    ApiPath(domain): ApiPath<String>,
+    ApiJson(b): ApiJson<SsoMfaBody>,
+) -> Result<Json<SsoSettingsBody>, ApiError> {
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    let settings = web.app.set_sso_mfa_sufficient(&domain, &b.mfa_sufficient, admin.actor(), &ctx).await?;
+    Ok(Json(sso_body(settings)))
 }

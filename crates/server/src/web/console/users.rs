@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -14,14 +14,12 @@ use latchkey_core::flows::sso::Provider;
 use latchkey_core::{FieldErrors, Role, UserState};
 use serde::Deserialize;
 
-use super::super::pages::{error_page, human_time, method_label, render, role_label, PageForm};
-use super::super::session::Client;
-use super::super::Web;
-use super::{ConsoleFrame, ConsoleUser};
+use super::{console_error, ConsoleFrame, ConsoleUser};
 use crate::app::{UserSearch, UserSummary};
 use crate::error::ApiError;
-
-type WebState = State<Arc<Web>>;
+use crate::web::kit::{
+    csrf_forms, error_page, human_time, method_label, not_found_page, render, role_label, Client, FormRefused, SessionForm, Web, WebState,
+};
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -161,8 +159,8 @@ async fn list_page(State(web): WebState, member: ConsoleUser, Query(q): Query<Li
 }
 
 /// "Create user": the welcome email goes out, and the new user's page says where to.
-async fn create(State(web): WebState, headers: HeaderMap, Client(ctx): Client, member: ConsoleUser, PageForm(f): PageForm<CreateFields>) -> Response {
-    if let Err(r) = member.check_change(&web, &headers, &f.csrf_token) {
+async fn create(State(web): WebState, Client(ctx): Client, member: ConsoleUser, SessionForm(f): SessionForm<CreateFields>) -> Response {
+    if let Err(r) = member.check_change() {
         return r;
     }
     let result = match f.role.parse::<Role>() {
@@ -269,7 +267,7 @@ async fn user_page(State(web): WebState, member: ConsoleUser, Path(extension): P
 }
 
 fn error_page_back(e: &ApiError) -> Response {
-    super::console_error(e, "/console/users")
+    console_error(e, "/console/users")
 }
 
 #[derive(Deserialize)]
@@ -282,20 +280,30 @@ struct ChangeFields {
     email: String,
 }
 
+csrf_forms!(CreateFields, ChangeFields);
+
 /// Every form of the user's page posts here; `change` names it. Back to the page with its notice,
-/// or the page again with the error next to the form that failed.
+/// or the page again with the error next to the form that failed. A change that does not exist is
+/// "Page not found" for any readable form, whatever its token.
 async fn change(
     State(web): WebState,
-    headers: HeaderMap,
     Client(ctx): Client,
     member: ConsoleUser,
     Path((extension, change)): Path<(String, String)>,
-    PageForm(f): PageForm<ChangeFields>,
+    form: Result<SessionForm<ChangeFields>, FormRefused>,
 ) -> Response {
+    let form = match form {
+        Err(FormRefused::Unreadable(r)) => return r,
+        form => form,
+    };
     if !CHANGES.contains(&change.as_str()) {
-        return super::super::pages::not_found_page();
+        return not_found_page();
     }
-    if let Err(r) = member.check_change(&web, &headers, &f.csrf_token) {
+    let SessionForm(f) = match form {
+        Ok(f) => f,
+        Err(refused) => return refused.into_response(),
+    };
+    if let Err(r) = member.check_change() {
         return r;
     }
     match apply(&web, &member, &extension, &change, &f.email, &ctx).await {

@@ -1,33 +1,35 @@
-//! The JSON API of the office manager's users (C8): the company's users with what each signs in
-//! with, and disable, enable, a new designated email. Office managers (and company API tokens)
-//! change, supervisors read; users and other companies get 404.
+//! The JSON API of the console's users (C8): the company's users with what each signs in with, and
+//! the changes the Users tab makes (create, welcome, disable, enable, emails, reset two-factor).
+//!
+//! Office managers (and company API tokens) change, supervisors read; users and other companies
+//! get 404.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::routing::{get, post, put};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use latchkey_core::{Role, UserState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::admin::Admin;
-use super::api::{ApiJson, ApiPath, EmailEntry};
-use super::session::Client;
-use super::Web;
 use crate::app::{rfc3339, RequestContext, UserSearch, UserSummary};
-use crate::error::{ApiError, ErrorBody};
-
-type WebState = State<Arc<Web>>;
+use crate::error::ApiError;
+use crate::web::kit::{Accepted, Admin, ApiJson, ApiPath, Client, Done, EmailEntry, ErrorBody, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
-        .route("/api/v1/companies/{domain}/users", get(users_list))
+        .route("/api/v1/companies/{domain}/users", get(users_list).post(create_user))
         .route("/api/v1/companies/{domain}/users/{extension}", get(user_get))
+        .route("/api/v1/companies/{domain}/users/{extension}/welcome", post(resend_welcome))
         .route("/api/v1/companies/{domain}/users/{extension}/disable", post(user_disable))
         .route("/api/v1/companies/{domain}/users/{extension}/enable", post(user_enable))
         .route("/api/v1/companies/{domain}/users/{extension}/designated-email", put(designated_email_put))
+        .route("/api/v1/companies/{domain}/users/{extension}/emails", get(emails_list).post(email_add))
+        .route("/api/v1/companies/{domain}/users/{extension}/emails/{email}", delete(email_remove))
+        .route("/api/v1/companies/{domain}/users/{extension}/2fa/reset", post(two_factor_reset))
 }
 
 /// A user as the office manager sees it.
@@ -169,4 +171,134 @@ pub async fn designated_email_put(
     let company = admin.manage(&web, &domain).await?;
     web.app.change_designated_email(&company.domain, &extension, &b.email, admin.actor(), &ctx).await?;
     Ok(Json(web.app.user_summary(&company.domain, &extension).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserBody {
+    extension: String,
+    designated_email: String,
+    /// `user` (default), `supervisor` or `office_manager`.
+    #[schema(value_type = Option<String>)]
+    role: Option<Role>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedUserBody {
+    login_name: String,
+    welcome_email_sent: bool,
+}
+
+/// Creates an invited user and sends the welcome email (office manager of that company).
+#[utoipa::path(post, path = "/api/v1/companies/{domain}/users", tag = "office manager", request_body = CreateUserBody, params(("domain" = String, Path,)),
+    responses((status = 201, body = CreatedUserBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_user(
+    State(web): WebState,
+    Client(ctx): Client,
+    admin: Admin,
+    ApiPath(domain): ApiPath<String>,
+    ApiJson(b): ApiJson<CreateUserBody>,
+) -> Result<(StatusCode, Json<CreatedUserBody>), ApiError> {
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    let created = web
+        .app
+        .create_user(&domain, &b.extension, &b.designated_email, b.role.unwrap_or(Role::User), admin.actor(), &ctx)
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreatedUserBody { login_name: created.user.login_name, welcome_email_sent: created.email_sent })))
+}
+
+/// Sends a new welcome email; the old link stops working.
+#[utoipa::path(post, path = "/api/v1/companies/{domain}/users/{extension}/welcome", tag = "office manager",
+    params(("domain" = String, Path,), ("extension" = String, Path,)),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn resend_welcome(
+    State(web): WebState,
+    Client(ctx): Client,
+    admin: Admin,
+    ApiPath((domain, extension)): ApiPath<(String, String)>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    web.app.resend_welcome(&domain, &extension, admin.actor(), &ctx).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { message: "A new welcome email was sent; the previous link no longer works." })))
+}
+
+/// The user's additional emails, each with whether it was confirmed (office managers and supervisors).
+#[utoipa::path(get, path = "/api/v1/companies/{domain}/users/{extension}/emails", tag = "office manager",
+    params(("domain" = String, Path,), ("extension" = String, Path,)),
+    responses((status = 200, body = [EmailEntry]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn emails_list(State(web): WebState, admin: Admin, ApiPath((domain, extension)): ApiPath<(String, String)>) -> Result<Json<Vec<EmailEntry>>, ApiError> {
+    let company = admin.read(&web, &domain).await?;
+    let domain = company.domain.clone();
+    let emails = web.app.additional_emails_of(&domain, &extension).await?;
+    Ok(Json(emails.into_iter().map(EmailEntry::from).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddEmailBody {
+    email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AddedEmailBody {
+    email: String,
+    /// Always false here: the address counts once the link emailed to it is used.
+    verified: bool,
+    confirmation_email_sent: bool,
+}
+
+/// Adds an additional email (e.g. for voicemail notifications) and emails it a confirmation
+/// link; the user's designated email is told. 422 for a malformed address or one the account has.
+#[utoipa::path(post, path = "/api/v1/companies/{domain}/users/{extension}/emails", tag = "office manager", request_body = AddEmailBody,
+    params(("domain" = String, Path,), ("extension" = String, Path,)),
+    responses((status = 201, body = AddedEmailBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, description = "validation_failed or email_already_added", body = ErrorBody)))]
+pub async fn email_add(
+    State(web): WebState,
+    Client(ctx): Client,
+    admin: Admin,
+    ApiPath((domain, extension)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<AddEmailBody>,
+) -> Result<(StatusCode, Json<AddedEmailBody>), ApiError> {
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    let added = web.app.add_additional_email(&domain, &extension, &b.email, admin.actor(), &ctx).await?;
+    let body = AddedEmailBody { email: added.email.to_string(), verified: false, confirmation_email_sent: added.confirmation_email_sent };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Removes an additional email; a confirmation link still on its way stops working.
+#[utoipa::path(delete, path = "/api/v1/companies/{domain}/users/{extension}/emails/{email}", tag = "office manager",
+    params(("domain" = String, Path,), ("extension" = String, Path,), ("email" = String, Path,)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "email_not_found", body = ErrorBody)))]
+pub async fn email_remove(
+    State(web): WebState,
+    Client(ctx): Client,
+    admin: Admin,
+    ApiPath((domain, extension, email)): ApiPath<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    web.app.remove_additional_email(&domain, &extension, &email, admin.actor(), &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes every method and recovery code of a user (office manager of that company); the user
+/// enrols again and is told by email.
+#[utoipa::path(post, path = "/api/v1/companies/{domain}/users/{extension}/2fa/reset", tag = "office manager",
+    params(("domain" = String, Path,), ("extension" = String, Path,)),
+    responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn two_factor_reset(
+    State(web): WebState,
+    Client(ctx): Client,
+    admin: Admin,
+    ApiPath((domain, extension)): ApiPath<(String, String)>,
+) -> Result<Json<Done>, ApiError> {
+    let company = admin.manage(&web, &domain).await?;
+    let domain = company.domain.clone();
+    web.app.reset_two_factor(&domain, &extension, admin.actor(), &ctx).await?;
+    Ok(Json(Done { message: "Two-factor authentication was reset; the user sets it up again at the next sign-in." }))
 }

@@ -18,8 +18,7 @@ use latchkey_store::{ApiToken, Company};
 
 use super::session::{Current, SignedIn};
 use super::Web;
-pub use crate::app::API_TOKEN_PREFIX;
-use crate::app::Actor;
+use crate::app::{Actor, API_TOKEN_PREFIX};
 use crate::error::ApiError;
 
 pub enum Principal {

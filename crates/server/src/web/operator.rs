@@ -13,14 +13,9 @@ use latchkey_store::{ApiToken, Company};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::admin::Admin;
-use super::api::{ApiJson, ApiPath};
-use super::session::Client;
-use super::Web;
 use crate::app::{rfc3339, Actor, PilotFeatures};
-use crate::error::{ApiError, ErrorBody};
-
-type WebState = State<Arc<Web>>;
+use crate::error::ApiError;
+use crate::web::kit::{Admin, ApiJson, ApiPath, Client, ErrorBody, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -181,15 +176,4 @@ pub async fn token_revoke(State(web): WebState, Client(ctx): Client, operator: O
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     web.app.revoke_api_token(id, operator.actor(), &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Names the `Authorization: Bearer lk_…` scheme in the OpenAPI document as `api_token`.
-pub struct ApiTokenScheme;
-
-impl utoipa::Modify for ApiTokenScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("lk_…").description(Some("An API token made with `latchkey token create`.")).build();
-        openapi.components.get_or_insert_with(Default::default).add_security_scheme("api_token", SecurityScheme::Http(scheme));
-    }
 }

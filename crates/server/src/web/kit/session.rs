@@ -1,5 +1,5 @@
-//! Cookies, the signed-in session, the client's address and CSRF tokens: what every request
-//! carries, read once into typed extractors.
+//! Cookies, the signed-in session and the client's address: what every request carries, read once
+//! into typed extractors. The API's session extractors also check the `X-CSRF-Token` header.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,15 +8,16 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Redirect, Response};
-use latchkey_core::secret::{constant_time_eq, hmac_b64, Token};
+use latchkey_core::secret::Token;
 use latchkey_store::{Session, User};
 
+use super::error::error_page;
 use super::Web;
 use crate::app::RequestContext;
 use crate::error::ApiError;
 
+/// The header a cookie-authenticated API call carries its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-pub const CSRF_FIELD: &str = "csrf_token";
 
 impl Web {
     pub fn session_cookie_name(&self) -> &'static str {
@@ -39,15 +40,6 @@ impl Web {
 
     pub fn session_cookie(&self, token: Option<&Token>) -> String {
         self.cookie(self.session_cookie_name(), token.map(Token::expose))
-    }
-
-    /// The CSRF token for a binding (the session id, or the anonymous CSRF cookie before sign-in).
-    pub fn csrf_token_for(&self, binding: &str) -> String {
-        hmac_b64(&self.csrf_key, format!("csrf|{binding}").as_bytes())
-    }
-
-    pub fn csrf_valid(&self, binding: &str, presented: &str) -> bool {
-        !binding.is_empty() && constant_time_eq(self.csrf_token_for(binding).as_bytes(), presented.as_bytes())
     }
 }
 
@@ -88,7 +80,14 @@ pub struct Current {
     pub user: User,
 }
 
+/// Every session extractor starts here; the session it finds is what a [`super::SessionForm`] of
+/// the same request binds its CSRF token to.
 pub struct MaybeSignedIn(pub Option<Current>);
+
+/// The session a session extractor of this request found, left in the request's extensions for
+/// the form extractor that comes after it.
+#[derive(Clone)]
+pub(super) struct FoundSession(pub(super) String);
 
 impl FromRequestParts<Arc<Web>> for MaybeSignedIn {
     type Rejection = ApiError;
@@ -96,7 +95,11 @@ impl FromRequestParts<Arc<Web>> for MaybeSignedIn {
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
         let Some(token) = cookie_value(&parts.headers, web.session_cookie_name()) else { return Ok(MaybeSignedIn(None)) };
         let token = token.to_owned();
-        Ok(MaybeSignedIn(web.app.resolve_session(&token).await?.map(|(session, user)| Current { token, session, user })))
+        let current = web.app.resolve_session(&token).await?.map(|(session, user)| Current { token, session, user });
+        if let Some(c) = &current {
+            parts.extensions.insert(FoundSession(c.token.clone()));
+        }
+        Ok(MaybeSignedIn(current))
     }
 }
 
@@ -151,34 +154,23 @@ impl FromRequestParts<Arc<Web>> for PageUser {
             Ok(MaybeSignedIn(Some(c))) if c.session.restricted => Err(Redirect::to("/account/two-factor/enroll").into_response()),
             Ok(MaybeSignedIn(Some(c))) => Ok(PageUser(c)),
             Ok(MaybeSignedIn(None)) => Err(Redirect::to("/sign-in").into_response()),
-            Err(e) => Err(super::pages::error_page(&e)),
+            Err(e) => Err(error_page(&e)),
         }
     }
 }
 
-/// The CSRF binding of a request: the session id when signed in, else the anonymous cookie (made
-/// here when missing, and returned so the response can set it).
-pub struct CsrfBinding {
-    pub binding: String,
-    pub set_cookie: Option<String>,
-}
+/// A signed-in page visitor whose session may be restricted to enrolment (the pages that set up a
+/// method, and sign-out); anyone else is sent to the sign-in page.
+pub struct PageEnrolling(pub Current);
 
-impl CsrfBinding {
-    pub fn of(web: &Web, headers: &HeaderMap, current: Option<&Current>) -> Self {
-        if let Some(c) = current {
-            return Self { binding: c.token.clone(), set_cookie: None };
-        }
-        match cookie_value(headers, web.csrf_cookie_name()).filter(|v| !v.is_empty() && v.len() <= 128) {
-            Some(v) => Self { binding: v.to_owned(), set_cookie: None },
-            None => {
-                let fresh = Token::generate();
-                let set = web.cookie(web.csrf_cookie_name(), Some(fresh.expose()));
-                Self { binding: fresh.expose().to_owned(), set_cookie: Some(set) }
-            }
-        }
-    }
+impl FromRequestParts<Arc<Web>> for PageEnrolling {
+    type Rejection = Response;
 
-    pub fn token(&self, web: &Web) -> String {
-        web.csrf_token_for(&self.binding)
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
+        match MaybeSignedIn::from_request_parts(parts, web).await {
+            Ok(MaybeSignedIn(Some(c))) => Ok(PageEnrolling(c)),
+            Ok(MaybeSignedIn(None)) => Err(Redirect::to("/sign-in").into_response()),
+            Err(e) => Err(error_page(&e)),
+        }
     }
 }
