@@ -1,5 +1,6 @@
 //! The HTTP surface: one route module per flow (pages and JSON API together) on the floor of `kit`,
-//! assembled into one router with the headers every answer carries, body and time limits, /metrics.
+//! assembled into one router with the headers every answer carries, the body and time limits, and
+//! the metrics every request records.
 //!
 //! No route module imports another (`tests/architecture.rs` checks it).
 
@@ -26,10 +27,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::app::Latchkey;
 pub use kit::Web;
 
 pub fn router(web: Arc<Web>) -> Router {
@@ -46,7 +45,6 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(console::routes())
         .merge(operator::routes())
         .merge(service::routes())
-        .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::serve))
         .route_layer(axum::middleware::from_fn(observe))
         .fallback(fallback)
@@ -154,25 +152,6 @@ async fn answer_in_time(State(limit): State<Duration>, req: axum::extract::Reque
             if api { e.into_response() } else { kit::error_page(&e) }
         }
     }
-}
-
-async fn metrics(State(web): State<Arc<Web>>) -> impl IntoResponse {
-    sample_load(&web.app);
-    let body = web.metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
-}
-
-/// The hashing pool's and the store's load, read when `/metrics` is scraped: on an idle node
-/// every one of these is 0, so one that stays up is a leak an operator sees before users do.
-fn sample_load(app: &Latchkey) {
-    let hashing = app.hasher.load();
-    metrics::gauge!("latchkey_hash_queue_depth").set(hashing.queued as f64);
-    metrics::gauge!("latchkey_hash_running").set(hashing.running as f64);
-    let store = app.store.load();
-    metrics::gauge!("latchkey_store_pool_in_use").set(store.pool_in_use as f64);
-    metrics::gauge!("latchkey_store_writer_in_use").set(store.writer_in_use as f64);
-    metrics::gauge!("latchkey_store_writer_waiting").set(store.writer_waiting as f64);
-    metrics::counter!("latchkey_store_discarded_in_transaction_total").absolute(store.discarded_in_transaction_total);
 }
 
 async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
