@@ -925,6 +925,23 @@ mod tests {
 
     use super::*;
 
+    /// `name::sqlite` and `name::postgres`: the test `run(backend)` on each store.
+    macro_rules! on_both_stores {
+        ($name:ident, $run:ident) => {
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$run(super::Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$run(super::Backend::Postgres).await;
+                }
+            }
+        };
+    }
+
     /// Polls `work` once; whether it finished (its output is dropped at once).
     async fn poll_once<T>(work: &mut Pin<Box<impl Future<Output = T>>>) -> bool {
         std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx).is_ready())).await
@@ -984,15 +1001,7 @@ mod tests {
     /// writer connection usable. Cut off after `BEGIN IMMEDIATE` ran but before sqlx built the
     /// transaction's guard, the connection went back to the pool inside a transaction, and every
     /// later write of the node failed ("begin_with at non-zero transaction depth").
-    #[tokio::test]
-    async fn a_write_cut_off_while_it_begins_leaves_the_writer_usable_sqlite() {
-        cut_off_while_it_begins(Backend::Sqlite).await;
-    }
-
-    #[tokio::test]
-    async fn a_write_cut_off_while_it_begins_leaves_the_writer_usable_postgres() {
-        cut_off_while_it_begins(Backend::Postgres).await;
-    }
+    on_both_stores!(a_write_cut_off_while_it_begins_leaves_the_writer_usable, cut_off_while_it_begins);
 
     async fn cut_off_while_it_begins(backend: Backend) {
         let dir = tempfile::tempdir().unwrap();
@@ -1020,15 +1029,7 @@ mod tests {
 
     /// The pools' release checks on their own: a connection handed back inside a transaction
     /// (its `Transaction` forgotten, so no rollback was queued) is closed.
-    #[tokio::test]
-    async fn a_connection_handed_back_inside_a_transaction_is_closed_sqlite() {
-        released_inside_a_transaction(Backend::Sqlite).await;
-    }
-
-    #[tokio::test]
-    async fn a_connection_handed_back_inside_a_transaction_is_closed_postgres() {
-        released_inside_a_transaction(Backend::Postgres).await;
-    }
+    on_both_stores!(a_connection_handed_back_inside_a_transaction_is_closed, released_inside_a_transaction);
 
     async fn released_inside_a_transaction(backend: Backend) {
         let dir = tempfile::tempdir().unwrap();
@@ -1044,15 +1045,7 @@ mod tests {
     }
 
     /// A request cut off inside its write transaction writes nothing, and the writer goes on.
-    #[tokio::test]
-    async fn a_write_cut_off_mid_transaction_writes_nothing_and_leaves_the_writer_usable_sqlite() {
-        cut_off_mid_transaction(Backend::Sqlite).await;
-    }
-
-    #[tokio::test]
-    async fn a_write_cut_off_mid_transaction_writes_nothing_and_leaves_the_writer_usable_postgres() {
-        cut_off_mid_transaction(Backend::Postgres).await;
-    }
+    on_both_stores!(a_write_cut_off_mid_transaction_writes_nothing_and_leaves_the_writer_usable, cut_off_mid_transaction);
 
     async fn cut_off_mid_transaction(backend: Backend) {
         let dir = tempfile::tempdir().unwrap();
