@@ -197,12 +197,16 @@ impl Hasher {
             }
             if queued_at.elapsed() > slot.load.max_wait {
                 slot.load.refuse();
+                drop(slot);
                 let _ = done.send(Err(HashError::Busy));
                 return;
             }
             let running = slot.start();
             let value = work(worker);
             running.finish();
+            // The slot is given back before the answer: a requester that has its answer sees
+            // the pool without its job.
+            drop(slot);
             let _ = done.send(value);
         });
         // A pool that stopped hands the job back in the error, and dropping it frees the slot.
