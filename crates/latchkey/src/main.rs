@@ -270,7 +270,7 @@ fn report_welcome(created: &latchkey_server::app::CreatedUser, outbox: bool) {
 
 /// The API's sentence, or where it names fields, just what is wrong with each: at a terminal the
 /// API's "correct the fields below" has no fields below.
-fn api_error(e: latchkey_server::error::ApiError) -> anyhow::Error {
+fn api_error(e: latchkey_server::app::AppError) -> anyhow::Error {
     let fields: Vec<String> = e.fields.fields().map(|(f, m)| format!("{f}: {}", m.join(" "))).collect();
     if fields.is_empty() {
         anyhow::anyhow!("{}", e.message)

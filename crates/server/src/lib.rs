@@ -10,7 +10,6 @@
 
 pub mod app;
 pub mod config;
-pub mod error;
 pub mod hashing;
 pub mod mail;
 pub mod oidc;

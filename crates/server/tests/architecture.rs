@@ -12,26 +12,6 @@ const ASSEMBLY: [&str; 2] = ["mod.rs", "openapi.rs"];
 
 const MAX_LINES: usize = 500;
 
-/// Files of `src/app` that still use axum (its `StatusCode`, inside `ApiError`).
-/// Issue 17 item 4 removes these: services return typed domain errors and `web` maps them to
-/// status codes. A file leaves this list when it stops using axum; no file joins it.
-const APP_STILL_SPEAKING_HTTP: [&str; 14] = [
-    "accounts.rs",
-    "activation.rs",
-    "auth.rs",
-    "codes.rs",
-    "emails.rs",
-    "methods.rs",
-    "profile.rs",
-    "recovery.rs",
-    "sso.rs",
-    "sso_admin.rs",
-    "sso_sign_in.rs",
-    "tokens.rs",
-    "two_factor.rs",
-    "users.rs",
-];
-
 #[test]
 fn route_modules_import_only_the_kit_and_their_own_flow() {
     let files = web_files();
@@ -69,11 +49,7 @@ fn app_does_not_speak_http() {
             offenders.insert(name);
         }
     }
-    let allowed: BTreeSet<String> = APP_STILL_SPEAKING_HTTP.iter().map(|s| s.to_string()).collect();
-    let new: Vec<_> = offenders.difference(&allowed).collect();
-    assert!(new.is_empty(), "src/app files using axum: {new:?}; return a domain error and let web choose the status");
-    let gone: Vec<_> = allowed.difference(&offenders).collect();
-    assert!(gone.is_empty(), "these no longer use axum: take them off APP_STILL_SPEAKING_HTTP: {gone:?}");
+    assert!(offenders.is_empty(), "src/app files using axum: {offenders:?}; return an `AppError` of the right kind and let web choose the status");
 }
 
 /// The checker finds what it is meant to: an arrow between two flows, in a `use` group or a path.

@@ -1,6 +1,5 @@
 //! Complete Setup: the page behind the welcome email's button (C2).
 
-use axum::http::StatusCode;
 use latchkey_core::flows::activation::{self, ActivationError, CompleteSetupForm};
 use latchkey_core::flows::email_link::{LinkError, LinkPurpose};
 use latchkey_core::policy::PasswordPolicy;
@@ -8,8 +7,7 @@ use latchkey_core::secret::Token;
 use latchkey_store::{ConsumeError, StoredLink, User};
 use time::OffsetDateTime;
 
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 
 /// What the page behind an emailed link (Complete Setup or reset) shows about it.
 pub struct LinkView {
@@ -22,18 +20,18 @@ pub struct LinkView {
 /// The longest token a link can carry; anything longer is not ours and is not looked up.
 const MAX_TOKEN_LEN: usize = 128;
 
-pub(super) fn link_status(e: &LinkError) -> StatusCode {
+pub(super) fn link_kind(e: &LinkError) -> ErrorKind {
     match e {
-        LinkError::NotFound => StatusCode::NOT_FOUND,
-        _ => StatusCode::GONE,
+        LinkError::NotFound => ErrorKind::NotFound,
+        _ => ErrorKind::Gone,
     }
 }
 
-fn activation_error(e: ActivationError) -> ApiError {
+fn activation_error(e: ActivationError) -> AppError {
     match e {
-        ActivationError::Link(l) => ApiError::from_flow(link_status(&l), &l),
-        ActivationError::NotInvited => ApiError::from_flow(StatusCode::CONFLICT, &ActivationError::NotInvited),
-        ActivationError::Invalid(fields) => ApiError::validation(fields),
+        ActivationError::Link(l) => AppError::from_flow(link_kind(&l), &l),
+        ActivationError::NotInvited => AppError::from_flow(ErrorKind::Conflict, &ActivationError::NotInvited),
+        ActivationError::Invalid(fields) => AppError::validation(fields),
     }
 }
 
@@ -48,8 +46,8 @@ impl Latchkey {
         }
     }
 
-    pub(super) async fn load_link(&self, token: &str, purpose: LinkPurpose) -> Result<(StoredLink, User), ApiError> {
-        let not_found = || ApiError::from_flow(StatusCode::NOT_FOUND, &LinkError::NotFound);
+    pub(super) async fn load_link(&self, token: &str, purpose: LinkPurpose) -> Result<(StoredLink, User), AppError> {
+        let not_found = || AppError::from_flow(ErrorKind::NotFound, &LinkError::NotFound);
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(not_found());
         }
@@ -61,7 +59,7 @@ impl Latchkey {
         Ok((link, user))
     }
 
-    pub async fn open_activation(&self, token: &str) -> Result<LinkView, ApiError> {
+    pub async fn open_activation(&self, token: &str) -> Result<LinkView, AppError> {
         let (link, user) = self.load_link(token, LinkPurpose::Welcome).await?;
         activation::open(&link.link, user.state, self.now()).map_err(activation_error)?;
         Ok(Self::link_view(user, link.link.expires_at))
@@ -69,7 +67,7 @@ impl Latchkey {
 
     /// Save on the Complete Setup page: checks every field, hashes, then activates in one
     /// transaction that also consumes the link.
-    pub async fn complete_setup(&self, token: &str, form: &CompleteSetupForm, ctx: &RequestContext) -> Result<User, ApiError> {
+    pub async fn complete_setup(&self, token: &str, form: &CompleteSetupForm, ctx: &RequestContext) -> Result<User, AppError> {
         let (link, user) = self.load_link(token, LinkPurpose::Welcome).await?;
         let policy = PasswordPolicy::with_min_length(user.company_password_min_length as usize);
         activation::submit(&link.link, user.state, form, &policy, self.now()).map_err(activation_error)?;
@@ -83,7 +81,7 @@ impl Latchkey {
             Err(ConsumeError::LinkNotUsable) => {
                 let (link, user) = self.load_link(token, LinkPurpose::Welcome).await?;
                 Err(activation::open(&link.link, user.state, self.now()).err().map(activation_error).unwrap_or_else(|| {
-                    ApiError::from_flow(StatusCode::GONE, &LinkError::Used(LinkPurpose::Welcome))
+                    AppError::from_flow(ErrorKind::Gone, &LinkError::Used(LinkPurpose::Welcome))
                 }))
             }
             Err(ConsumeError::WrongAccountState) => Err(activation_error(ActivationError::NotInvited)),

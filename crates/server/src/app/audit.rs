@@ -7,8 +7,7 @@ use latchkey_store::{AuditQuery, AuditView, Company, StoreResult};
 use serde::Deserialize;
 use time::{Date, Duration, OffsetDateTime, Time};
 
-use super::Latchkey;
-use crate::error::ApiError;
+use super::{AppError, Latchkey};
 
 /// Every kind of event Latchkey writes, with the name the console and the CSV give it. The API
 /// refuses a filter on any other kind; a test keeps this list in step with the code.
@@ -174,7 +173,7 @@ fn midnight(day: Date) -> OffsetDateTime {
 impl Latchkey {
     /// The store query for `params` on `company`. Every bad filter is named at once (422); the
     /// `until` day is included, so the query stops at the midnight after it.
-    pub async fn audit_query(&self, company: &Company, params: &AuditParams) -> Result<AuditQuery, ApiError> {
+    pub async fn audit_query(&self, company: &Company, params: &AuditParams) -> Result<AuditQuery, AppError> {
         let mut errors = FieldErrors::new();
         let kinds = parse_kinds(present(&params.kind), &mut errors);
         let from = parse_day(present(&params.from), "from", &mut errors);
@@ -192,7 +191,7 @@ impl Latchkey {
             None => None,
         };
         if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
+            return Err(AppError::validation(errors));
         }
         Ok(AuditQuery {
             company_id: company.id,
@@ -206,12 +205,12 @@ impl Latchkey {
     }
 
     /// The id of the company's user with `extension`; a field error when there is none.
-    async fn audit_user(&self, company: &Company, extension: &str, errors: &mut FieldErrors) -> Result<Option<i64>, ApiError> {
+    async fn audit_user(&self, company: &Company, extension: &str, errors: &mut FieldErrors) -> Result<Option<i64>, AppError> {
         let Ok(ext) = Extension::parse(extension) else {
             errors.add("user", "Enter the user's extension number.");
             return Ok(None);
         };
-        let domain = CompanyDomain::parse(&company.domain).map_err(|_| ApiError::internal())?;
+        let domain = CompanyDomain::parse(&company.domain).map_err(|_| AppError::internal())?;
         let user = self.store.user_by_login_name(&LoginName::new(&ext, &domain)).await?;
         if user.is_none() {
             errors.add("user", format!("No user of {} has extension {}.", company.name, ext));
@@ -220,7 +219,7 @@ impl Latchkey {
     }
 
     /// One page of `query`; one more event is read to know whether another page follows.
-    pub async fn audit_page(&self, query: &AuditQuery) -> Result<AuditPage, ApiError> {
+    pub async fn audit_page(&self, query: &AuditQuery) -> Result<AuditPage, AppError> {
         let limit = query.limit;
         let mut views = self.store.query_audit(&AuditQuery { limit: limit + 1, ..query.clone() }).await?;
         let more = views.len() as i64 > limit;

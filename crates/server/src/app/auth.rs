@@ -2,7 +2,6 @@
 //! address in the store, so the limits hold across nodes; an unknown login name costs the same
 //! hash as a wrong password.
 
-use axum::http::StatusCode;
 use latchkey_core::flows::session::SessionState;
 use latchkey_core::flows::sign_in::{self, PasswordFacts, SignInError, SignInState};
 use latchkey_core::two_factor::Method;
@@ -12,8 +11,7 @@ use latchkey_core::throttle::{client_key, retry_after};
 use latchkey_core::{LoginName, UserState};
 use latchkey_store::{AuditEntry, NewSession, Session, User};
 
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 
 pub struct SignedIn {
     /// The new session id: goes into the cookie, only its hash is stored.
@@ -36,17 +34,17 @@ pub(super) fn login_throttle_key(login_name: &str) -> String {
     format!("sign_in:login:{login_name}")
 }
 
-fn sign_in_error(e: SignInError) -> ApiError {
+fn sign_in_error(e: SignInError) -> AppError {
     match e {
-        SignInError::Throttled { retry_after_secs } => ApiError::throttled(retry_after_secs, e.message()),
-        SignInError::InvalidCredentials => ApiError::from_flow(StatusCode::UNAUTHORIZED, &e),
-        SignInError::AccountDisabled => ApiError::from_flow(StatusCode::FORBIDDEN, &e),
+        SignInError::Throttled { retry_after_secs } => AppError::throttled(retry_after_secs, e.message()),
+        SignInError::InvalidCredentials => AppError::from_flow(ErrorKind::Unauthorized, &e),
+        SignInError::AccountDisabled => AppError::from_flow(ErrorKind::Forbidden, &e),
     }
 }
 
 impl Latchkey {
-    pub async fn sign_in(&self, login_name: &str, password: &str, ctx: &RequestContext) -> Result<SignInOutcome, ApiError> {
-        let login = LoginName::parse(login_name).map_err(|e| ApiError::field("login_name", e.0))?;
+    pub async fn sign_in(&self, login_name: &str, password: &str, ctx: &RequestContext) -> Result<SignInOutcome, AppError> {
+        let login = LoginName::parse(login_name).map_err(|e| AppError::field("login_name", e.0))?;
         if password.is_empty() || password.len() > 1024 {
             return Err(sign_in_error(SignInError::InvalidCredentials));
         }
@@ -91,7 +89,7 @@ impl Latchkey {
         };
         // `after_password` only signs in an existing, active account.
         let Some(user) = user.filter(|u| u.state == UserState::Active) else {
-            return Err(ApiError::internal());
+            return Err(AppError::internal());
         };
         self.store.throttle_clear(&account_key).await?;
         if verified.needs_rehash {
@@ -105,7 +103,7 @@ impl Latchkey {
     /// The step after the first factor (a password, or a single sign-on identity): a session, the
     /// second-factor step, or a session restricted to enrolment. `how` names the first factor
     /// for the audit log (`password`, or the SSO provider).
-    pub(super) async fn continue_sign_in(&self, user: User, next: SignInState, how: &str, ctx: &RequestContext) -> Result<SignInOutcome, ApiError> {
+    pub(super) async fn continue_sign_in(&self, user: User, next: SignInState, how: &str, ctx: &RequestContext) -> Result<SignInOutcome, AppError> {
         match next {
             SignInState::SignedIn => {
                 let token = self.start_session(&user, false, how, ctx).await?;
@@ -128,7 +126,7 @@ impl Latchkey {
     /// A fresh session id for every sign-in: an id known before sign-in is never promoted.
     /// A `restricted` session reaches only two-factor enrolment. The audit event says `how` the
     /// user signed in: an office manager reading the log tells a password from SSO or a code.
-    pub(super) async fn start_session(&self, user: &User, restricted: bool, how: &str, ctx: &RequestContext) -> Result<Token, ApiError> {
+    pub(super) async fn start_session(&self, user: &User, restricted: bool, how: &str, ctx: &RequestContext) -> Result<Token, AppError> {
         let (token, session, audit) = self.new_session(user, restricted, how, ctx);
         self.store.create_session(&session, &audit).await?;
         Ok(token)
@@ -152,7 +150,7 @@ impl Latchkey {
     }
 
     /// The live session a cookie names, with its active account; expired sessions are removed.
-    pub async fn resolve_session(&self, token: &str) -> Result<Option<(Session, User)>, ApiError> {
+    pub async fn resolve_session(&self, token: &str) -> Result<Option<(Session, User)>, AppError> {
         if token.is_empty() || token.len() > 128 {
             return Ok(None);
         }
@@ -170,7 +168,7 @@ impl Latchkey {
         Ok(Some((session, user)))
     }
 
-    pub async fn sign_out(&self, token: &str, user: &User, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub async fn sign_out(&self, token: &str, user: &User, ctx: &RequestContext) -> Result<(), AppError> {
         self.store.delete_session(&Token::from_client(token).hash()).await?;
         self.store.append_audit(&self.audit("sign_out", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx)).await?;
         Ok(())
@@ -182,7 +180,7 @@ impl Latchkey {
 
     /// A method was just enrolled: a session restricted to enrolment becomes a full one, which
     /// completes the sign-in that required it.
-    pub async fn finish_enrolment(&self, token: &str, session: &latchkey_store::Session) -> Result<(), ApiError> {
+    pub async fn finish_enrolment(&self, token: &str, session: &latchkey_store::Session) -> Result<(), AppError> {
         if session.restricted {
             self.store.promote_session(&Self::session_hash(token)).await?;
         }

@@ -6,7 +6,6 @@
 //! email), per mobile number and per company (SMS pumping: a script making Latchkey text premium
 //! numbers it controls).
 
-use axum::http::StatusCode;
 use latchkey_core::flows::UserFacing;
 use latchkey_core::secret::TokenHash;
 use latchkey_core::two_factor::one_time_code::{self, CodeError, OneTimeCode};
@@ -14,8 +13,7 @@ use latchkey_core::two_factor::E164;
 use latchkey_store::{StoredCode, User};
 use time::OffsetDateTime;
 
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates::{self, EmailCodePurpose};
 use crate::sms::{message_for_code, OutgoingSms, SmsPurpose};
 
@@ -99,7 +97,7 @@ const WINDOW_SECS: i64 = 3600;
 
 impl Latchkey {
     /// Issues a new code for `purpose` (replacing the last one) and sends it over `channel`.
-    pub(super) async fn send_code(&self, user: &User, purpose: CodePurpose, channel: &Channel, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub(super) async fn send_code(&self, user: &User, purpose: CodePurpose, channel: &Channel, ctx: &RequestContext) -> Result<(), AppError> {
         // A locked account gets no codes either: no texts for a guesser to trigger.
         self.ensure_not_locked(user).await?;
         self.within_send_limits(user, channel).await?;
@@ -130,8 +128,8 @@ impl Latchkey {
         };
         metrics::counter!("latchkey_codes_sent_total", "channel" => if matches!(channel, Channel::Sms(_)) { "sms" } else { "email" }, "delivered" => if delivered { "yes" } else { "no" }).increment(1);
         if !delivered {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+            return Err(AppError::new(
+                ErrorKind::Unavailable { retry_after: None },
                 "delivery_failed",
                 "The code could not be sent just now. Try again in a moment, or use another method.",
             ));
@@ -144,11 +142,11 @@ impl Latchkey {
 
     /// Counts this send against the user, and for a text against the number and the company; 429
     /// with Retry-After (the end of the hour) when any is over its limit.
-    async fn within_send_limits(&self, user: &User, channel: &Channel) -> Result<(), ApiError> {
+    async fn within_send_limits(&self, user: &User, channel: &Channel) -> Result<(), AppError> {
         let tf = &self.config.two_factor;
         let now = self.now();
         let start = now.unix_timestamp() - now.unix_timestamp().rem_euclid(WINDOW_SECS);
-        let window = OffsetDateTime::from_unix_timestamp(start).map_err(|_| ApiError::internal())?;
+        let window = OffsetDateTime::from_unix_timestamp(start).map_err(|_| AppError::internal())?;
         let mut counters = vec![(format!("send:user:{}", user.id), tf.sends_per_user_per_hour)];
         if let Channel::Sms(number) = channel {
             counters.push((format!("send:number:{}", number.as_str()), tf.sends_per_number_per_hour));
@@ -158,7 +156,7 @@ impl Latchkey {
             if self.store.count_send(&key, window).await? > limit {
                 metrics::counter!("latchkey_code_sends_refused_total").increment(1);
                 let secs = (start + WINDOW_SECS - now.unix_timestamp()).max(1) as u64;
-                return Err(ApiError::throttled(
+                return Err(AppError::throttled(
                     secs,
                     format!("Too many codes were sent. Try again in {} minute(s), or use another method.", secs.div_ceil(60)),
                 ));
@@ -170,18 +168,18 @@ impl Latchkey {
     /// Checks a presented code for `purpose` and consumes it; returns the channel it was sent
     /// over. A wrong code counts against the account's second-factor lock; a typo (not six
     /// digits), an expired or a used code say so without counting.
-    pub(super) async fn accept_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<Channel, ApiError> {
+    pub(super) async fn accept_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<Channel, AppError> {
         let stored = self.check_code(user, purpose, presented, ctx).await?;
         // The single use: of two requests racing with the same code, one row update wins.
         if !self.store.consume_code(user.id, purpose.as_str(), &stored.code_hash, self.now()).await? {
-            return Err(ApiError::from_flow(StatusCode::UNAUTHORIZED, &CodeError::Used));
+            return Err(AppError::from_flow(ErrorKind::Unauthorized, &CodeError::Used));
         }
-        stored.target.as_deref().and_then(Channel::from_target).ok_or_else(ApiError::internal)
+        stored.target.as_deref().and_then(Channel::from_target).ok_or_else(AppError::internal)
     }
 
     /// Checks a presented code for `purpose` without spending it: the live code it matches, or
     /// the refusal `accept_code` describes.
-    pub(super) async fn check_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<StoredCode, ApiError> {
+    pub(super) async fn check_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<StoredCode, AppError> {
         self.ensure_not_locked(user).await?;
         let stored = self.store.code(user.id, purpose.as_str()).await?;
         let Some(stored) = stored else {
@@ -191,9 +189,9 @@ impl Latchkey {
         let hash = TokenHash::from_stored(stored.code_hash.clone());
         match one_time_code::check(&hash, stored.expires_at, stored.used_at.is_some(), presented, self.now()) {
             Ok(()) => Ok(stored),
-            Err(CodeError::Malformed) => Err(ApiError::field("code", CodeError::Malformed.message())),
+            Err(CodeError::Malformed) => Err(AppError::field("code", CodeError::Malformed.message())),
             Err(CodeError::Wrong) => Err(self.wrong_code(user, &CodeError::Wrong.message(), ctx).await),
-            Err(e) => Err(ApiError::from_flow(StatusCode::UNAUTHORIZED, &e)),
+            Err(e) => Err(AppError::from_flow(ErrorKind::Unauthorized, &e)),
         }
     }
 }

@@ -2,16 +2,14 @@
 //! voicemail), a confirmation link goes to that address, and only once it is used can the address
 //! sign in by SSO. The account's owner is told of every address added or removed.
 
-use axum::http::StatusCode;
 use latchkey_core::flows::email_link::{EmailLink, LinkError, LinkPurpose};
 use latchkey_core::secret::Token;
 use latchkey_core::Email;
 use latchkey_store::{AdditionalEmail, ConsumeError, NewLink, StoreError, User};
 use time::OffsetDateTime;
 
-use super::activation::link_status;
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::activation::link_kind;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates;
 
 /// What the page behind a confirmation link shows.
@@ -27,20 +25,20 @@ pub struct AddedEmail {
     pub confirmation_email_sent: bool,
 }
 
-fn link_error(e: LinkError) -> ApiError {
-    ApiError::from_flow(link_status(&e), &e)
+fn link_error(e: LinkError) -> AppError {
+    AppError::from_flow(link_kind(&e), &e)
 }
 
 impl Latchkey {
-    pub async fn additional_emails_of(&self, domain: &str, extension: &str) -> Result<Vec<AdditionalEmail>, ApiError> {
+    pub async fn additional_emails_of(&self, domain: &str, extension: &str) -> Result<Vec<AdditionalEmail>, AppError> {
         let user = self.user_of_company(domain, extension).await?;
         Ok(self.store.additional_emails(user.id).await?)
     }
 
     /// Adds the address unverified and emails it a confirmation link; the owner is told.
-    pub async fn add_additional_email(&self, domain: &str, extension: &str, email: &str, actor: Actor, ctx: &RequestContext) -> Result<AddedEmail, ApiError> {
+    pub async fn add_additional_email(&self, domain: &str, extension: &str, email: &str, actor: Actor, ctx: &RequestContext) -> Result<AddedEmail, AppError> {
         let user = self.user_of_company(domain, extension).await?;
-        let email = Email::parse(email).map_err(|e| ApiError::field("email", e.0))?;
+        let email = Email::parse(email).map_err(|e| AppError::field("email", e.0))?;
         let token = Token::generate();
         let link = NewLink { token_hash: token.hash(), link: EmailLink::issue(LinkPurpose::EmailConfirmation, self.now()) };
         let mut audit = self.audit("additional_email_added", Some(user.company_id), actor, Some(user.id), ctx);
@@ -56,9 +54,9 @@ impl Latchkey {
     }
 
     /// Removes the address; a confirmation link still on its way stops working. The owner is told.
-    pub async fn remove_additional_email(&self, domain: &str, extension: &str, email: &str, actor: Actor, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub async fn remove_additional_email(&self, domain: &str, extension: &str, email: &str, actor: Actor, ctx: &RequestContext) -> Result<(), AppError> {
         let user = self.user_of_company(domain, extension).await?;
-        let not_found = || ApiError::new(StatusCode::NOT_FOUND, "email_not_found", format!("{} has no such additional email.", user.login_name));
+        let not_found = || AppError::new(ErrorKind::NotFound, "email_not_found", format!("{} has no such additional email.", user.login_name));
         let email = Email::parse(email).map_err(|_| not_found())?;
         let mut audit = self.audit("additional_email_removed", Some(user.company_id), actor, Some(user.id), ctx);
         audit.detail = email.to_string();
@@ -74,14 +72,14 @@ impl Latchkey {
     }
 
     /// Opening the link shows what it confirms and changes nothing: mail scanners open links too.
-    pub async fn open_email_confirmation(&self, token: &str) -> Result<EmailConfirmationView, ApiError> {
+    pub async fn open_email_confirmation(&self, token: &str) -> Result<EmailConfirmationView, AppError> {
         let pending = self.pending_confirmation(token).await?;
         pending.link.check(self.now()).map_err(link_error)?;
         Ok(pending.view)
     }
 
     /// Confirm: consumes the link and marks the address verified in one transaction.
-    pub async fn confirm_email(&self, token: &str, ctx: &RequestContext) -> Result<EmailConfirmationView, ApiError> {
+    pub async fn confirm_email(&self, token: &str, ctx: &RequestContext) -> Result<EmailConfirmationView, AppError> {
         let pending = self.pending_confirmation(token).await?;
         pending.link.check(self.now()).map_err(link_error)?;
         let mut audit = self.audit("additional_email_confirmed", Some(pending.company_id), Actor::User(pending.user_id), Some(pending.user_id), ctx);
@@ -96,7 +94,7 @@ impl Latchkey {
         }
     }
 
-    async fn pending_confirmation(&self, token: &str) -> Result<PendingConfirmation, ApiError> {
+    async fn pending_confirmation(&self, token: &str) -> Result<PendingConfirmation, AppError> {
         let (stored, user) = self.load_link(token, LinkPurpose::EmailConfirmation).await?;
         let email = stored.sent_to.ok_or_else(|| link_error(LinkError::NotFound))?;
         let expires_at = stored.link.expires_at;
@@ -117,6 +115,6 @@ struct PendingConfirmation {
     company_id: i64,
 }
 
-fn already_added(user: &User, email: &Email) -> ApiError {
-    ApiError::field_refused("email", "email_already_added", format!("{} already has the email {email}.", user.login_name))
+fn already_added(user: &User, email: &Email) -> AppError {
+    AppError::field_refused("email", "email_already_added", format!("{} already has the email {email}.", user.login_name))
 }

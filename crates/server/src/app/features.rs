@@ -4,8 +4,7 @@
 use latchkey_core::flows::sso::Provider;
 use latchkey_store::Company;
 
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, Latchkey, RequestContext};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PilotFeatures {
@@ -16,7 +15,7 @@ pub struct PilotFeatures {
 }
 
 impl Latchkey {
-    pub async fn pilot_features(&self, company: &Company) -> Result<PilotFeatures, ApiError> {
+    pub async fn pilot_features(&self, company: &Company) -> Result<PilotFeatures, AppError> {
         let two_factor = self.store.two_factor_policy(company.id).await?.enabled;
         let sso = self.store.sso_settings(company.id).await?;
         Ok(PilotFeatures { two_factor, sso_enabled: sso.enabled, sso_providers: sso.providers })
@@ -32,7 +31,7 @@ impl Latchkey {
         providers: &[String],
         actor: Actor,
         ctx: &RequestContext,
-    ) -> Result<PilotFeatures, ApiError> {
+    ) -> Result<PilotFeatures, AppError> {
         let providers = known_providers(providers)?;
         let company = self.company(domain).await?;
         let mut now = self.pilot_features(&company).await?;
@@ -51,12 +50,12 @@ impl Latchkey {
     }
 }
 
-fn known_providers(names: &[String]) -> Result<Vec<Provider>, ApiError> {
+fn known_providers(names: &[String]) -> Result<Vec<Provider>, AppError> {
     names
         .iter()
         .map(|name| {
             Provider::parse(name.trim()).ok_or_else(|| {
-                ApiError::field_refused("sso.providers", "unknown_provider", format!("{name:?} is not a provider: use google or microsoft."))
+                AppError::field_refused("sso.providers", "unknown_provider", format!("{name:?} is not a provider: use google or microsoft."))
             })
         })
         .collect()

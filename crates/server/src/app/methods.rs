@@ -2,7 +2,6 @@
 //! email, enrolling SMS and email codes, codes at the sign-in step, and the changes that need a
 //! verification code (removing a method, new recovery codes).
 
-use axum::http::StatusCode;
 use latchkey_core::flows::sign_in::SecondFactorRequirement;
 use latchkey_core::flows::UserFacing;
 use latchkey_core::two_factor::one_time_code::{self, CodeError};
@@ -13,13 +12,12 @@ use latchkey_store::{FactorSpend, StoredMethod, User};
 
 use super::codes::{Channel, CodePurpose};
 use super::two_factor::{flow_expired, method_label};
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates;
 
-fn email_not_verified() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
+fn email_not_verified() -> AppError {
+    AppError::new(
+        ErrorKind::Conflict,
         "email_not_verified",
         "Verify your designated email first: we send a code to it, and you enter the code.",
     )
@@ -27,21 +25,21 @@ fn email_not_verified() -> ApiError {
 
 impl Latchkey {
     /// Sends a code that proves the designated email reaches its owner.
-    pub async fn request_email_verification(&self, user: &User, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub async fn request_email_verification(&self, user: &User, ctx: &RequestContext) -> Result<(), AppError> {
         if user.designated_email_verified_at.is_some() {
-            return Err(ApiError::new(StatusCode::CONFLICT, "email_already_verified", "Your designated email is already verified."));
+            return Err(AppError::new(ErrorKind::Conflict, "email_already_verified", "Your designated email is already verified."));
         }
         self.send_code(user, CodePurpose::VerifyEmail, &Channel::Email(user.designated_email.clone()), ctx).await
     }
 
-    pub async fn confirm_email_verification(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub async fn confirm_email_verification(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<(), AppError> {
         let Channel::Email(address) = self.accept_code(user, CodePurpose::VerifyEmail, code, ctx).await? else {
-            return Err(ApiError::internal());
+            return Err(AppError::internal());
         };
         // The code proves the address it went to: if the office manager changed the designated
         // email meanwhile, the new one is not verified by it.
         if !self.store.mark_email_verified(user.id, &address, self.now()).await? {
-            return Err(ApiError::new(StatusCode::CONFLICT, "email_changed", "Your designated email changed after the code was sent. Send a new code."));
+            return Err(AppError::new(ErrorKind::Conflict, "email_changed", "Your designated email changed after the code was sent. Send a new code."));
         }
         let mut audit = self.audit("email_verified", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = address;
@@ -51,25 +49,25 @@ impl Latchkey {
 
     /// Step one of SMS: the number gets a code; it becomes a method only once the code comes back.
     /// Returns the number as it may be shown ("•••• 4477").
-    pub async fn start_sms_enrollment(&self, user: &User, phone: &str, ctx: &RequestContext) -> Result<String, ApiError> {
+    pub async fn start_sms_enrollment(&self, user: &User, phone: &str, ctx: &RequestContext) -> Result<String, AppError> {
         self.require_allowed(user, Method::Sms).await?;
         let number = E164::parse(phone)
-            .map_err(|_| ApiError::field("phone", "Enter the mobile number in international format, starting with + and the country code, like +1 555 010 4477."))?;
+            .map_err(|_| AppError::field("phone", "Enter the mobile number in international format, starting with + and the country code, like +1 555 010 4477."))?;
         let masked = number.masked();
         self.send_code(user, CodePurpose::EnrollSms, &Channel::Sms(number), ctx).await?;
         Ok(masked)
     }
 
-    pub async fn confirm_sms(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<Option<Vec<String>>, ApiError> {
+    pub async fn confirm_sms(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<Option<Vec<String>>, AppError> {
         self.require_allowed(user, Method::Sms).await?;
         let Channel::Sms(number) = self.accept_code(user, CodePurpose::EnrollSms, code, ctx).await? else {
-            return Err(ApiError::internal());
+            return Err(AppError::internal());
         };
         self.enable(user, &StoredMethod { detail: Some(number.as_str().to_owned()), ..new_method(self, Method::Sms) }, ctx).await
     }
 
     /// Email codes go to the designated email, and only once it is verified.
-    pub async fn start_email_enrollment(&self, user: &User, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub async fn start_email_enrollment(&self, user: &User, ctx: &RequestContext) -> Result<(), AppError> {
         self.require_allowed(user, Method::Email).await?;
         if user.designated_email_verified_at.is_none() {
             return Err(email_not_verified());
@@ -77,10 +75,10 @@ impl Latchkey {
         self.send_code(user, CodePurpose::EnrollEmail, &Channel::Email(user.designated_email.clone()), ctx).await
     }
 
-    pub async fn confirm_email_method(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<Option<Vec<String>>, ApiError> {
+    pub async fn confirm_email_method(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<Option<Vec<String>>, AppError> {
         self.require_allowed(user, Method::Email).await?;
         let Channel::Email(address) = self.accept_code(user, CodePurpose::EnrollEmail, code, ctx).await? else {
-            return Err(ApiError::internal());
+            return Err(AppError::internal());
         };
         if user.designated_email_verified_at.is_none() || address != user.designated_email {
             return Err(email_not_verified());
@@ -89,7 +87,7 @@ impl Latchkey {
     }
 
     /// The methods a live sign-in flow may use now: the user's, as far as the company allows.
-    pub(super) async fn flow_methods(&self, user: &User) -> Result<Vec<Method>, ApiError> {
+    pub(super) async fn flow_methods(&self, user: &User) -> Result<Vec<Method>, AppError> {
         match self.second_factor_requirement(user).await? {
             SecondFactorRequirement::Verify { methods, .. } => Ok(methods),
             _ => Err(flow_expired()),
@@ -97,11 +95,11 @@ impl Latchkey {
     }
 
     /// The second-factor step asks for a texted or emailed code. Answers the masked destination.
-    pub async fn send_sign_in_code(&self, flow_token: &str, method: &str, ctx: &RequestContext) -> Result<String, ApiError> {
+    pub async fn send_sign_in_code(&self, flow_token: &str, method: &str, ctx: &RequestContext) -> Result<String, AppError> {
         let (_, user) = self.live_flow(flow_token).await?;
         let method = match Method::parse(method) {
             Some(m @ (Method::Sms | Method::Email)) => m,
-            _ => return Err(ApiError::field("method", "Codes are sent by sms or email.")),
+            _ => return Err(AppError::field("method", "Codes are sent by sms or email.")),
         };
         if !self.flow_methods(&user).await?.contains(&method) {
             return Err(method_unavailable());
@@ -113,7 +111,7 @@ impl Latchkey {
     }
 
     /// Where the sign-in code for an enrolled SMS or email method goes.
-    async fn channel_of(&self, user: &User, method: Method) -> Result<(CodePurpose, Channel), ApiError> {
+    async fn channel_of(&self, user: &User, method: Method) -> Result<(CodePurpose, Channel), AppError> {
         match method {
             Method::Sms => {
                 let stored = self.store.methods_of_user(user.id).await?;
@@ -136,7 +134,7 @@ impl Latchkey {
     }
 
     /// The code for the sign-in step, for SMS or email: checked here, spent with the flow.
-    pub(super) async fn sign_in_code_to_spend(&self, user: &User, method: Method, code: &str, ctx: &RequestContext) -> Result<FactorSpend, ApiError> {
+    pub(super) async fn sign_in_code_to_spend(&self, user: &User, method: Method, code: &str, ctx: &RequestContext) -> Result<FactorSpend, AppError> {
         let purpose = if method == Method::Sms { CodePurpose::SignInSms } else { CodePurpose::SignInEmail };
         let stored = self.check_code(user, purpose, code, ctx).await?;
         Ok(FactorSpend::Code { purpose: purpose.as_str().to_owned(), hash: stored.code_hash })
@@ -144,11 +142,11 @@ impl Latchkey {
 
     /// C6 point 7: a verification code for changes to 2FA. It goes to the designated email, or
     /// by text to the user's SMS method when `via` is SMS.
-    pub async fn send_verification_code(&self, user: &User, via: Option<Method>, ctx: &RequestContext) -> Result<String, ApiError> {
+    pub async fn send_verification_code(&self, user: &User, via: Option<Method>, ctx: &RequestContext) -> Result<String, AppError> {
         let channel = match via {
             None | Some(Method::Email) => Channel::Email(user.designated_email.clone()),
             Some(Method::Sms) => self.channel_of(user, Method::Sms).await?.1,
-            Some(Method::Totp) => return Err(ApiError::field("via", "The authenticator app makes its own codes: enter one of those.")),
+            Some(Method::Totp) => return Err(AppError::field("via", "The authenticator app makes its own codes: enter one of those.")),
         };
         let shown = channel.shown();
         self.send_code(user, CodePurpose::Verification, &channel, ctx).await?;
@@ -158,10 +156,10 @@ impl Latchkey {
     /// Proves the change is the owner's: the verification code sent to the designated email, or
     /// one from a method that stays (a texted verification code unless SMS is going, an
     /// authenticator code unless the app is going). One wrong guess counts once against the lock.
-    async fn confirm_change(&self, user: &User, code: &str, removing: Option<Method>, ctx: &RequestContext) -> Result<(), ApiError> {
+    async fn confirm_change(&self, user: &User, code: &str, removing: Option<Method>, ctx: &RequestContext) -> Result<(), AppError> {
         self.ensure_not_locked(user).await?;
         let Ok(code) = one_time_code::normalize(code) else {
-            return Err(ApiError::field("code", "Enter the 6-digit verification code, or a code from your authenticator app."));
+            return Err(AppError::field("code", "Enter the 6-digit verification code, or a code from your authenticator app."));
         };
         let now = self.now();
         if let Some(stored) = self.store.code(user.id, CodePurpose::Verification.as_str()).await? {
@@ -183,15 +181,15 @@ impl Latchkey {
 
     /// Removes one method after a verification code. Where the company requires 2FA the last
     /// method stays (409); when the last one goes, so do the recovery codes.
-    pub async fn remove_method(&self, user: &User, method: Method, code: &str, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub async fn remove_method(&self, user: &User, method: Method, code: &str, ctx: &RequestContext) -> Result<(), AppError> {
         let methods = self.user_methods(user.id).await?;
         if !methods.contains(&method) {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "method_not_enabled", "This method is not set up for your account."));
+            return Err(AppError::new(ErrorKind::NotFound, "method_not_enabled", "This method is not set up for your account."));
         }
         let company = self.company_two_factor(user.company_id).await?;
         if company.available() && company.mode == TwoFactorMode::Required && methods.len() == 1 {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
+            return Err(AppError::new(
+                ErrorKind::Conflict,
                 "required_by_company",
                 "Your organization requires two-factor authentication: set up another method before removing this one.",
             ));
@@ -214,9 +212,9 @@ impl Latchkey {
     }
 
     /// "Get new recovery codes": after a verification code the whole set is replaced.
-    pub async fn new_recovery_codes(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<Vec<String>, ApiError> {
+    pub async fn new_recovery_codes(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<Vec<String>, AppError> {
         if self.user_methods(user.id).await?.is_empty() {
-            return Err(ApiError::new(StatusCode::CONFLICT, "no_two_factor", "Set up a two-factor method first: recovery codes come with it."));
+            return Err(AppError::new(ErrorKind::Conflict, "no_two_factor", "Set up a two-factor method first: recovery codes come with it."));
         }
         self.confirm_change(user, code, None, ctx).await?;
         let codes = RecoveryCodes::generate();
@@ -235,8 +233,8 @@ impl Latchkey {
     }
 }
 
-fn method_unavailable() -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "This method is not enabled for your account.")
+fn method_unavailable() -> AppError {
+    AppError::new(ErrorKind::Invalid, "method_unavailable", "This method is not enabled for your account.")
 }
 
 fn new_method(app: &Latchkey, method: Method) -> StoredMethod {

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod codes;
 mod emails;
+mod error;
 mod features;
 mod methods;
 mod policy;
@@ -26,6 +27,7 @@ pub use audit::{audit_label, AuditEvent, AuditPage, AuditParams, AUDIT_KINDS, AU
 pub use auth::{SignInOutcome, SignedIn};
 pub use sso_sign_in::{ProviderAnswer, SsoStep, WaitingIdentity};
 pub use emails::{AddedEmail, EmailConfirmationView};
+pub use error::{AppError, ErrorKind};
 pub use policy::SecurityRules;
 pub use features::PilotFeatures;
 pub use sso_admin::EmailReview;

@@ -5,8 +5,7 @@ use latchkey_core::policy::PasswordPolicy;
 use latchkey_core::two_factor::{Method, TwoFactorMode};
 use latchkey_store::TwoFactorPolicy;
 
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, Latchkey, RequestContext};
 
 impl Latchkey {
     /// The office manager's two-factor rules: mode, allowed methods, a default method and its lock.
@@ -20,13 +19,13 @@ impl Latchkey {
         default_locked: bool,
         actor: Actor,
         ctx: &RequestContext,
-    ) -> Result<TwoFactorPolicy, ApiError> {
+    ) -> Result<TwoFactorPolicy, AppError> {
         let rules = SecurityRules { mode, allowed: allowed.to_vec(), default_method, default_locked, password_min_length: None };
         self.set_security_policy(domain, &rules, actor, ctx).await
     }
 
     /// The office manager's password rule alone; the two-factor rules stay as they are.
-    pub async fn set_password_min_length(&self, domain: &str, min_length: i64, actor: Actor, ctx: &RequestContext) -> Result<TwoFactorPolicy, ApiError> {
+    pub async fn set_password_min_length(&self, domain: &str, min_length: i64, actor: Actor, ctx: &RequestContext) -> Result<TwoFactorPolicy, AppError> {
         let company = self.company(domain).await?;
         let current = self.store.two_factor_policy(company.id).await?;
         let rules = SecurityRules {
@@ -41,11 +40,11 @@ impl Latchkey {
 
     /// The company's security policy, checked whole and written in one transaction with its
     /// `policy_changed` audit entry (which records the new rules).
-    pub async fn set_security_policy(&self, domain: &str, rules: &SecurityRules, actor: Actor, ctx: &RequestContext) -> Result<TwoFactorPolicy, ApiError> {
+    pub async fn set_security_policy(&self, domain: &str, rules: &SecurityRules, actor: Actor, ctx: &RequestContext) -> Result<TwoFactorPolicy, AppError> {
         let company = self.company(domain).await?;
         let errors = rules.violations();
         if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
+            return Err(AppError::validation(errors));
         }
         let mut policy = self.store.two_factor_policy(company.id).await?;
         let allowed_sorted: Vec<Method> = Method::ALL.into_iter().filter(|m| rules.allowed.contains(m)).collect();

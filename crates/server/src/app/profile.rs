@@ -1,28 +1,26 @@
 //! My Account: the signed-in user's password, voicemail PIN and sessions.
 
-use axum::http::StatusCode;
 use latchkey_core::policy::{PasswordPolicy, PinPolicy};
 use latchkey_core::throttle::retry_after;
 use latchkey_core::FieldErrors;
 use latchkey_store::{Session, User};
 
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates::{self, PasswordChange};
 
 impl Latchkey {
     /// Re-checks the current password before a credential change; wrong guesses count against the
     /// same per-account throttle as sign-in, so a stolen session cannot guess the password.
-    pub(super) async fn confirm_password(&self, user: &User, current: &str) -> Result<(), ApiError> {
+    pub(super) async fn confirm_password(&self, user: &User, current: &str) -> Result<(), AppError> {
         let key = super::auth::login_throttle_key(&user.login_name);
         let now = self.now();
         if let Some(secs) = retry_after(self.store.throttle_locked_until(std::slice::from_ref(&key), now).await?, now) {
-            return Err(ApiError::throttled(secs, "Too many wrong passwords. Try again later.".into()));
+            return Err(AppError::throttled(secs, "Too many wrong passwords. Try again later.".into()));
         }
         let ok = current.len() <= 1024 && self.hasher.verify(current, user.password_hash.as_deref()).await?.matches;
         if !ok {
             self.store.throttle_fail(&key, &self.account_throttle, now).await?;
-            let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Your current password is not right.");
+            let mut e = AppError::new(ErrorKind::Unauthorized, "invalid_credentials", "Your current password is not right.");
             e.fields.add("current_password", "Your current password is not right.");
             return Err(e);
         }
@@ -38,11 +36,11 @@ impl Latchkey {
         password: &str,
         confirmation: &str,
         ctx: &RequestContext,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AppError> {
         let mut errors = FieldErrors::new();
         PasswordPolicy::with_min_length(user.company_password_min_length as usize).check_new(password, confirmation, &mut errors);
         if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
+            return Err(AppError::validation(errors));
         }
         self.confirm_password(user, current).await?;
         let hash = self.hasher.hash(password).await?;
@@ -59,11 +57,11 @@ impl Latchkey {
         Ok(())
     }
 
-    pub async fn change_pin(&self, user: &User, current: &str, pin: &str, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub async fn change_pin(&self, user: &User, current: &str, pin: &str, ctx: &RequestContext) -> Result<(), AppError> {
         let mut errors = FieldErrors::new();
         PinPolicy::check(pin, &mut errors);
         if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
+            return Err(AppError::validation(errors));
         }
         self.confirm_password(user, current).await?;
         let hash = self.hasher.hash(pin).await?;
@@ -73,19 +71,19 @@ impl Latchkey {
         Ok(())
     }
 
-    pub async fn sessions(&self, user: &User) -> Result<Vec<Session>, ApiError> {
+    pub async fn sessions(&self, user: &User) -> Result<Vec<Session>, AppError> {
         Ok(self.store.sessions_of_user(user.id).await?)
     }
 
-    pub async fn revoke_session(&self, user: &User, handle: &str, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub async fn revoke_session(&self, user: &User, handle: &str, ctx: &RequestContext) -> Result<(), AppError> {
         if handle.len() > 64 || !self.store.delete_session_by_handle(user.id, handle).await? {
-            return Err(ApiError::not_found());
+            return Err(AppError::not_found());
         }
         self.store.append_audit(&self.audit("session_revoked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx)).await?;
         Ok(())
     }
 
-    pub async fn revoke_other_sessions(&self, user: &User, session_token: &str, ctx: &RequestContext) -> Result<u64, ApiError> {
+    pub async fn revoke_other_sessions(&self, user: &User, session_token: &str, ctx: &RequestContext) -> Result<u64, AppError> {
         let n = self.store.delete_other_sessions(user.id, &Self::session_hash(session_token)).await?;
         let mut audit = self.audit("other_sessions_revoked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = format!("{n} session(s)");

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use latchkey_core::flows::email_link::{EmailLink, LinkError, LinkPurpose};
 use latchkey_core::flows::password_reset::{self, offer_for, NewPasswordForm, ResetError, ResetOffer, ResetRequest};
 use latchkey_core::policy::PasswordPolicy;
@@ -12,23 +11,22 @@ use latchkey_core::secret::Token;
 use latchkey_core::{Email, UserState};
 use latchkey_store::{ConsumeError, NewLink, User};
 
-use super::activation::link_status;
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::activation::link_kind;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates::{self, LinkEntry, LinkKind, PasswordChange};
 
-fn reset_error(e: ResetError) -> ApiError {
+fn reset_error(e: ResetError) -> AppError {
     match e {
-        ResetError::Link(l) => ApiError::from_flow(link_status(&l), &l),
-        ResetError::NotActive => ApiError::from_flow(StatusCode::CONFLICT, &ResetError::NotActive),
-        ResetError::Invalid(fields) => ApiError::validation(fields),
+        ResetError::Link(l) => AppError::from_flow(link_kind(&l), &l),
+        ResetError::NotActive => AppError::from_flow(ErrorKind::Conflict, &ResetError::NotActive),
+        ResetError::Invalid(fields) => AppError::validation(fields),
     }
 }
 
 impl Latchkey {
     /// Accepts the request and returns at once; the links are made and sent in the background.
-    pub fn forgot_password(self: &Arc<Self>, email: Option<&str>, login_name: Option<&str>, ctx: &RequestContext) -> Result<(), ApiError> {
-        let request = ResetRequest::parse(email, login_name).map_err(ApiError::validation)?;
+    pub fn forgot_password(self: &Arc<Self>, email: Option<&str>, login_name: Option<&str>, ctx: &RequestContext) -> Result<(), AppError> {
+        let request = ResetRequest::parse(email, login_name).map_err(AppError::validation)?;
         let (app, ctx) = (self.clone(), ctx.clone());
         tokio::spawn(async move {
             if let Err(e) = app.send_reset_links(request, &ctx).await {
@@ -38,7 +36,7 @@ impl Latchkey {
         Ok(())
     }
 
-    async fn send_reset_links(&self, request: ResetRequest, ctx: &RequestContext) -> Result<(), ApiError> {
+    async fn send_reset_links(&self, request: ResetRequest, ctx: &RequestContext) -> Result<(), AppError> {
         let (to, accounts): (String, Vec<User>) = match request {
             ResetRequest::ByEmail(email) => (email.as_str().to_owned(), self.store.users_by_designated_email(&email).await?),
             ResetRequest::ByLoginName(name) => match self.store.user_by_login_name(&name).await? {
@@ -71,8 +69,8 @@ impl Latchkey {
         Ok(())
     }
 
-    pub fn forgot_login_name(self: &Arc<Self>, email: &str) -> Result<(), ApiError> {
-        let email = Email::parse(email).map_err(|e| ApiError::field("email", e.0))?;
+    pub fn forgot_login_name(self: &Arc<Self>, email: &str) -> Result<(), AppError> {
+        let email = Email::parse(email).map_err(|e| AppError::field("email", e.0))?;
         let app = self.clone();
         tokio::spawn(async move {
             let accounts = match app.store.users_by_designated_email(&email).await {
@@ -91,14 +89,14 @@ impl Latchkey {
         Ok(())
     }
 
-    pub async fn open_reset(&self, token: &str) -> Result<super::LinkView, ApiError> {
+    pub async fn open_reset(&self, token: &str) -> Result<super::LinkView, AppError> {
         let (link, user) = self.load_link(token, LinkPurpose::PasswordReset).await?;
         password_reset::open(&link.link, user.state, self.now()).map_err(reset_error)?;
         Ok(Self::link_view(user, link.link.expires_at))
     }
 
     /// Sets the new password, ends every session of the account, and tells the owner.
-    pub async fn reset_password(&self, token: &str, form: &NewPasswordForm, ctx: &RequestContext) -> Result<User, ApiError> {
+    pub async fn reset_password(&self, token: &str, form: &NewPasswordForm, ctx: &RequestContext) -> Result<User, AppError> {
         let (link, user) = self.load_link(token, LinkPurpose::PasswordReset).await?;
         let policy = PasswordPolicy::with_min_length(user.company_password_min_length as usize);
         password_reset::submit(&link.link, user.state, form, &policy, self.now()).map_err(reset_error)?;
@@ -107,7 +105,7 @@ impl Latchkey {
         let user = match self.store.reset_password(&Token::from_client(token).hash(), &password_hash, self.now(), &audit).await? {
             Ok(user) => user,
             Err(ConsumeError::LinkNotUsable) => {
-                return Err(ApiError::from_flow(StatusCode::GONE, &LinkError::Used(LinkPurpose::PasswordReset)))
+                return Err(AppError::from_flow(ErrorKind::Gone, &LinkError::Used(LinkPurpose::PasswordReset)))
             }
             Err(ConsumeError::WrongAccountState) => return Err(reset_error(ResetError::NotActive)),
         };

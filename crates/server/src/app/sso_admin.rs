@@ -6,8 +6,7 @@ use latchkey_core::email_review::{self, Finding};
 use latchkey_core::flows::sso::Provider;
 use latchkey_store::SsoSettings;
 
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, Latchkey, RequestContext};
 
 pub struct EmailReview {
     /// With SSO off nothing signs in by email yet: the findings are risks for the day it is on.
@@ -16,14 +15,14 @@ pub struct EmailReview {
 }
 
 impl Latchkey {
-    pub async fn sso_settings_of(&self, domain: &str) -> Result<SsoSettings, ApiError> {
+    pub async fn sso_settings_of(&self, domain: &str) -> Result<SsoSettings, AppError> {
         let company = self.company(domain).await?;
         Ok(self.store.sso_settings(company.id).await?)
     }
 
     /// Sets the providers whose own MFA is enough after SSO; each must be one the operator enabled
     /// for the company. Audited as `sso_policy_changed`.
-    pub async fn set_sso_mfa_sufficient(&self, domain: &str, providers: &[String], actor: Actor, ctx: &RequestContext) -> Result<SsoSettings, ApiError> {
+    pub async fn set_sso_mfa_sufficient(&self, domain: &str, providers: &[String], actor: Actor, ctx: &RequestContext) -> Result<SsoSettings, AppError> {
         let company = self.company(domain).await?;
         let mut settings = self.store.sso_settings(company.id).await?;
         settings.mfa_sufficient = mfa_sufficient_within(&settings, providers)?;
@@ -33,7 +32,7 @@ impl Latchkey {
         Ok(settings)
     }
 
-    pub async fn email_review(&self, domain: &str) -> Result<EmailReview, ApiError> {
+    pub async fn email_review(&self, domain: &str) -> Result<EmailReview, AppError> {
         let company = self.company(domain).await?;
         let settings = self.store.sso_settings(company.id).await?;
         let rows = self.store.company_emails(company.id).await?;
@@ -42,14 +41,14 @@ impl Latchkey {
 }
 
 /// The requested providers, sorted and once each, when every one is enabled for the company.
-fn mfa_sufficient_within(settings: &SsoSettings, requested: &[String]) -> Result<Vec<String>, ApiError> {
+fn mfa_sufficient_within(settings: &SsoSettings, requested: &[String]) -> Result<Vec<String>, AppError> {
     let mut chosen: Vec<String> = Vec::new();
     for name in requested {
         let provider = Provider::parse(name.trim()).ok_or_else(|| {
-            ApiError::field_refused("mfa_sufficient", "unknown_provider", format!("{name:?} is not a provider: use google or microsoft."))
+            AppError::field_refused("mfa_sufficient", "unknown_provider", format!("{name:?} is not a provider: use google or microsoft."))
         })?;
         if !settings.allows(provider.as_str()) {
-            return Err(ApiError::field_refused(
+            return Err(AppError::field_refused(
                 "mfa_sufficient",
                 "provider_not_enabled",
                 format!("Sign-in with {} is not enabled for this company; the operator enables providers.", provider.label()),
@@ -81,7 +80,7 @@ mod tests {
         assert_eq!(mfa_sufficient_within(&both, &[]).unwrap(), Vec::<String>::new());
         let google = settings(true, &["google"]);
         let refused = mfa_sufficient_within(&google, &names(&["microsoft"])).unwrap_err();
-        assert_eq!(refused.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(refused.kind, crate::app::ErrorKind::Invalid);
         assert!(refused.fields.get("mfa_sufficient")[0].contains("Office 365"), "{:?}", refused.fields);
         assert!(mfa_sufficient_within(&google, &names(&["okta"])).is_err());
         assert!(mfa_sufficient_within(&settings(false, &["google"]), &names(&["google"])).is_err(), "the pilot is off");

@@ -11,15 +11,13 @@
 //! The trip's state and the waiting identity are bound to the browser that started it (a cookie
 //! only this site reads) and used once; the PKCE verifier is sealed at rest like a TOTP seed.
 
-use axum::http::StatusCode;
 use latchkey_core::flows::sign_in::after_sso;
 use latchkey_core::flows::sso::{choice_allowed, resolve, Candidate, Provider, ProviderIdentity, SsoOutcome};
 use latchkey_core::seal::Sealed;
 use latchkey_core::secret::{Token, TokenHash};
 use latchkey_store::{PendingSso, SsoAttempt, User};
 
-use super::{Actor, Latchkey, RequestContext, SignInOutcome, SignedIn};
-use crate::error::ApiError;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext, SignInOutcome, SignedIn};
 use crate::mail::templates;
 use crate::oidc::{OidcError, RelyingParty};
 
@@ -51,20 +49,20 @@ pub enum SsoStep {
     Link(WaitingIdentity),
 }
 
-fn sso_error(status: StatusCode, code: &'static str, message: &str) -> ApiError {
-    ApiError::new(status, code, message)
+fn sso_error(kind: ErrorKind, code: &'static str, message: &str) -> AppError {
+    AppError::new(kind, code, message)
 }
 
-fn bad_state() -> ApiError {
-    sso_error(StatusCode::BAD_REQUEST, "sso_state_invalid", "This sign-in link is not valid in this browser or was already used. Start again.")
+fn bad_state() -> AppError {
+    sso_error(ErrorKind::Malformed, "sso_state_invalid", "This sign-in link is not valid in this browser or was already used. Start again.")
 }
 
-fn expired() -> ApiError {
-    sso_error(StatusCode::BAD_REQUEST, "sso_expired", "This single sign-on has expired or was already finished. Start again.")
+fn expired() -> AppError {
+    sso_error(ErrorKind::Malformed, "sso_expired", "This single sign-on has expired or was already finished. Start again.")
 }
 
-fn unavailable() -> ApiError {
-    sso_error(StatusCode::SERVICE_UNAVAILABLE, "sso_unavailable", "The sign-in provider cannot be reached right now. Sign in with your password instead.")
+fn unavailable() -> AppError {
+    sso_error(ErrorKind::Unavailable { retry_after: None }, "sso_unavailable", "The sign-in provider cannot be reached right now. Sign in with your password instead.")
 }
 
 fn hash(value: &str) -> TokenHash {
@@ -77,9 +75,9 @@ fn verifier_ad(state_hash: &str) -> Vec<u8> {
 }
 
 impl Latchkey {
-    fn relying_party(&self, provider: &str) -> Result<(&RelyingParty, Provider), ApiError> {
+    fn relying_party(&self, provider: &str) -> Result<(&RelyingParty, Provider), AppError> {
         let found = Provider::parse(provider).and_then(|p| self.relying_parties.get(p).map(|rp| (rp.as_ref(), p)));
-        found.ok_or_else(|| sso_error(StatusCode::NOT_FOUND, "sso_not_offered", "Sign-in with this provider is not offered here."))
+        found.ok_or_else(|| sso_error(ErrorKind::NotFound, "sso_not_offered", "Sign-in with this provider is not offered here."))
     }
 
     /// The providers the sign-in page offers.
@@ -88,11 +86,11 @@ impl Latchkey {
     }
 
     /// Starts a trip to the provider for the browser holding `browser`; returns where to send it.
-    pub async fn sso_start(&self, provider: &str, browser: &str) -> Result<String, ApiError> {
+    pub async fn sso_start(&self, provider: &str, browser: &str) -> Result<String, AppError> {
         let (party, provider) = self.relying_party(provider)?;
         let request = party.authorize().await.map_err(|e| self.provider_failed(provider, &e))?;
         let state_hash = hash(&request.state);
-        let sealed = self.keyring.seal(request.pkce_verifier.as_bytes(), &verifier_ad(state_hash.as_str())).map_err(|_| ApiError::internal())?;
+        let sealed = self.keyring.seal(request.pkce_verifier.as_bytes(), &verifier_ad(state_hash.as_str())).map_err(|_| AppError::internal())?;
         let now = self.now();
         let attempt = SsoAttempt {
             state_hash: state_hash.as_str().to_owned(),
@@ -108,7 +106,7 @@ impl Latchkey {
     }
 
     /// The provider sent the browser back: check everything, then find the account.
-    pub async fn sso_callback(&self, provider: &str, answer: ProviderAnswer, browser: &str, ctx: &RequestContext) -> Result<SsoStep, ApiError> {
+    pub async fn sso_callback(&self, provider: &str, answer: ProviderAnswer, browser: &str, ctx: &RequestContext) -> Result<SsoStep, AppError> {
         let (party, provider) = self.relying_party(provider)?;
         let state = answer.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 512).ok_or_else(bad_state)?;
         let now = self.now();
@@ -117,7 +115,7 @@ impl Latchkey {
         let attempt = attempt.filter(|a| a.provider == provider.as_str()).ok_or_else(bad_state)?;
         if let Some(error) = answer.error {
             tracing::info!(provider = provider.as_str(), error = %error.chars().take(64).collect::<String>(), "the provider refused the sign-in");
-            return Err(sso_error(StatusCode::BAD_REQUEST, "sso_denied", &format!("{} did not sign you in. You can try again or sign in with your password.", provider.label())));
+            return Err(sso_error(ErrorKind::Malformed, "sso_denied", &format!("{} did not sign you in. You can try again or sign in with your password.", provider.label())));
         }
         let code = answer.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096).ok_or_else(bad_state)?;
         let verifier = self.open_verifier(&attempt)?;
@@ -125,17 +123,17 @@ impl Latchkey {
         self.sso_resolve(party, identity, browser, ctx).await
     }
 
-    fn open_verifier(&self, attempt: &SsoAttempt) -> Result<String, ApiError> {
-        let (key_id, blob) = attempt.pkce_verifier.split_once(':').ok_or_else(ApiError::internal)?;
+    fn open_verifier(&self, attempt: &SsoAttempt) -> Result<String, AppError> {
+        let (key_id, blob) = attempt.pkce_verifier.split_once(':').ok_or_else(AppError::internal)?;
         let sealed = Sealed { key_id: key_id.to_owned(), blob: blob.to_owned() };
         let bytes = self.keyring.open(&sealed, &verifier_ad(&attempt.state_hash)).map_err(|e| {
             tracing::error!(error = %e, "an SSO attempt's verifier could not be opened");
-            ApiError::internal()
+            AppError::internal()
         })?;
-        String::from_utf8(bytes).map_err(|_| ApiError::internal())
+        String::from_utf8(bytes).map_err(|_| AppError::internal())
     }
 
-    fn provider_failed(&self, provider: Provider, e: &OidcError) -> ApiError {
+    fn provider_failed(&self, provider: Provider, e: &OidcError) -> AppError {
         metrics::counter!("latchkey_sso_failures_total", "provider" => provider.as_str(), "kind" => match e {
             OidcError::Unavailable(_) => "unavailable",
             OidcError::Refused(_) => "refused",
@@ -145,7 +143,7 @@ impl Latchkey {
         match e {
             OidcError::Unavailable(_) => unavailable(),
             OidcError::Refused(_) => sso_error(
-                StatusCode::UNAUTHORIZED,
+                ErrorKind::Unauthorized,
                 "sso_refused",
                 &format!("The answer from {} could not be verified, so you were not signed in. Start again.", provider.label()),
             ),
@@ -153,7 +151,7 @@ impl Latchkey {
     }
 
     /// The accounts an identity may sign in to, per C7: its links, else its trusted email.
-    async fn sso_outcome(&self, provider: Provider, subject: &str, trusted_email: Option<&str>) -> Result<SsoOutcome, ApiError> {
+    async fn sso_outcome(&self, provider: Provider, subject: &str, trusted_email: Option<&str>) -> Result<SsoOutcome, AppError> {
         let linked = self.store.users_linked_to(provider.as_str(), subject).await?;
         let matched = match trusted_email {
             Some(email) if linked.is_empty() => self.store.users_with_verified_email(provider.as_str(), email).await?,
@@ -163,11 +161,11 @@ impl Latchkey {
         Ok(resolve(candidates(linked), candidates(matched), remembered))
     }
 
-    async fn sso_resolve(&self, party: &RelyingParty, identity: ProviderIdentity, browser: &str, ctx: &RequestContext) -> Result<SsoStep, ApiError> {
+    async fn sso_resolve(&self, party: &RelyingParty, identity: ProviderIdentity, browser: &str, ctx: &RequestContext) -> Result<SsoStep, AppError> {
         let trusted_email = identity.trusted_email(&party.trusted_tenants());
         let outcome = self.sso_outcome(identity.provider, &identity.subject, trusted_email.as_deref()).await?;
         if let SsoOutcome::SignIn { user_id } = outcome {
-            let user = self.store.user_by_id(user_id).await?.ok_or_else(ApiError::internal)?;
+            let user = self.store.user_by_id(user_id).await?.ok_or_else(AppError::internal)?;
             return Ok(SsoStep::SignIn(self.sso_sign_in(user, identity.provider, &identity.subject, ctx).await?));
         }
         let token = Token::generate();
@@ -193,7 +191,7 @@ impl Latchkey {
 
     /// An identity that resolved to `user`: the company's second-factor rule, unless the office
     /// manager counts that provider's MFA as enough.
-    async fn sso_sign_in(&self, user: User, provider: Provider, subject: &str, ctx: &RequestContext) -> Result<SignInOutcome, ApiError> {
+    async fn sso_sign_in(&self, user: User, provider: Provider, subject: &str, ctx: &RequestContext) -> Result<SignInOutcome, AppError> {
         self.store.touch_sso_link(user.id, provider.as_str(), subject, self.now()).await?;
         let settings = self.store.sso_settings(user.company_id).await?;
         let sufficient = settings.mfa_sufficient.iter().any(|p| p == provider.as_str());
@@ -203,9 +201,9 @@ impl Latchkey {
     }
 
     /// The waiting identity for the chooser or the link page, with the accounts offered now.
-    pub async fn sso_waiting(&self, token: &str, browser: &str) -> Result<WaitingIdentity, ApiError> {
+    pub async fn sso_waiting(&self, token: &str, browser: &str) -> Result<WaitingIdentity, AppError> {
         let pending = self.live_pending(token, browser).await?;
-        let provider = Provider::parse(&pending.provider).ok_or_else(ApiError::internal)?;
+        let provider = Provider::parse(&pending.provider).ok_or_else(AppError::internal)?;
         let outcome = self.sso_outcome(provider, &pending.subject, pending.trusted_email.as_deref()).await?;
         let (candidates, preselected) = match outcome {
             SsoOutcome::Choose { candidates, preselected } => (candidates, preselected),
@@ -214,7 +212,7 @@ impl Latchkey {
         Ok(WaitingIdentity { token: token.to_owned(), provider, email: pending.email, candidates, preselected })
     }
 
-    async fn live_pending(&self, token: &str, browser: &str) -> Result<PendingSso, ApiError> {
+    async fn live_pending(&self, token: &str, browser: &str) -> Result<PendingSso, AppError> {
         if token.is_empty() || token.len() > 128 {
             return Err(expired());
         }
@@ -223,17 +221,17 @@ impl Latchkey {
 
     /// The account chooser's answer: only an account it offered, once; the choice is remembered
     /// and pre-selected next time.
-    pub async fn sso_choose(&self, token: &str, user_id: i64, browser: &str, ctx: &RequestContext) -> Result<SignInOutcome, ApiError> {
+    pub async fn sso_choose(&self, token: &str, user_id: i64, browser: &str, ctx: &RequestContext) -> Result<SignInOutcome, AppError> {
         let pending = self.live_pending(token, browser).await?;
-        let provider = Provider::parse(&pending.provider).ok_or_else(ApiError::internal)?;
+        let provider = Provider::parse(&pending.provider).ok_or_else(AppError::internal)?;
         let outcome = self.sso_outcome(provider, &pending.subject, pending.trusted_email.as_deref()).await?;
         if !choice_allowed(&outcome, user_id) {
-            return Err(sso_error(StatusCode::UNPROCESSABLE_ENTITY, "account_not_offered", "Choose one of the accounts shown."));
+            return Err(sso_error(ErrorKind::Invalid, "account_not_offered", "Choose one of the accounts shown."));
         }
         if !self.store.finish_pending_sso(hash(token).as_str(), hash(browser).as_str(), self.now()).await? {
             return Err(expired());
         }
-        let user = self.store.user_by_id(user_id).await?.ok_or_else(ApiError::internal)?;
+        let user = self.store.user_by_id(user_id).await?.ok_or_else(AppError::internal)?;
         self.store.remember_sso_choice(provider.as_str(), &pending.subject, user_id, self.now()).await?;
         self.sso_sign_in(user, provider, &pending.subject, ctx).await
     }
@@ -241,7 +239,7 @@ impl Latchkey {
     /// The link page: the account's login name and password, exactly as a password sign-in (same
     /// throttles, same second factor). The link is stored once the sign-in completes: now, or when
     /// the second factor is verified.
-    pub async fn sso_link(&self, token: &str, login_name: &str, password: &str, browser: &str, ctx: &RequestContext) -> Result<SignInOutcome, ApiError> {
+    pub async fn sso_link(&self, token: &str, login_name: &str, password: &str, browser: &str, ctx: &RequestContext) -> Result<SignInOutcome, AppError> {
         let pending = self.live_pending(token, browser).await?;
         let outcome = self.sign_in(login_name, password, ctx).await?;
         let user = match &outcome {
@@ -251,7 +249,7 @@ impl Latchkey {
         if !self.store.sso_settings(user.company_id).await?.allows(&pending.provider) {
             self.undo_sign_in(&outcome).await?;
             return Err(sso_error(
-                StatusCode::FORBIDDEN,
+                ErrorKind::Forbidden,
                 "sso_not_enabled",
                 "Your company has not turned on this sign-in provider. Ask your office manager, or sign in with your password.",
             ));
@@ -274,7 +272,7 @@ impl Latchkey {
     }
 
     /// A session a refused link must not leave behind.
-    async fn undo_sign_in(&self, outcome: &SignInOutcome) -> Result<(), ApiError> {
+    async fn undo_sign_in(&self, outcome: &SignInOutcome) -> Result<(), AppError> {
         if let SignInOutcome::SignedIn(SignedIn { token, .. }) | SignInOutcome::EnrollmentRequired { session: SignedIn { token, .. }, .. } = outcome {
             self.store.delete_session(&token.hash()).await?;
         }
@@ -282,15 +280,15 @@ impl Latchkey {
     }
 
     /// Called when a second-factor sign-in flow completes: the identity waiting on it is linked.
-    pub(super) async fn link_waiting_identity(&self, flow_hash: &TokenHash, user: &User, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub(super) async fn link_waiting_identity(&self, flow_hash: &TokenHash, user: &User, ctx: &RequestContext) -> Result<(), AppError> {
         if let Some(pending) = self.store.take_pending_sso_of_flow(flow_hash.as_str(), user.id, self.now()).await? {
             self.add_link(user, &pending, ctx).await?;
         }
         Ok(())
     }
 
-    async fn add_link(&self, user: &User, pending: &PendingSso, ctx: &RequestContext) -> Result<(), ApiError> {
-        let provider = Provider::parse(&pending.provider).ok_or_else(ApiError::internal)?;
+    async fn add_link(&self, user: &User, pending: &PendingSso, ctx: &RequestContext) -> Result<(), AppError> {
+        let provider = Provider::parse(&pending.provider).ok_or_else(AppError::internal)?;
         let mut audit = self.audit("sso_linked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = format!("{} {}", provider.as_str(), pending.email.as_deref().unwrap_or(""));
         self.store.add_sso_link(user.id, provider.as_str(), &pending.subject, pending.email.as_deref(), self.now(), &audit).await?;

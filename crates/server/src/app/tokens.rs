@@ -1,12 +1,10 @@
 //! The operator's API tokens (C10): made at the CLI and shown once, kept as the SHA-256 of their
 //! secret, listed without it, revoked rather than deleted so the audit log can still name them.
 
-use axum::http::StatusCode;
 use latchkey_core::secret::{Token, TokenHash};
 use latchkey_store::ApiToken;
 
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 
 /// Operator API tokens start with this, so a leaked one is recognisable in a scan of a repository.
 pub const API_TOKEN_PREFIX: &str = "lk_";
@@ -22,11 +20,11 @@ pub struct CreatedApiToken {
 impl Latchkey {
     /// Makes a token for every company (`company_domain` `None`: operator scope) or for one
     /// company with an office manager's rights. Audited with the company when it has one.
-    pub async fn create_api_token(&self, name: &str, company_domain: Option<&str>, actor: Actor, ctx: &RequestContext) -> Result<CreatedApiToken, ApiError> {
+    pub async fn create_api_token(&self, name: &str, company_domain: Option<&str>, actor: Actor, ctx: &RequestContext) -> Result<CreatedApiToken, AppError> {
         let name = token_name(name)?;
         let company = match company_domain {
             Some(domain) => Some(self.store.company_by_domain(domain).await?.ok_or_else(|| {
-                ApiError::field_refused("company", "unknown_company", format!("No company has the domain {:?}.", domain.trim()))
+                AppError::field_refused("company", "unknown_company", format!("No company has the domain {:?}.", domain.trim()))
             })?),
             None => None,
         };
@@ -41,13 +39,13 @@ impl Latchkey {
     }
 
     /// Every token, live and revoked, oldest first; never a secret or a hash.
-    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>, ApiError> {
+    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>, AppError> {
         Ok(self.store.list_api_tokens().await?)
     }
 
     /// Revokes a token: from now on it gets 401. 404 for an unknown id; a token already revoked
     /// stays as it was (nothing is written) and is returned as it is.
-    pub async fn revoke_api_token(&self, id: i64, actor: Actor, ctx: &RequestContext) -> Result<ApiToken, ApiError> {
+    pub async fn revoke_api_token(&self, id: i64, actor: Actor, ctx: &RequestContext) -> Result<ApiToken, AppError> {
         let token = self.api_token(id).await?;
         if token.revoked_at.is_some() {
             return Ok(token);
@@ -59,17 +57,17 @@ impl Latchkey {
         self.api_token(id).await
     }
 
-    async fn api_token(&self, id: i64) -> Result<ApiToken, ApiError> {
+    async fn api_token(&self, id: i64) -> Result<ApiToken, AppError> {
         let token = self.store.list_api_tokens().await?.into_iter().find(|t| t.id == id);
-        token.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "token_not_found", format!("There is no API token with the id {id}.")))
+        token.ok_or_else(|| AppError::new(ErrorKind::NotFound, "token_not_found", format!("There is no API token with the id {id}.")))
     }
 }
 
 /// 1 to 64 printable characters, so a listing stays one line a token.
-fn token_name(name: &str) -> Result<&str, ApiError> {
+fn token_name(name: &str) -> Result<&str, AppError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(ApiError::field("name", "A token name is 1 to 64 printable characters."));
+        return Err(AppError::field("name", "A token name is 1 to 64 printable characters."));
     }
     Ok(name)
 }

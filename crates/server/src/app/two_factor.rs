@@ -7,7 +7,6 @@
 //! spending it and completing the flow are one transaction in the store, so a request that loses
 //! the flow to another keeps its code unspent.
 
-use axum::http::StatusCode;
 use latchkey_core::flows::sign_in::{requirement, CompanyTwoFactor, SecondFactorRequirement};
 use latchkey_core::flows::UserFacing;
 use latchkey_core::secret::{Token, TokenHash};
@@ -21,8 +20,7 @@ use latchkey_core::LoginName;
 use latchkey_store::{AccountOverview, FactorSpend, FlowCompletion, SignInFlow, SignInStart, StoredMethod, TwoFactorPolicy, User};
 
 use super::auth::SignedIn;
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates;
 
 /// What the authenticator app needs: the QR code, and the secret for typing in by hand.
@@ -66,12 +64,12 @@ fn company_rules(policy: &TwoFactorPolicy) -> CompanyTwoFactor {
     }
 }
 
-pub(super) fn flow_expired() -> ApiError {
-    ApiError::new(StatusCode::GONE, "flow_expired", "This sign-in has expired. Sign in again.")
+pub(super) fn flow_expired() -> AppError {
+    AppError::new(ErrorKind::Gone, "flow_expired", "This sign-in has expired. Sign in again.")
 }
 
-fn invalid_code(message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", message)
+fn invalid_code(message: &str) -> AppError {
+    AppError::new(ErrorKind::Unauthorized, "invalid_code", message)
 }
 
 fn totp_ad(user_id: i64) -> Vec<u8> {
@@ -79,23 +77,23 @@ fn totp_ad(user_id: i64) -> Vec<u8> {
 }
 
 impl Latchkey {
-    pub async fn company_two_factor(&self, company_id: i64) -> Result<CompanyTwoFactor, ApiError> {
+    pub async fn company_two_factor(&self, company_id: i64) -> Result<CompanyTwoFactor, AppError> {
         Ok(company_rules(&self.store.two_factor_policy(company_id).await?))
     }
 
     /// What Account Security shows of an account, read in one statement, with its company's
     /// two-factor rules.
-    pub async fn account_overview(&self, user: &User) -> Result<(AccountOverview, CompanyTwoFactor), ApiError> {
+    pub async fn account_overview(&self, user: &User) -> Result<(AccountOverview, CompanyTwoFactor), AppError> {
         let overview = self.store.account_overview(user.id).await?;
         let company = company_rules(&overview.company_two_factor);
         Ok((overview, company))
     }
 
-    pub async fn user_methods(&self, user_id: i64) -> Result<Vec<Method>, ApiError> {
+    pub async fn user_methods(&self, user_id: i64) -> Result<Vec<Method>, AppError> {
         Ok(self.store.methods_of_user(user_id).await?.iter().filter_map(|m| Method::parse(&m.method)).collect())
     }
 
-    pub(super) async fn second_factor_requirement(&self, user: &User) -> Result<SecondFactorRequirement, ApiError> {
+    pub(super) async fn second_factor_requirement(&self, user: &User) -> Result<SecondFactorRequirement, AppError> {
         let company = self.company_two_factor(user.company_id).await?;
         if !company.available() {
             return Ok(SecondFactorRequirement::NotNeeded);
@@ -105,7 +103,7 @@ impl Latchkey {
         Ok(requirement(&company, &methods, preferred))
     }
 
-    pub(super) async fn start_second_factor_flow(&self, user: &User) -> Result<Token, ApiError> {
+    pub(super) async fn start_second_factor_flow(&self, user: &User) -> Result<Token, AppError> {
         let flow = Token::generate();
         let now = self.now();
         let record = SignInFlow {
@@ -120,7 +118,7 @@ impl Latchkey {
     }
 
     /// The operator's pilot switch for a company.
-    pub async fn set_two_factor_feature(&self, domain: &str, enabled: bool, actor: Actor, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub async fn set_two_factor_feature(&self, domain: &str, enabled: bool, actor: Actor, ctx: &RequestContext) -> Result<(), AppError> {
         let company = self.company(domain).await?;
         let mut policy = self.store.two_factor_policy(company.id).await?;
         policy.enabled = enabled;
@@ -131,33 +129,33 @@ impl Latchkey {
     }
 
     /// 403 unless the company offers 2FA and allows `method`.
-    pub(super) async fn require_allowed(&self, user: &User, method: Method) -> Result<(), ApiError> {
+    pub(super) async fn require_allowed(&self, user: &User, method: Method) -> Result<(), AppError> {
         let company = self.company_two_factor(user.company_id).await?;
         if !company.available() {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
+            return Err(AppError::new(
+                ErrorKind::Forbidden,
                 "two_factor_unavailable",
                 "Two-factor authentication is not enabled for your organization.",
             ));
         }
         if !company.allowed.contains(&method) {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "method_not_allowed", "Your organization does not allow this method."));
+            return Err(AppError::new(ErrorKind::Forbidden, "method_not_allowed", "Your organization does not allow this method."));
         }
         Ok(())
     }
 
     /// Step 4 of the Sonar seed: a new secret and its QR code, pending until a code confirms it.
-    pub async fn start_totp_enrollment(&self, user: &User) -> Result<TotpEnrollment, ApiError> {
+    pub async fn start_totp_enrollment(&self, user: &User) -> Result<TotpEnrollment, AppError> {
         self.require_allowed(user, Method::Totp).await?;
         let secret = TotpSecret::generate();
-        let sealed = self.keyring.seal(secret.as_bytes(), &totp_ad(user.id)).map_err(|_| ApiError::internal())?;
+        let sealed = self.keyring.seal(secret.as_bytes(), &totp_ad(user.id)).map_err(|_| AppError::internal())?;
         self.store.begin_totp_enrollment(user.id, &sealed.blob, &sealed.key_id, self.now()).await?;
         self.enrollment_of(user, &secret)
     }
 
     /// The set-up page shows the pending secret while it is fresh, so that a reload or a refused
     /// Save keeps the QR code the app may already have scanned; otherwise a new one.
-    pub async fn totp_enrollment_for_page(&self, user: &User) -> Result<TotpEnrollment, ApiError> {
+    pub async fn totp_enrollment_for_page(&self, user: &User) -> Result<TotpEnrollment, AppError> {
         self.require_allowed(user, Method::Totp).await?;
         if let Some((blob, key_id, created_at)) = self.store.totp_enrollment(user.id).await? {
             if self.now() - created_at < time::Duration::minutes(PENDING_TOTP_MINUTES) {
@@ -168,26 +166,26 @@ impl Latchkey {
         self.start_totp_enrollment(user).await
     }
 
-    fn enrollment_of(&self, user: &User, secret: &TotpSecret) -> Result<TotpEnrollment, ApiError> {
-        let login = LoginName::parse(&user.login_name).map_err(|_| ApiError::internal())?;
+    fn enrollment_of(&self, user: &User, secret: &TotpSecret) -> Result<TotpEnrollment, AppError> {
+        let login = LoginName::parse(&user.login_name).map_err(|_| AppError::internal())?;
         let issuer = format!("{} ({})", self.config.two_factor.issuer, user.company_name);
         let otpauth_uri = totp::otpauth_uri(secret, &issuer, &login);
-        let qr_svg = qr::svg(&otpauth_uri).map_err(|_| ApiError::internal())?;
+        let qr_svg = qr::svg(&otpauth_uri).map_err(|_| AppError::internal())?;
         Ok(TotpEnrollment { secret: secret.base32(), otpauth_uri, qr_svg })
     }
 
-    pub(super) fn open_totp(&self, user_id: i64, blob: &str, key_id: &str) -> Result<TotpSecret, ApiError> {
+    pub(super) fn open_totp(&self, user_id: i64, blob: &str, key_id: &str) -> Result<TotpSecret, AppError> {
         let sealed = Sealed { key_id: key_id.to_owned(), blob: blob.to_owned() };
         let bytes = self.keyring.open(&sealed, &totp_ad(user_id)).map_err(|e| {
             tracing::error!(error = %e, user_id, "a TOTP seed could not be opened");
-            ApiError::internal()
+            AppError::internal()
         })?;
-        TotpSecret::from_bytes(&bytes).map_err(|_| ApiError::internal())
+        TotpSecret::from_bytes(&bytes).map_err(|_| AppError::internal())
     }
 
     /// Steps 6–8 of the Sonar seed: the app's code and the current password save the method.
     /// Returns the recovery codes when this is the user's first method (shown once).
-    pub async fn confirm_totp(&self, user: &User, code: &str, current_password: &str, ctx: &RequestContext) -> Result<Option<Vec<String>>, ApiError> {
+    pub async fn confirm_totp(&self, user: &User, code: &str, current_password: &str, ctx: &RequestContext) -> Result<Option<Vec<String>>, AppError> {
         self.require_allowed(user, Method::Totp).await?;
         self.ensure_not_locked(user).await?;
         self.confirm_password(user, current_password).await?;
@@ -195,7 +193,7 @@ impl Latchkey {
             .store
             .totp_enrollment(user.id)
             .await?
-            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no_pending_enrollment", "Start the authenticator app set-up first."))?;
+            .ok_or_else(|| AppError::new(ErrorKind::Conflict, "no_pending_enrollment", "Start the authenticator app set-up first."))?;
         let secret = self.open_totp(user.id, &blob, &key_id)?;
         let step = match totp::verify(&secret, code, self.now(), None) {
             Ok(step) => step,
@@ -214,7 +212,7 @@ impl Latchkey {
     }
 
     /// Stores a confirmed method; the first one brings recovery codes. Notifies the owner.
-    pub(super) async fn enable(&self, user: &User, method: &StoredMethod, ctx: &RequestContext) -> Result<Option<Vec<String>>, ApiError> {
+    pub(super) async fn enable(&self, user: &User, method: &StoredMethod, ctx: &RequestContext) -> Result<Option<Vec<String>>, AppError> {
         let codes = RecoveryCodes::generate();
         let hashes: Vec<String> = codes.hashes().iter().map(|h| h.as_str().to_owned()).collect();
         let mut audit = self.audit("two_factor_enrolled", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
@@ -232,11 +230,11 @@ impl Latchkey {
         Ok(first.then(|| codes.displayed()))
     }
 
-    pub(super) async fn ensure_not_locked(&self, user: &User) -> Result<(), ApiError> {
+    pub(super) async fn ensure_not_locked(&self, user: &User) -> Result<(), AppError> {
         let now = self.now();
         let key = account_key("second_factor", user.id);
         if let Some(secs) = retry_after(self.store.throttle_locked_until(std::slice::from_ref(&key), now).await?, now) {
-            return Err(ApiError::throttled(
+            return Err(AppError::throttled(
                 secs,
                 format!("Too many wrong codes. Two-factor sign-in is locked for {} minute(s).", secs.div_ceil(60)),
             ));
@@ -247,7 +245,7 @@ impl Latchkey {
     /// Counts a wrong code against the account (all flows share it) and answers 401, or 429 when
     /// that was the code that locked it. Counted before it is audited: a request cut off between
     /// the two writes leaves the wrong code counted, never uncounted.
-    pub(super) async fn wrong_code(&self, user: &User, message: &str, ctx: &RequestContext) -> ApiError {
+    pub(super) async fn wrong_code(&self, user: &User, message: &str, ctx: &RequestContext) -> AppError {
         let now = self.now();
         let key = account_key("second_factor", user.id);
         let counted = self.store.throttle_fail(&key, &self.second_factor_throttle, now).await;
@@ -258,7 +256,7 @@ impl Latchkey {
         }
         match counted {
             Ok(Some(until)) => match retry_after(Some(until), now) {
-                Some(secs) => ApiError::throttled(secs, format!("Too many wrong codes. Two-factor sign-in is locked for {} minute(s).", secs.div_ceil(60))),
+                Some(secs) => AppError::throttled(secs, format!("Too many wrong codes. Two-factor sign-in is locked for {} minute(s).", secs.div_ceil(60))),
                 None => invalid_code(message),
             },
             Ok(None) => invalid_code(message),
@@ -274,7 +272,7 @@ impl Latchkey {
         method: &str,
         code: &str,
         ctx: &RequestContext,
-    ) -> Result<(SignedIn, Option<i64>), ApiError> {
+    ) -> Result<(SignedIn, Option<i64>), AppError> {
         let (flow_hash, user) = self.live_flow(flow_token).await?;
         self.ensure_not_locked(&user).await?;
         let factor = self.factor_to_spend(&user, method, code, ctx).await?;
@@ -296,7 +294,7 @@ impl Latchkey {
 
     /// Checks the presented code and says what completing the flow would spend; a wrong code is
     /// refused (and counted) here, before anything is written.
-    async fn factor_to_spend(&self, user: &User, method: &str, code: &str, ctx: &RequestContext) -> Result<FactorSpend, ApiError> {
+    async fn factor_to_spend(&self, user: &User, method: &str, code: &str, ctx: &RequestContext) -> Result<FactorSpend, AppError> {
         if method == "recovery_code" {
             let Ok(normalized) = recovery::normalize(code) else {
                 return Err(self.wrong_code(user, "That recovery code is not right.", ctx).await);
@@ -304,11 +302,11 @@ impl Latchkey {
             let audit = self.audit("recovery_code_used", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
             return Ok(FactorSpend::RecoveryCode { hash: normalized.hash().as_str().to_owned(), audit });
         }
-        let method = Method::parse(method).ok_or_else(|| ApiError::field("method", "The method is totp, sms, email or recovery_code."))?;
+        let method = Method::parse(method).ok_or_else(|| AppError::field("method", "The method is totp, sms, email or recovery_code."))?;
         let stored = self.store.methods_of_user(user.id).await?;
         // Only what the user set up and the company still allows.
         if !self.verifiable_methods(user, &stored).await?.contains(&method) {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "This method is not enabled for your account."));
+            return Err(AppError::new(ErrorKind::Invalid, "method_unavailable", "This method is not enabled for your account."));
         }
         match method {
             Method::Totp => Ok(FactorSpend::TotpStep(self.right_totp_step(user, &stored, code, ctx).await?)),
@@ -318,16 +316,16 @@ impl Latchkey {
 
     /// The refusal for a right-looking factor the store found spent (by a racing request, or a
     /// recovery code that never was one of the user's).
-    async fn spent_factor(&self, user: &User, factor: &FactorSpend, ctx: &RequestContext) -> ApiError {
+    async fn spent_factor(&self, user: &User, factor: &FactorSpend, ctx: &RequestContext) -> AppError {
         match factor {
             FactorSpend::RecoveryCode { .. } => self.wrong_code(user, "That recovery code is not right or was already used.", ctx).await,
             FactorSpend::TotpStep(_) => self.wrong_code(user, "This code was already used. Wait for the next code.", ctx).await,
-            FactorSpend::Code { .. } => ApiError::from_flow(StatusCode::UNAUTHORIZED, &CodeError::Used),
+            FactorSpend::Code { .. } => AppError::from_flow(ErrorKind::Unauthorized, &CodeError::Used),
         }
     }
 
     /// The methods a sign-in flow of `user` accepts, given the user's `stored` methods.
-    async fn verifiable_methods(&self, user: &User, stored: &[StoredMethod]) -> Result<Vec<Method>, ApiError> {
+    async fn verifiable_methods(&self, user: &User, stored: &[StoredMethod]) -> Result<Vec<Method>, AppError> {
         let company = self.company_two_factor(user.company_id).await?;
         let enabled: Vec<Method> = stored.iter().filter_map(|m| Method::parse(&m.method)).collect();
         // The preference only picks the pre-selected method, not which ones are accepted.
@@ -337,29 +335,29 @@ impl Latchkey {
         }
     }
 
-    async fn right_totp_step(&self, user: &User, stored: &[StoredMethod], code: &str, ctx: &RequestContext) -> Result<i64, ApiError> {
+    async fn right_totp_step(&self, user: &User, stored: &[StoredMethod], code: &str, ctx: &RequestContext) -> Result<i64, AppError> {
         match self.totp_check(user, stored, code)? {
             TotpCheck::Right(step) => Ok(step),
             TotpCheck::NotSetUp => {
-                Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "method_unavailable", "The authenticator app is not set up for your account."))
+                Err(AppError::new(ErrorKind::Invalid, "method_unavailable", "The authenticator app is not set up for your account."))
             }
-            TotpCheck::Refused(totp::TotpError::Malformed) => Err(ApiError::field("code", "Enter the 6-digit code from your authenticator app.")),
+            TotpCheck::Refused(totp::TotpError::Malformed) => Err(AppError::field("code", "Enter the 6-digit code from your authenticator app.")),
             TotpCheck::Refused(e) => Err(self.wrong_code(user, &e.message(), ctx).await),
         }
     }
 
     /// Checks `code` against the user's authenticator app, spending nothing.
-    async fn check_totp_code(&self, user: &User, code: &str) -> Result<TotpCheck, ApiError> {
+    async fn check_totp_code(&self, user: &User, code: &str) -> Result<TotpCheck, AppError> {
         self.totp_check(user, &self.store.methods_of_user(user.id).await?, code)
     }
 
     /// Checks `code` against the authenticator app among the user's `methods`, spending nothing.
-    fn totp_check(&self, user: &User, methods: &[StoredMethod], code: &str) -> Result<TotpCheck, ApiError> {
+    fn totp_check(&self, user: &User, methods: &[StoredMethod], code: &str) -> Result<TotpCheck, AppError> {
         let Some(stored) = methods.iter().find(|m| m.method == Method::Totp.as_str()) else {
             return Ok(TotpCheck::NotSetUp);
         };
         let (Some(blob), Some(key_id)) = (&stored.totp_sealed, &stored.totp_key_id) else {
-            return Err(ApiError::internal());
+            return Err(AppError::internal());
         };
         let secret = self.open_totp(user.id, blob, key_id)?;
         Ok(match totp::verify(&secret, code, self.now(), stored.totp_last_step) {
@@ -370,7 +368,7 @@ impl Latchkey {
 
     /// Whether `code` is right for the user's authenticator app, spending its step when it is.
     /// Counts nothing: the caller decides what a refusal means.
-    pub(super) async fn spend_totp(&self, user: &User, code: &str) -> Result<bool, ApiError> {
+    pub(super) async fn spend_totp(&self, user: &User, code: &str) -> Result<bool, AppError> {
         let TotpCheck::Right(step) = self.check_totp_code(user, code).await? else {
             return Ok(false);
         };
@@ -401,7 +399,7 @@ pub(super) fn method_label(method: &str) -> &'static str {
 
 impl Latchkey {
     /// What the second-factor page offers for a live flow: the methods and the pre-selected one.
-    pub async fn flow_challenge(&self, flow_token: &str) -> Result<(Vec<Method>, Method), ApiError> {
+    pub async fn flow_challenge(&self, flow_token: &str) -> Result<(Vec<Method>, Method), AppError> {
         let (_, user) = self.live_flow(flow_token).await?;
         match self.second_factor_requirement(&user).await? {
             SecondFactorRequirement::Verify { methods, default } => Ok((methods, default)),
@@ -411,7 +409,7 @@ impl Latchkey {
 
     /// A sign-in waiting at the second-factor step, with its active account; anything else
     /// (unknown, completed, expired, account disabled meanwhile) is 410 `flow_expired`.
-    pub(super) async fn live_flow(&self, flow_token: &str) -> Result<(TokenHash, User), ApiError> {
+    pub(super) async fn live_flow(&self, flow_token: &str) -> Result<(TokenHash, User), AppError> {
         if flow_token.is_empty() || flow_token.len() > 128 {
             return Err(flow_expired());
         }
@@ -427,13 +425,13 @@ impl Latchkey {
 
 impl Latchkey {
     /// The user's own choice of pre-selected method, unless the company locked its default.
-    pub async fn set_preferred_method(&self, user: &User, method: Method) -> Result<(), ApiError> {
+    pub async fn set_preferred_method(&self, user: &User, method: Method) -> Result<(), AppError> {
         let company = self.company_two_factor(user.company_id).await?;
         if company.default_locked && company.default_method.is_some_and(|d| d != method) {
-            return Err(ApiError::new(StatusCode::CONFLICT, "locked_by_company", "Set by your administrator as default."));
+            return Err(AppError::new(ErrorKind::Conflict, "locked_by_company", "Set by your administrator as default."));
         }
         if !self.user_methods(user.id).await?.contains(&method) {
-            return Err(ApiError::field("method", "Set up this method first."));
+            return Err(AppError::field("method", "Set up this method first."));
         }
         if self.store.preferred_method(user.id).await?.as_deref() == Some(method.as_str()) {
             return Ok(());
@@ -452,7 +450,7 @@ impl Latchkey {
 
     /// The office manager's reset: every method and recovery code of the user goes; the user
     /// enrols again at the next sign-in (where required). Audited, and the user is told.
-    pub async fn reset_two_factor(&self, domain: &str, extension: &str, actor: Actor, ctx: &RequestContext) -> Result<User, ApiError> {
+    pub async fn reset_two_factor(&self, domain: &str, extension: &str, actor: Actor, ctx: &RequestContext) -> Result<User, AppError> {
         let user = self.user_of_company(domain, extension).await?;
         let audit = self.audit("two_factor_reset", Some(user.company_id), actor, Some(user.id), ctx);
         self.store.reset_two_factor(user.id, &audit).await?;

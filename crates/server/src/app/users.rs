@@ -1,13 +1,11 @@
 //! The office manager's users (C8): the list, with what each account signs in with, and the
 //! changes an office manager makes to one account: disable, enable, a new designated email.
 
-use axum::http::StatusCode;
 use latchkey_core::two_factor::Method;
 use latchkey_core::{Email, FieldErrors, UserState};
 use latchkey_store::{AdditionalEmail, User};
 
-use super::{Actor, Latchkey, RequestContext};
-use crate::error::ApiError;
+use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates;
 
 /// One account as the users list shows it.
@@ -41,7 +39,7 @@ impl UserSearch {
     const MAX_TEXT: usize = 254;
 
     /// From the query string as sent; every broken rule at once, per field (`q`, `limit`, `offset`).
-    pub fn parse(q: Option<&str>, limit: Option<&str>, offset: Option<&str>) -> Result<Self, ApiError> {
+    pub fn parse(q: Option<&str>, limit: Option<&str>, offset: Option<&str>) -> Result<Self, AppError> {
         let mut errors = FieldErrors::new();
         let text = q.map(str::trim).filter(|t| !t.is_empty());
         if text.is_some_and(|t| t.chars().count() > Self::MAX_TEXT || t.chars().any(char::is_control)) {
@@ -57,7 +55,7 @@ impl UserSearch {
         }
         match (limit, offset) {
             (Some(limit), Some(offset)) if errors.is_empty() => Ok(Self { text: text.map(str::to_owned), limit, offset }),
-            _ => Err(ApiError::validation(errors)),
+            _ => Err(AppError::validation(errors)),
         }
     }
 }
@@ -77,8 +75,8 @@ pub struct DesignatedEmailChange {
     pub welcome_email_sent: Option<bool>,
 }
 
-fn conflict(code: &'static str, message: String) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, message)
+fn conflict(code: &'static str, message: String) -> AppError {
+    AppError::new(ErrorKind::Conflict, code, message)
 }
 
 fn of<T>(rows: &[(i64, T)], user_id: i64) -> impl Iterator<Item = &T> {
@@ -88,7 +86,7 @@ fn of<T>(rows: &[(i64, T)], user_id: i64) -> impl Iterator<Item = &T> {
 impl Latchkey {
     /// A page of the company's users in extension order, each with its methods, SSO providers
     /// and additional emails.
-    pub async fn company_users(&self, domain: &str, search: &UserSearch) -> Result<UserPage, ApiError> {
+    pub async fn company_users(&self, domain: &str, search: &UserSearch) -> Result<UserPage, AppError> {
         let company = self.company(domain).await?;
         // One more than asked tells whether another page follows.
         let mut users = self.store.company_users(company.id, search.text.as_deref(), search.limit + 1, search.offset).await?;
@@ -97,14 +95,14 @@ impl Latchkey {
         Ok(UserPage { users: self.summaries(company.id, users).await?, more })
     }
 
-    pub async fn user_summary(&self, domain: &str, extension: &str) -> Result<UserSummary, ApiError> {
+    pub async fn user_summary(&self, domain: &str, extension: &str) -> Result<UserSummary, AppError> {
         let user = self.user_of_company(domain, extension).await?;
         let company_id = user.company_id;
-        self.summaries(company_id, vec![user]).await?.pop().ok_or_else(ApiError::internal)
+        self.summaries(company_id, vec![user]).await?.pop().ok_or_else(AppError::internal)
     }
 
     /// What the list shows beside the accounts: three queries for the whole page, not three each.
-    async fn summaries(&self, company_id: i64, users: Vec<User>) -> Result<Vec<UserSummary>, ApiError> {
+    async fn summaries(&self, company_id: i64, users: Vec<User>) -> Result<Vec<UserSummary>, AppError> {
         let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
         let methods = self.store.methods_of_users(company_id, &ids).await?;
         let providers = self.store.sso_providers_of_users(company_id, &ids).await?;
@@ -123,7 +121,7 @@ impl Latchkey {
 
     /// Disables the account: its sessions end at once, and sign-in, reset links and SSO refuse it.
     /// Office managers cannot disable themselves: nobody could undo it from their console.
-    pub async fn disable_user(&self, domain: &str, extension: &str, actor: Actor, ctx: &RequestContext) -> Result<User, ApiError> {
+    pub async fn disable_user(&self, domain: &str, extension: &str, actor: Actor, ctx: &RequestContext) -> Result<User, AppError> {
         let user = self.user_of_company(domain, extension).await?;
         if actor == Actor::User(user.id) {
             return Err(conflict("cannot_disable_yourself", "You cannot disable your own account. Ask another office manager.".into()));
@@ -136,7 +134,7 @@ impl Latchkey {
 
     /// Back to what the account was: active once it was set up, else invited (its welcome link,
     /// if still valid, works again).
-    pub async fn enable_user(&self, domain: &str, extension: &str, actor: Actor, ctx: &RequestContext) -> Result<User, ApiError> {
+    pub async fn enable_user(&self, domain: &str, extension: &str, actor: Actor, ctx: &RequestContext) -> Result<User, AppError> {
         let user = self.user_of_company(domain, extension).await?;
         if user.state != UserState::Disabled {
             return Err(conflict("not_disabled", format!("{} is not disabled.", user.login_name)));
@@ -145,10 +143,10 @@ impl Latchkey {
         self.set_state(&user, state, "user_enabled", actor, ctx).await
     }
 
-    async fn set_state(&self, user: &User, state: UserState, kind: &'static str, actor: Actor, ctx: &RequestContext) -> Result<User, ApiError> {
+    async fn set_state(&self, user: &User, state: UserState, kind: &'static str, actor: Actor, ctx: &RequestContext) -> Result<User, AppError> {
         let audit = self.audit(kind, Some(user.company_id), actor, Some(user.id), ctx);
         self.store.set_user_state(user.id, state, &audit).await?;
-        self.store.user_by_id(user.id).await?.ok_or_else(ApiError::not_found)
+        self.store.user_by_id(user.id).await?.ok_or_else(AppError::not_found)
     }
 
     /// A new designated email, unverified until proven. The welcome and reset links sent to the old
@@ -161,9 +159,9 @@ impl Latchkey {
         email: &str,
         actor: Actor,
         ctx: &RequestContext,
-    ) -> Result<DesignatedEmailChange, ApiError> {
+    ) -> Result<DesignatedEmailChange, AppError> {
         let user = self.user_of_company(domain, extension).await?;
-        let email = Email::parse(email).map_err(|e| ApiError::field("email", e.0))?;
+        let email = Email::parse(email).map_err(|e| AppError::field("email", e.0))?;
         self.refuse_own_address(&user, &email).await?;
         let mut audit = self.audit("designated_email_changed", Some(user.company_id), actor, Some(user.id), ctx);
         audit.detail = format!("{} to {email}", user.designated_email);
@@ -173,19 +171,19 @@ impl Latchkey {
             UserState::Invited => Some(self.resend_welcome(domain, extension, actor, ctx).await?.email_sent),
             UserState::Active | UserState::Disabled => None,
         };
-        let user = self.store.user_by_id(user.id).await?.ok_or_else(ApiError::not_found)?;
+        let user = self.store.user_by_id(user.id).await?.ok_or_else(AppError::not_found)?;
         Ok(DesignatedEmailChange { user, welcome_email_sent })
     }
 
     /// The address must be new to the account: the same one changes nothing, and one of its
     /// additional emails would then be there twice.
-    async fn refuse_own_address(&self, user: &User, email: &Email) -> Result<(), ApiError> {
+    async fn refuse_own_address(&self, user: &User, email: &Email) -> Result<(), AppError> {
         if email.key() == user.designated_email.to_lowercase() {
-            return Err(ApiError::field_refused("email", "same_email", format!("{email} is already the designated email of {}.", user.login_name)));
+            return Err(AppError::field_refused("email", "same_email", format!("{email} is already the designated email of {}.", user.login_name)));
         }
         let additional = self.store.additional_emails(user.id).await?;
         if additional.iter().any(|a| a.email.to_lowercase() == email.key()) {
-            return Err(ApiError::field_refused(
+            return Err(AppError::field_refused(
                 "email",
                 "email_is_additional",
                 format!("{email} is an additional email of {}: remove it there first.", user.login_name),
@@ -215,7 +213,7 @@ mod tests {
         assert_eq!(some, UserSearch { text: Some("Front@".into()), limit: 10, offset: 20 });
         assert_eq!(UserSearch::parse(Some(" "), Some(""), Some("")).unwrap(), all);
         let bad = UserSearch::parse(Some(&"x".repeat(255)), Some("0"), Some("-1")).unwrap_err();
-        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(bad.kind, ErrorKind::Invalid);
         for field in ["q", "limit", "offset"] {
             assert_eq!(bad.fields.get(field).len(), 1, "{field}");
         }

@@ -6,12 +6,12 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
-use crate::error::ApiError;
+use crate::app::{AppError, ErrorKind};
 
 /// The most of a refused body that is read to give the client its answer; beyond that the
 /// connection is simply closed (a client sending megabytes gets no courtesy).
@@ -30,7 +30,7 @@ async fn too_large(body: Body, length: u64) -> Response {
         let mut stream = body.into_data_stream();
         while let Some(Ok(_)) = stream.next().await {}
     }
-    let mut resp = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request body is too large.").into_response();
+    let mut resp = AppError::new(ErrorKind::TooLarge, "body_too_large", "The request body is too large.").into_response();
     resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }

@@ -14,8 +14,7 @@ use latchkey_core::FieldErrors;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::app::rfc3339;
-use crate::error::ApiError;
+use crate::app::{rfc3339, AppError};
 use crate::web::kit::{
     csrf_forms, error_page, human_time, link_info, password_hint, render, AnonymousForm, ApiJson, ApiPath, Client, CsrfBinding, ErrorBody, LinkInfo,
     LoginNameBody, Web, WebState,
@@ -47,13 +46,13 @@ async fn complete_setup_page(State(web): WebState, headers: HeaderMap, Path(toke
 
 /// The Complete Setup page for a link, showing `failed` (a refused Save) next to its fields; a
 /// link that no longer works shows its own page instead.
-async fn complete_setup_view(web: &Web, headers: &HeaderMap, token: String, failed: Option<ApiError>) -> Response {
+async fn complete_setup_view(web: &Web, headers: &HeaderMap, token: String, failed: Option<AppError>) -> Response {
     let v = match web.app.open_activation(&token).await {
         Ok(v) => v,
         Err(e) => return error_page(failed.as_ref().unwrap_or(&e)),
     };
     let binding = CsrfBinding::of(web, headers, None);
-    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status);
+    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status());
     let page = CompleteSetupPage {
         csrf: binding.token(web),
         token,
@@ -88,7 +87,7 @@ async fn complete_setup_submit(
     let form = CompleteSetupForm { password: f.password, password_confirmation: f.password_confirmation, pin: f.pin };
     match web.app.complete_setup(&token, &form, &ctx).await {
         Ok(_) => Redirect::to("/sign-in?done=setup").into_response(),
-        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::SERVICE_UNAVAILABLE => {
+        Err(e) if e.status() == StatusCode::UNPROCESSABLE_ENTITY || e.status() == StatusCode::SERVICE_UNAVAILABLE => {
             complete_setup_view(&web, &headers, token, Some(e)).await
         }
         Err(e) => error_page(&e),
@@ -99,7 +98,7 @@ async fn complete_setup_submit(
     params(("token" = String, Path, description = "the token of the welcome email's Complete Setup link")),
     responses((status = 200, body = LinkInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 410, description = "link_expired, link_used or link_replaced", body = ErrorBody)))]
-pub async fn activation_open(State(web): WebState, ApiPath(token): ApiPath<String>) -> Result<Json<LinkInfo>, ApiError> {
+pub async fn activation_open(State(web): WebState, ApiPath(token): ApiPath<String>) -> Result<Json<LinkInfo>, AppError> {
     let v = web.app.open_activation(&token).await?;
     Ok(Json(link_info(v)))
 }
@@ -122,7 +121,7 @@ pub async fn activation_complete(
     ApiPath(token): ApiPath<String>,
     Client(ctx): Client,
     ApiJson(body): ApiJson<CompleteSetupBody>,
-) -> Result<Json<LoginNameBody>, ApiError> {
+) -> Result<Json<LoginNameBody>, AppError> {
     let form = CompleteSetupForm { password: body.password, password_confirmation: body.password_confirmation, pin: body.pin };
     let user = web.app.complete_setup(&token, &form, &ctx).await?;
     Ok(Json(LoginNameBody { login_name: user.login_name }))

@@ -15,8 +15,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::{rfc3339, EmailConfirmationView};
-use crate::error::ApiError;
+use crate::app::{rfc3339, AppError, EmailConfirmationView};
 use crate::web::kit::{error_page_to, human_time, notice_page, render, AnonymousForm, ApiPath, Client, CsrfBinding, CsrfOnly, ErrorBody, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -38,7 +37,7 @@ struct ConfirmEmailPage {
 }
 
 /// A confirmation link that does not work is not about a password: the way on is signing in.
-fn link_error_page(e: &ApiError) -> Response {
+fn link_error_page(e: &AppError) -> Response {
     error_page_to(e, "/sign-in", "Go to sign in")
 }
 
@@ -88,7 +87,7 @@ fn confirmation_info(v: EmailConfirmationView, verified: bool) -> EmailConfirmat
 /// Reads a confirmation link without using it.
 #[utoipa::path(get, path = "/api/v1/email-confirmation/{token}", tag = "activation", params(("token" = String, Path,)),
     responses((status = 200, body = EmailConfirmationInfo), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
-pub async fn email_confirmation_open(State(web): WebState, ApiPath(token): ApiPath<String>) -> Result<Json<EmailConfirmationInfo>, ApiError> {
+pub async fn email_confirmation_open(State(web): WebState, ApiPath(token): ApiPath<String>) -> Result<Json<EmailConfirmationInfo>, AppError> {
     Ok(Json(confirmation_info(web.app.open_email_confirmation(&token).await?, false)))
 }
 
@@ -96,6 +95,6 @@ pub async fn email_confirmation_open(State(web): WebState, ApiPath(token): ApiPa
 #[utoipa::path(post, path = "/api/v1/email-confirmation/{token}", tag = "activation", params(("token" = String, Path,)),
     responses((status = 200, body = EmailConfirmationInfo), (status = 404, body = ErrorBody),
         (status = 410, description = "link_used, link_expired, or link_replaced (the email was removed)", body = ErrorBody)))]
-pub async fn email_confirmation_confirm(State(web): WebState, ApiPath(token): ApiPath<String>, Client(ctx): Client) -> Result<Json<EmailConfirmationInfo>, ApiError> {
+pub async fn email_confirmation_confirm(State(web): WebState, ApiPath(token): ApiPath<String>, Client(ctx): Client) -> Result<Json<EmailConfirmationInfo>, AppError> {
     Ok(Json(confirmation_info(web.app.confirm_email(&token, &ctx).await?, true)))
 }

@@ -148,7 +148,7 @@ async fn answer_in_time(State(limit): State<Duration>, req: axum::extract::Reque
             // The path can hold a link token: the method alone is logged.
             tracing::warn!(%method, secs = limit.as_secs(), "request timed out");
             metrics::counter!("latchkey_http_timeouts_total").increment(1);
-            let e = crate::error::ApiError::timed_out();
+            let e = crate::app::AppError::timed_out();
             if api { e.into_response() } else { kit::error_page(&e) }
         }
     }
@@ -156,7 +156,7 @@ async fn answer_in_time(State(limit): State<Duration>, req: axum::extract::Reque
 
 async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
     if uri.path().starts_with("/api/") {
-        crate::error::ApiError::not_found().into_response()
+        crate::app::AppError::not_found().into_response()
     } else {
         kit::not_found_page()
     }

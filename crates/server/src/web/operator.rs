@@ -13,8 +13,7 @@ use latchkey_store::{ApiToken, Company};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::{rfc3339, Actor, PilotFeatures};
-use crate::error::ApiError;
+use crate::app::{rfc3339, Actor, AppError, PilotFeatures};
 use crate::web::kit::{Admin, ApiJson, ApiPath, Client, ErrorBody, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -30,7 +29,7 @@ pub fn routes() -> Router<Arc<Web>> {
 pub struct Operator(Admin);
 
 impl FromRequestParts<Arc<Web>> for Operator {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
         let admin = Admin::from_request_parts(parts, web).await?;
@@ -76,7 +75,7 @@ pub struct CompanyBody {
     features: FeaturesBody,
 }
 
-async fn company_body(web: &Web, c: Company) -> Result<CompanyBody, ApiError> {
+async fn company_body(web: &Web, c: Company) -> Result<CompanyBody, AppError> {
     let features = features_body(web.app.pilot_features(&c).await?);
     Ok(CompanyBody { domain: c.domain, name: c.name, created_at: rfc3339(c.created_at), password_min_length: c.password_min_length, features })
 }
@@ -84,7 +83,7 @@ async fn company_body(web: &Web, c: Company) -> Result<CompanyBody, ApiError> {
 /// Every company with its pilot switches (operator token).
 #[utoipa::path(get, path = "/api/v1/companies", tag = "operator", security(("api_token" = [])),
     responses((status = 200, body = [CompanyBody]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn companies_list(State(web): WebState, _operator: Operator) -> Result<Json<Vec<CompanyBody>>, ApiError> {
+pub async fn companies_list(State(web): WebState, _operator: Operator) -> Result<Json<Vec<CompanyBody>>, AppError> {
     let mut list = Vec::new();
     for c in web.app.store.list_companies().await? {
         list.push(company_body(&web, c).await?);
@@ -104,7 +103,7 @@ pub struct NewCompanyBody {
 #[utoipa::path(post, path = "/api/v1/companies", tag = "operator", request_body = NewCompanyBody, security(("api_token" = [])),
     responses((status = 201, body = CompanyBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "the domain exists", body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn company_create(State(web): WebState, _operator: Operator, ApiJson(b): ApiJson<NewCompanyBody>) -> Result<(StatusCode, Json<CompanyBody>), ApiError> {
+pub async fn company_create(State(web): WebState, _operator: Operator, ApiJson(b): ApiJson<NewCompanyBody>) -> Result<(StatusCode, Json<CompanyBody>), AppError> {
     let company = web.app.create_company(&b.name, &b.domain).await?;
     Ok((StatusCode::CREATED, Json(company_body(&web, company).await?)))
 }
@@ -113,7 +112,7 @@ pub async fn company_create(State(web): WebState, _operator: Operator, ApiJson(b
 /// supervisors, its token, an operator token).
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/features", tag = "operator", params(("domain" = String, Path,)), security(("api_token" = [])),
     responses((status = 200, body = FeaturesBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn features_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<FeaturesBody>, ApiError> {
+pub async fn features_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<FeaturesBody>, AppError> {
     let company = admin.read(&web, &domain).await?;
     Ok(Json(features_body(web.app.pilot_features(&company).await?)))
 }
@@ -129,7 +128,7 @@ pub async fn features_put(
     operator: Operator,
     ApiPath(domain): ApiPath<String>,
     ApiJson(b): ApiJson<FeaturesBody>,
-) -> Result<Json<FeaturesBody>, ApiError> {
+) -> Result<Json<FeaturesBody>, AppError> {
     let set = web.app.set_pilot_features(&domain, b.two_factor, b.sso.enabled, &b.sso.providers, operator.actor(), &ctx).await?;
     Ok(Json(features_body(set)))
 }
@@ -164,16 +163,16 @@ fn token_body(t: ApiToken) -> ApiTokenBody {
 /// Every API token, live and revoked (operator token). Tokens are made with `latchkey token create`.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "operator", security(("api_token" = [])),
     responses((status = 200, body = [ApiTokenBody]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn tokens_list(State(web): WebState, _operator: Operator) -> Result<Json<Vec<ApiTokenBody>>, ApiError> {
+pub async fn tokens_list(State(web): WebState, _operator: Operator) -> Result<Json<Vec<ApiTokenBody>>, AppError> {
     Ok(Json(web.app.api_tokens().await?.into_iter().map(token_body).collect()))
 }
 
 /// Revokes a token (operator token); from then on it gets 401. Revoking a revoked token changes nothing.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "operator", params(("id" = i64, Path,)), security(("api_token" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "token_not_found", body = ErrorBody)))]
-pub async fn token_revoke(State(web): WebState, Client(ctx): Client, operator: Operator, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+pub async fn token_revoke(State(web): WebState, Client(ctx): Client, operator: Operator, ApiPath(id): ApiPath<String>) -> Result<StatusCode, AppError> {
     // A path that is no number names no token: 404 like an unknown id, not axum's plain-text 400.
-    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
+    let id: i64 = id.parse().map_err(|_| AppError::not_found())?;
     web.app.revoke_api_token(id, operator.actor(), &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

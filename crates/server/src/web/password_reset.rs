@@ -14,7 +14,7 @@ use latchkey_core::{FieldErrors, LoginName};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::app::AppError;
 use crate::web::kit::{
     csrf_forms, error_page, link_info, notice_page, password_hint, render, Accepted, AnonymousForm, ApiJson, ApiPath, Client, CsrfBinding, ErrorBody,
     LinkInfo, LoginNameBody, Web, WebState,
@@ -91,7 +91,7 @@ async fn forgot_password_submit(State(web): WebState, headers: HeaderMap, Client
             errors.add("account", "Enter your designated email or your login name (like 101@organization.com).");
             let binding = CsrfBinding::of(&web, &headers, None);
             let value: String = value.chars().take(300).collect();
-            render(e.status, &ForgotPasswordPage { csrf: binding.token(&web), value: &value, errors }, binding.set_cookie)
+            render(e.status(), &ForgotPasswordPage { csrf: binding.token(&web), value: &value, errors }, binding.set_cookie)
         }
     }
 }
@@ -114,13 +114,13 @@ async fn reset_password_page(State(web): WebState, headers: HeaderMap, Path(toke
     reset_password_view(&web, &headers, token, None).await
 }
 
-async fn reset_password_view(web: &Web, headers: &HeaderMap, token: String, failed: Option<ApiError>) -> Response {
+async fn reset_password_view(web: &Web, headers: &HeaderMap, token: String, failed: Option<AppError>) -> Response {
     let v = match web.app.open_reset(&token).await {
         Ok(v) => v,
         Err(e) => return error_page(failed.as_ref().unwrap_or(&e)),
     };
     let binding = CsrfBinding::of(web, headers, None);
-    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status);
+    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status());
     let page = ResetPasswordPage {
         csrf: binding.token(web),
         token,
@@ -143,7 +143,7 @@ async fn reset_password_submit(
     let form = NewPasswordForm { password: f.password, password_confirmation: f.password_confirmation };
     match web.app.reset_password(&token, &form, &ctx).await {
         Ok(_) => Redirect::to("/sign-in?done=reset").into_response(),
-        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::SERVICE_UNAVAILABLE => {
+        Err(e) if e.status() == StatusCode::UNPROCESSABLE_ENTITY || e.status() == StatusCode::SERVICE_UNAVAILABLE => {
             reset_password_view(&web, &headers, token, Some(e)).await
         }
         Err(e) => error_page(&e),
@@ -171,7 +171,7 @@ async fn forgot_login_submit(State(web): WebState, headers: HeaderMap, Anonymous
         Err(e) => {
             let binding = CsrfBinding::of(&web, &headers, None);
             let value: String = f.email.chars().take(300).collect();
-            render(e.status, &ForgotLoginPage { csrf: binding.token(&web), value: &value, errors: e.fields.clone() }, binding.set_cookie)
+            render(e.status(), &ForgotLoginPage { csrf: binding.token(&web), value: &value, errors: e.fields.clone() }, binding.set_cookie)
         }
     }
 }
@@ -193,14 +193,14 @@ const FORGOT_LOGIN_SENT: &str = "If accounts use this email, an email listing th
 /// Always 202, known address or not.
 #[utoipa::path(post, path = "/api/v1/password/forgot", tag = "recovery", request_body = ForgotPasswordBody,
     responses((status = 202, body = Accepted), (status = 422, body = ErrorBody)))]
-pub async fn password_forgot(State(web): WebState, Client(ctx): Client, ApiJson(body): ApiJson<ForgotPasswordBody>) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+pub async fn password_forgot(State(web): WebState, Client(ctx): Client, ApiJson(body): ApiJson<ForgotPasswordBody>) -> Result<(StatusCode, Json<Accepted>), AppError> {
     web.app.forgot_password(body.email.as_deref(), body.login_name.as_deref(), &ctx)?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { message: FORGOT_PASSWORD_SENT })))
 }
 
 #[utoipa::path(get, path = "/api/v1/password/reset/{token}", tag = "recovery", params(("token" = String, Path,)),
     responses((status = 200, body = LinkInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
-pub async fn reset_open(State(web): WebState, ApiPath(token): ApiPath<String>) -> Result<Json<LinkInfo>, ApiError> {
+pub async fn reset_open(State(web): WebState, ApiPath(token): ApiPath<String>) -> Result<Json<LinkInfo>, AppError> {
     let v = web.app.open_reset(&token).await?;
     Ok(Json(link_info(v)))
 }
@@ -221,7 +221,7 @@ pub async fn reset_complete(
     ApiPath(token): ApiPath<String>,
     Client(ctx): Client,
     ApiJson(body): ApiJson<NewPasswordBody>,
-) -> Result<Json<LoginNameBody>, ApiError> {
+) -> Result<Json<LoginNameBody>, AppError> {
     let form = NewPasswordForm { password: body.password, password_confirmation: body.password_confirmation };
     let user = web.app.reset_password(&token, &form, &ctx).await?;
     Ok(Json(LoginNameBody { login_name: user.login_name }))
@@ -235,7 +235,7 @@ pub struct ForgotLoginNameBody {
 
 #[utoipa::path(post, path = "/api/v1/login-name/forgot", tag = "recovery", request_body = ForgotLoginNameBody,
     responses((status = 202, body = Accepted), (status = 422, body = ErrorBody)))]
-pub async fn login_name_forgot(State(web): WebState, ApiJson(body): ApiJson<ForgotLoginNameBody>) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+pub async fn login_name_forgot(State(web): WebState, ApiJson(body): ApiJson<ForgotLoginNameBody>) -> Result<(StatusCode, Json<Accepted>), AppError> {
     web.app.forgot_login_name(&body.email)?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { message: FORGOT_LOGIN_SENT })))
 }

@@ -14,7 +14,7 @@ use latchkey_core::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::app::AppError;
 use crate::web::kit::{
     accepted, cookie_value, csrf_forms, error_page, flow_cookie_name, method_label, redirect_with_cookie, render, sent_to, sign_in_response, signed_in,
     signed_in_response, with_cookie, with_retry_after, AnonymousForm, ApiJson, ApiPath, Client, CodeSent, CsrfBinding, CsrfOnly, EnrollingForm, ErrorBody,
@@ -106,7 +106,7 @@ csrf_forms!(SignInForm, SecondFactorFields, SendFields);
 async fn sign_in_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Client, AnonymousForm(f): AnonymousForm<SignInForm>) -> Response {
     match web.app.sign_in(&f.login_name, &f.password, &ctx).await {
         Ok(outcome) => signed_in_response(&web, outcome),
-        Err(e) if e.status.is_client_error() => {
+        Err(e) if e.status().is_client_error() => {
             let binding = CsrfBinding::of(&web, &headers, None);
             let login_name: String = f.login_name.chars().take(300).collect();
             let page = SignInPage {
@@ -117,7 +117,7 @@ async fn sign_in_submit(State(web): WebState, headers: HeaderMap, Client(ctx): C
                 errors: e.fields.clone(),
                 sso: sso_buttons(&web),
             };
-            with_retry_after(render(e.status, &page, binding.set_cookie), e.retry_after)
+            with_retry_after(render(e.status(), &page, binding.set_cookie), e.retry_after())
         }
         Err(e) => error_page(&e),
     }
@@ -146,7 +146,7 @@ struct SecondFactorPage {
     errors: FieldErrors,
 }
 
-async fn second_factor_view(web: &Web, headers: &HeaderMap, chosen: Option<&str>, notice: Option<String>, failed: Option<ApiError>) -> Response {
+async fn second_factor_view(web: &Web, headers: &HeaderMap, chosen: Option<&str>, notice: Option<String>, failed: Option<AppError>) -> Response {
     let flow = cookie_value(headers, flow_cookie_name(web)).unwrap_or_default().to_owned();
     let (methods, default) = match web.app.flow_challenge(&flow).await {
         Ok(c) => c,
@@ -162,8 +162,8 @@ async fn second_factor_view(web: &Web, headers: &HeaderMap, chosen: Option<&str>
         .collect();
     choices.push(MethodChoice { value: "recovery_code", label: "Use a recovery code", checked: selected == "recovery_code" });
     let binding = CsrfBinding::of(web, headers, None);
-    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status);
-    let retry = failed.as_ref().and_then(|e| e.retry_after);
+    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status());
+    let retry = failed.as_ref().and_then(|e| e.retry_after());
     let sources: Vec<&str> = methods
         .iter()
         .map(|m| match m {
@@ -205,7 +205,7 @@ async fn second_factor_submit(State(web): WebState, headers: HeaderMap, Client(c
             let resp = redirect_with_cookie("/account", web.session_cookie(Some(&signed.token)));
             with_cookie(resp, Some(web.cookie(flow_cookie_name(&web), None)))
         }
-        Err(e) if e.status.is_client_error() && e.status != StatusCode::GONE => {
+        Err(e) if e.status().is_client_error() && e.status() != StatusCode::GONE => {
             let method: String = f.method.chars().take(20).collect();
             second_factor_view(&web, &headers, Some(&method), None, Some(e)).await
         }
@@ -219,7 +219,7 @@ async fn second_factor_send(State(web): WebState, headers: HeaderMap, Client(ctx
     let method: String = f.method.chars().take(20).collect();
     match web.app.send_sign_in_code(&flow, &method, &ctx).await {
         Ok(to) => second_factor_view(&web, &headers, Some(&method), sent_to(&to), None).await,
-        Err(e) if e.status.is_client_error() && e.status != StatusCode::GONE => second_factor_view(&web, &headers, Some(&method), None, Some(e)).await,
+        Err(e) if e.status().is_client_error() && e.status() != StatusCode::GONE => second_factor_view(&web, &headers, Some(&method), None, Some(e)).await,
         Err(e) => error_page(&e),
     }
 }
@@ -256,7 +256,7 @@ pub struct SignInBody {
 #[utoipa::path(post, path = "/api/v1/sign-in", tag = "session", request_body = SignInBody,
     responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn sign_in(State(web): WebState, Client(ctx): Client, ApiJson(body): ApiJson<SignInBody>) -> Result<Response, ApiError> {
+pub async fn sign_in(State(web): WebState, Client(ctx): Client, ApiJson(body): ApiJson<SignInBody>) -> Result<Response, AppError> {
     Ok(sign_in_response(&web, web.app.sign_in(&body.login_name, &body.password, &ctx).await?))
 }
 
@@ -273,7 +273,7 @@ pub struct VerifyBody {
 #[utoipa::path(post, path = "/api/v1/sign-in/{flow}/verify", tag = "session", request_body = VerifyBody, params(("flow" = String, Path,)),
     responses((status = 200, body = SignInResponse), (status = 401, description = "invalid_code", body = ErrorBody),
         (status = 410, description = "flow_expired", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn sign_in_verify(State(web): WebState, ApiPath(flow): ApiPath<String>, Client(ctx): Client, ApiJson(b): ApiJson<VerifyBody>) -> Result<Response, ApiError> {
+pub async fn sign_in_verify(State(web): WebState, ApiPath(flow): ApiPath<String>, Client(ctx): Client, ApiJson(b): ApiJson<VerifyBody>) -> Result<Response, AppError> {
     let (signed, left) = web.app.verify_second_factor(&flow, &b.method, &b.code, &ctx).await?;
     Ok(signed_in(&web, &signed, left))
 }
@@ -290,12 +290,12 @@ pub struct SendBody {
 #[utoipa::path(post, path = "/api/v1/sign-in/{flow}/send", tag = "session", request_body = SendBody, params(("flow" = String, Path,)),
     responses((status = 202, body = CodeSent), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn sign_in_send(State(web): WebState, ApiPath(flow): ApiPath<String>, Client(ctx): Client, ApiJson(b): ApiJson<SendBody>) -> Result<Response, ApiError> {
+pub async fn sign_in_send(State(web): WebState, ApiPath(flow): ApiPath<String>, Client(ctx): Client, ApiJson(b): ApiJson<SendBody>) -> Result<Response, AppError> {
     Ok(accepted(web.app.send_sign_in_code(&flow, &b.method, &ctx).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/sign-out", tag = "session", responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn sign_out(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn) -> Result<Response, ApiError> {
+pub async fn sign_out(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn) -> Result<Response, AppError> {
     web.app.sign_out(&current.token, &current.user, &ctx).await?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, web.session_cookie(None))]).into_response())
 }

@@ -22,8 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{console_error, ConsoleFrame, ConsoleUser};
-use crate::app::{rfc3339, AuditEvent, AuditPage, AuditParams, Latchkey, AUDIT_KINDS};
-use crate::error::ApiError;
+use crate::app::{rfc3339, AppError, AuditEvent, AuditPage, AuditParams, Latchkey, AUDIT_KINDS};
 use crate::web::kit::{describe_client, render, Admin, ApiPath, ErrorBody, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -116,7 +115,7 @@ fn page(frame: ConsoleFrame, params: &AuditParams, events: Option<AuditPage>, er
     }
 }
 
-async fn member_company(web: &Web, member: &ConsoleUser) -> Result<Company, ApiError> {
+async fn member_company(web: &Web, member: &ConsoleUser) -> Result<Company, AppError> {
     web.app.company(&member.0.user.company_domain).await
 }
 
@@ -133,7 +132,7 @@ async fn audit_page(State(web): WebState, member: ConsoleUser, q: Result<Query<A
     let query = match web.app.audit_query(&company, &params).await {
         Ok(q) => q,
         // Bad filters: the form again, each message beside its field, no events.
-        Err(e) if !e.fields.is_empty() => return render(e.status, &page(frame, &params, None, e.fields), None),
+        Err(e) if !e.fields.is_empty() => return render(e.status(), &page(frame, &params, None, e.fields), None),
         Err(e) => return console_error(&e, "/console/audit"),
     };
     match web.app.audit_page(&query).await {
@@ -199,8 +198,8 @@ pub struct FormatParam {
 }
 
 /// The query string, or 400 when it cannot be read at all (a filter given twice, say).
-fn read_params(q: Result<Query<AuditParams>, QueryRejection>) -> Result<AuditParams, ApiError> {
-    q.map(|Query(p)| p).map_err(|r| ApiError::bad_request(r.body_text()))
+fn read_params(q: Result<Query<AuditParams>, QueryRejection>) -> Result<AuditParams, AppError> {
+    q.map(|Query(p)| p).map_err(|r| AppError::bad_request(r.body_text()))
 }
 
 /// The company's audit events, newest first, `limit` at a time (50 unless asked, at most 200).
@@ -221,14 +220,14 @@ pub async fn audit_list(
     ApiPath(domain): ApiPath<String>,
     q: Result<Query<AuditParams>, QueryRejection>,
     f: Result<Query<FormatParam>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AppError> {
     let company = admin.read(&web, &domain).await?;
     let params = read_params(q)?;
-    let Query(f) = f.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let Query(f) = f.map_err(|r| AppError::bad_request(r.body_text()))?;
     match f.format.as_deref().map(str::trim) {
         None | Some("" | "json") => {}
         Some("csv") => return csv_export(&web, &company, &params).await,
-        Some(_) => return Err(ApiError::field("format", "Use json or csv.")),
+        Some(_) => return Err(AppError::field("format", "Use json or csv.")),
     }
     let page = web.app.audit_page(&web.app.audit_query(&company, &params).await?).await?;
     let body = AuditPageBody { events: page.events.into_iter().map(AuditEventBody::from).collect(), next: page.next.map(|id| id.to_string()) };
@@ -251,7 +250,7 @@ pub async fn audit_csv(
     admin: Admin,
     ApiPath(domain): ApiPath<String>,
     q: Result<Query<AuditParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AppError> {
     let company = admin.read(&web, &domain).await?;
     csv_export(&web, &company, &read_params(q)?).await
 }
@@ -260,7 +259,7 @@ pub async fn audit_csv(
 const CSV_PAGE: i64 = 500;
 
 /// The CSV download of every event `params` match (paging parameters are refused: it has them all).
-async fn csv_export(web: &Web, company: &latchkey_store::Company, params: &AuditParams) -> Result<Response, ApiError> {
+async fn csv_export(web: &Web, company: &latchkey_store::Company, params: &AuditParams) -> Result<Response, AppError> {
     let mut paging = FieldErrors::new();
     for (field, value) in [("before", &params.before), ("limit", &params.limit)] {
         if value.as_deref().is_some_and(|v| !v.trim().is_empty()) {
@@ -268,7 +267,7 @@ async fn csv_export(web: &Web, company: &latchkey_store::Company, params: &Audit
         }
     }
     if !paging.is_empty() {
-        return Err(ApiError::validation(paging));
+        return Err(AppError::validation(paging));
     }
     let query = AuditQuery { limit: CSV_PAGE, ..web.app.audit_query(company, params).await? };
     let today = web.app.now().date();

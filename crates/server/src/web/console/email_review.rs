@@ -15,7 +15,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{console_error, ConsoleFrame, ConsoleUser};
-use crate::error::ApiError;
+use crate::app::AppError;
 use crate::web::kit::{render, role_label, Admin, ApiPath, ErrorBody, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -113,7 +113,7 @@ fn finding_body(f: Finding) -> FindingBody {
 /// several SSO emails, additional emails that sign in — each with its fix.
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/email-review", tag = "office manager", params(("domain" = String, Path,)),
     responses((status = 200, body = EmailReviewBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn email_review(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<EmailReviewBody>, ApiError> {
+pub async fn email_review(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<EmailReviewBody>, AppError> {
     let company = admin.read(&web, &domain).await?;
     let domain = company.domain.clone();
     let review = web.app.email_review(&domain).await?;

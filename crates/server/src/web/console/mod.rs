@@ -21,8 +21,7 @@ use axum::routing::get;
 use axum::Router;
 use latchkey_core::Role;
 
-use crate::app::Actor;
-use crate::error::ApiError;
+use crate::app::{Actor, AppError};
 use crate::web::kit::{error_page_to, not_found_page, Current, PageUser, Web};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -64,7 +63,7 @@ impl ConsoleUser {
     /// office manager. A supervisor posting gets 403 (the pages never offer them a form).
     pub fn check_change(&self) -> Result<(), Response> {
         if !self.can_manage() {
-            let e = ApiError::forbidden("Only an office manager can do this.");
+            let e = AppError::forbidden("Only an office manager can do this.");
             return Err(error_page_to(&e, "/console", "Back to the console"));
         }
         Ok(())
@@ -98,6 +97,6 @@ impl ConsoleFrame {
 
 /// The console's answer to a failed change: the page again with the message is best, but where a
 /// handler has no page to re-render, a readable error page that leads back.
-pub fn console_error(e: &ApiError, back: &str) -> Response {
+pub fn console_error(e: &AppError, back: &str) -> Response {
     error_page_to(e, back, "Back")
 }

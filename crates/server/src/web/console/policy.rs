@@ -20,8 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{console_error, ConsoleFrame, ConsoleUser};
-use crate::app::SecurityRules;
-use crate::error::ApiError;
+use crate::app::{AppError, SecurityRules};
 use crate::web::kit::{csrf_forms, method_label, render, Admin, ApiJson, ApiPath, Client, ErrorBody, SessionForm, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -101,7 +100,7 @@ struct Errors {
 
 async fn show(web: &Web, member: &ConsoleUser, notice: Option<&'static str>, errors: Errors, status: StatusCode) -> Response {
     let company_id = member.0.user.company_id;
-    let loaded = async { Ok::<_, ApiError>((web.app.store.two_factor_policy(company_id).await?, web.app.store.sso_settings(company_id).await?)) };
+    let loaded = async { Ok::<_, AppError>((web.app.store.two_factor_policy(company_id).await?, web.app.store.sso_settings(company_id).await?)) };
     let (policy, sso) = match loaded.await {
         Ok(v) => v,
         Err(e) => return console_error(&e, "/console/policy"),
@@ -286,7 +285,7 @@ fn policy_body(p: &latchkey_store::TwoFactorPolicy) -> PolicyBody {
 
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/policy", tag = "office manager", params(("domain" = String, Path,)),
     responses((status = 200, body = PolicyBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn policy_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<PolicyBody>, ApiError> {
+pub async fn policy_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<PolicyBody>, AppError> {
     let company = admin.read(&web, &domain).await?;
     Ok(Json(policy_body(&web.app.store.two_factor_policy(company.id).await?)))
 }
@@ -300,7 +299,7 @@ pub async fn policy_put(
     admin: Admin,
     ApiPath(domain): ApiPath<String>,
     ApiJson(b): ApiJson<PolicyBody>,
-) -> Result<Json<PolicyBody>, ApiError> {
+) -> Result<Json<PolicyBody>, AppError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();
     let rules = SecurityRules {
@@ -330,7 +329,7 @@ fn sso_body(s: SsoSettings) -> SsoSettingsBody {
 
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/sso", tag = "office manager", params(("domain" = String, Path,)),
     responses((status = 200, body = SsoSettingsBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn sso_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<SsoSettingsBody>, ApiError> {
+pub async fn sso_get(State(web): WebState, admin: Admin, ApiPath(domain): ApiPath<String>) -> Result<Json<SsoSettingsBody>, AppError> {
     let company = admin.read(&web, &domain).await?;
     let domain = company.domain.clone();
     Ok(Json(sso_body(web.app.sso_settings_of(&domain).await?)))
@@ -354,7 +353,7 @@ pub async fn sso_put(
     admin: Admin,
     ApiPath(domain): ApiPath<String>,
     ApiJson(b): ApiJson<SsoMfaBody>,
-) -> Result<Json<SsoSettingsBody>, ApiError> {
+) -> Result<Json<SsoSettingsBody>, AppError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();
     let settings = web.app.set_sso_mfa_sufficient(&domain, &b.mfa_sufficient, admin.actor(), &ctx).await?;

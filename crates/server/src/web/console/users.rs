@@ -15,8 +15,7 @@ use latchkey_core::{FieldErrors, Role, UserState};
 use serde::Deserialize;
 
 use super::{console_error, ConsoleFrame, ConsoleUser};
-use crate::app::{UserSearch, UserSummary};
-use crate::error::ApiError;
+use crate::app::{AppError, UserSearch, UserSummary};
 use crate::web::kit::{
     csrf_forms, error_page, human_time, method_label, not_found_page, render, role_label, Client, FormRefused, SessionForm, Web, WebState,
 };
@@ -122,7 +121,7 @@ fn page_href(q: &str, offset: i64) -> String {
     if query.is_empty() { "/console/users".to_owned() } else { format!("/console/users?{query}") }
 }
 
-async fn users_page(web: &Web, member: &ConsoleUser, q: Option<&str>, offset: Option<&str>) -> Result<UsersPage, ApiError> {
+async fn users_page(web: &Web, member: &ConsoleUser, q: Option<&str>, offset: Option<&str>) -> Result<UsersPage, AppError> {
     let frame = ConsoleFrame::new(web, member, "users");
     let mut page = UsersPage {
         frame,
@@ -165,7 +164,7 @@ async fn create(State(web): WebState, Client(ctx): Client, member: ConsoleUser, 
     }
     let result = match f.role.parse::<Role>() {
         Ok(role) => web.app.create_user(&member.0.user.company_domain, &f.extension, &f.designated_email, role, member.actor(), &ctx).await,
-        Err(e) => Err(ApiError::field("role", e.0)),
+        Err(e) => Err(AppError::field("role", e.0)),
     };
     match result {
         Ok(created) => {
@@ -177,7 +176,7 @@ async fn create(State(web): WebState, Client(ctx): Client, member: ConsoleUser, 
 }
 
 /// The list again with the form as typed and each error next to its field.
-async fn create_failed(web: &Web, member: &ConsoleUser, f: CreateFields, e: ApiError) -> Response {
+async fn create_failed(web: &Web, member: &ConsoleUser, f: CreateFields, e: AppError) -> Response {
     let mut page = match users_page(web, member, None, None).await {
         Ok(p) => p,
         Err(e) => return error_page(&e),
@@ -190,7 +189,7 @@ async fn create_failed(web: &Web, member: &ConsoleUser, f: CreateFields, e: ApiE
     }
     let typed = |v: String| v.chars().take(300).collect();
     page.create = CreateFields { csrf_token: String::new(), extension: typed(f.extension), designated_email: typed(f.designated_email), role: typed(f.role) };
-    render(e.status, &page, None)
+    render(e.status(), &page, None)
 }
 
 // ---------------------------------------------------------------- one user
@@ -234,7 +233,7 @@ fn done_notice(done: &str, designated_email: &str) -> Option<String> {
     })
 }
 
-async fn user_view(web: &Web, member: &ConsoleUser, extension: &str, done: Option<&str>) -> Result<UserPage, ApiError> {
+async fn user_view(web: &Web, member: &ConsoleUser, extension: &str, done: Option<&str>) -> Result<UserPage, AppError> {
     let s = web.app.user_summary(&member.0.user.company_domain, extension).await?;
     let u = &s.user;
     Ok(UserPage {
@@ -266,7 +265,7 @@ async fn user_page(State(web): WebState, member: ConsoleUser, Path(extension): P
     }
 }
 
-fn error_page_back(e: &ApiError) -> Response {
+fn error_page_back(e: &AppError) -> Response {
     console_error(e, "/console/users")
 }
 
@@ -315,7 +314,7 @@ async fn change(
 const CHANGES: [&str; 7] = ["welcome", "disable", "enable", "designated-email", "add-email", "remove-email", "reset-two-factor"];
 
 /// Runs one change; returns the notice to show.
-async fn apply(web: &Web, member: &ConsoleUser, ext: &str, change: &str, email: &str, ctx: &crate::app::RequestContext) -> Result<&'static str, ApiError> {
+async fn apply(web: &Web, member: &ConsoleUser, ext: &str, change: &str, email: &str, ctx: &crate::app::RequestContext) -> Result<&'static str, AppError> {
     let (app, domain, actor) = (&web.app, member.0.user.company_domain.as_str(), member.actor());
     Ok(match change {
         "welcome" => if app.resend_welcome(domain, ext, actor, ctx).await?.email_sent { "welcome" } else { "welcome-unsent" },
@@ -328,11 +327,11 @@ async fn apply(web: &Web, member: &ConsoleUser, ext: &str, change: &str, email: 
         "add-email" => app.add_additional_email(domain, ext, email, actor, ctx).await.map(|_| "email-added")?,
         "remove-email" => app.remove_additional_email(domain, ext, email, actor, ctx).await.map(|_| "email-removed")?,
         "reset-two-factor" => app.reset_two_factor(domain, ext, actor, ctx).await.map(|_| "two-factor-reset")?,
-        _ => return Err(ApiError::not_found()),
+        _ => return Err(AppError::not_found()),
     })
 }
 
-async fn change_failed(web: &Web, member: &ConsoleUser, ext: &str, change: &str, email: String, e: ApiError) -> Response {
+async fn change_failed(web: &Web, member: &ConsoleUser, ext: &str, change: &str, email: String, e: AppError) -> Response {
     let mut page = match user_view(web, member, ext, None).await {
         Ok(p) => p,
         Err(not_found) => return error_page_back(&not_found),
@@ -343,5 +342,5 @@ async fn change_failed(web: &Web, member: &ConsoleUser, ext: &str, change: &str,
         "add-email" if !e.fields.is_empty() => (page.additional_value, page.additional_errors) = (email, e.fields.clone()),
         _ => page.error = Some(e.message.clone()),
     }
-    render(e.status, &page, None)
+    render(e.status(), &page, None)
 }

@@ -15,8 +15,7 @@ use latchkey_core::{Role, UserState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::{rfc3339, RequestContext, UserSearch, UserSummary};
-use crate::error::ApiError;
+use crate::app::{rfc3339, AppError, RequestContext, UserSearch, UserSummary};
 use crate::web::kit::{Accepted, Admin, ApiJson, ApiPath, Client, Done, EmailEntry, ErrorBody, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -99,9 +98,9 @@ pub async fn users_list(
     admin: Admin,
     ApiPath(domain): ApiPath<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Vec<UserBody>>, ApiError> {
+) -> Result<Json<Vec<UserBody>>, AppError> {
     let company = admin.read(&web, &domain).await?;
-    let Query(q) = query.map_err(|_| ApiError::bad_request("The query string could not be read."))?;
+    let Query(q) = query.map_err(|_| AppError::bad_request("The query string could not be read."))?;
     let search = UserSearch::parse(q.q.as_deref(), q.limit.as_deref(), q.offset.as_deref())?;
     let page = web.app.company_users(&company.domain, &search).await?;
     Ok(Json(page.users.into_iter().map(UserBody::from).collect()))
@@ -110,7 +109,7 @@ pub async fn users_list(
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/users/{extension}", tag = "office manager",
     params(("domain" = String, Path,), ("extension" = String, Path,)),
     responses((status = 200, body = UserBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn user_get(State(web): WebState, admin: Admin, ApiPath((domain, extension)): ApiPath<(String, String)>) -> Result<Json<UserBody>, ApiError> {
+pub async fn user_get(State(web): WebState, admin: Admin, ApiPath((domain, extension)): ApiPath<(String, String)>) -> Result<Json<UserBody>, AppError> {
     let company = admin.read(&web, &domain).await?;
     Ok(Json(web.app.user_summary(&company.domain, &extension).await?.into()))
 }
@@ -122,7 +121,7 @@ pub async fn user_get(State(web): WebState, admin: Admin, ApiPath((domain, exten
     params(("domain" = String, Path,), ("extension" = String, Path,)),
     responses((status = 200, body = UserBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn user_disable(State(web): WebState, Client(ctx): Client, admin: Admin, ApiPath(path): ApiPath<(String, String)>) -> Result<Json<UserBody>, ApiError> {
+pub async fn user_disable(State(web): WebState, Client(ctx): Client, admin: Admin, ApiPath(path): ApiPath<(String, String)>) -> Result<Json<UserBody>, AppError> {
     set_access(&web, &ctx, &admin, path, false).await
 }
 
@@ -132,12 +131,12 @@ pub async fn user_disable(State(web): WebState, Client(ctx): Client, admin: Admi
     params(("domain" = String, Path,), ("extension" = String, Path,)),
     responses((status = 200, body = UserBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn user_enable(State(web): WebState, Client(ctx): Client, admin: Admin, ApiPath(path): ApiPath<(String, String)>) -> Result<Json<UserBody>, ApiError> {
+pub async fn user_enable(State(web): WebState, Client(ctx): Client, admin: Admin, ApiPath(path): ApiPath<(String, String)>) -> Result<Json<UserBody>, AppError> {
     set_access(&web, &ctx, &admin, path, true).await
 }
 
 /// Disable or enable, then the user as it is now.
-async fn set_access(web: &Web, ctx: &RequestContext, admin: &Admin, (domain, extension): (String, String), enable: bool) -> Result<Json<UserBody>, ApiError> {
+async fn set_access(web: &Web, ctx: &RequestContext, admin: &Admin, (domain, extension): (String, String), enable: bool) -> Result<Json<UserBody>, AppError> {
     let company = admin.manage(web, &domain).await?;
     let (domain, actor) = (company.domain.as_str(), admin.actor());
     if enable {
@@ -167,7 +166,7 @@ pub async fn designated_email_put(
     admin: Admin,
     ApiPath((domain, extension)): ApiPath<(String, String)>,
     ApiJson(b): ApiJson<DesignatedEmailBody>,
-) -> Result<Json<UserBody>, ApiError> {
+) -> Result<Json<UserBody>, AppError> {
     let company = admin.manage(&web, &domain).await?;
     web.app.change_designated_email(&company.domain, &extension, &b.email, admin.actor(), &ctx).await?;
     Ok(Json(web.app.user_summary(&company.domain, &extension).await?.into()))
@@ -199,7 +198,7 @@ pub async fn create_user(
     admin: Admin,
     ApiPath(domain): ApiPath<String>,
     ApiJson(b): ApiJson<CreateUserBody>,
-) -> Result<(StatusCode, Json<CreatedUserBody>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedUserBody>), AppError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();
     let created = web
@@ -218,7 +217,7 @@ pub async fn resend_welcome(
     Client(ctx): Client,
     admin: Admin,
     ApiPath((domain, extension)): ApiPath<(String, String)>,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), AppError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();
     web.app.resend_welcome(&domain, &extension, admin.actor(), &ctx).await?;
@@ -229,7 +228,7 @@ pub async fn resend_welcome(
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/users/{extension}/emails", tag = "office manager",
     params(("domain" = String, Path,), ("extension" = String, Path,)),
     responses((status = 200, body = [EmailEntry]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn emails_list(State(web): WebState, admin: Admin, ApiPath((domain, extension)): ApiPath<(String, String)>) -> Result<Json<Vec<EmailEntry>>, ApiError> {
+pub async fn emails_list(State(web): WebState, admin: Admin, ApiPath((domain, extension)): ApiPath<(String, String)>) -> Result<Json<Vec<EmailEntry>>, AppError> {
     let company = admin.read(&web, &domain).await?;
     let domain = company.domain.clone();
     let emails = web.app.additional_emails_of(&domain, &extension).await?;
@@ -262,7 +261,7 @@ pub async fn email_add(
     admin: Admin,
     ApiPath((domain, extension)): ApiPath<(String, String)>,
     ApiJson(b): ApiJson<AddEmailBody>,
-) -> Result<(StatusCode, Json<AddedEmailBody>), ApiError> {
+) -> Result<(StatusCode, Json<AddedEmailBody>), AppError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();
     let added = web.app.add_additional_email(&domain, &extension, &b.email, admin.actor(), &ctx).await?;
@@ -279,7 +278,7 @@ pub async fn email_remove(
     Client(ctx): Client,
     admin: Admin,
     ApiPath((domain, extension, email)): ApiPath<(String, String, String)>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AppError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();
     web.app.remove_additional_email(&domain, &extension, &email, admin.actor(), &ctx).await?;
@@ -296,7 +295,7 @@ pub async fn two_factor_reset(
     Client(ctx): Client,
     admin: Admin,
     ApiPath((domain, extension)): ApiPath<(String, String)>,
-) -> Result<Json<Done>, ApiError> {
+) -> Result<Json<Done>, AppError> {
     let company = admin.manage(&web, &domain).await?;
     let domain = company.domain.clone();
     web.app.reset_two_factor(&domain, &extension, admin.actor(), &ctx).await?;

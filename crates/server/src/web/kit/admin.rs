@@ -11,15 +11,14 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use latchkey_core::secret::TokenHash;
 use latchkey_core::Role;
 use latchkey_store::{ApiToken, Company};
 
 use super::session::{Current, SignedIn};
 use super::Web;
-use crate::app::{Actor, API_TOKEN_PREFIX};
-use crate::error::ApiError;
+use crate::app::{Actor, AppError, ErrorKind, API_TOKEN_PREFIX};
 
 pub enum Principal {
     /// A signed-in member of a company (any role; [`Admin::read`] turns users away).
@@ -31,7 +30,7 @@ pub enum Principal {
 pub struct Admin(pub Principal);
 
 impl FromRequestParts<Arc<Web>> for Admin {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
         let Some(authorization) = parts.headers.get(header::AUTHORIZATION) else {
@@ -51,8 +50,8 @@ impl FromRequestParts<Arc<Web>> for Admin {
     }
 }
 
-fn invalid_token() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "The API token is unknown or revoked; send `Authorization: Bearer lk_…`.")
+fn invalid_token() -> AppError {
+    AppError::new(ErrorKind::Unauthorized, "invalid_token", "The API token is unknown or revoked; send `Authorization: Bearer lk_…`.")
 }
 
 impl Admin {
@@ -73,35 +72,35 @@ impl Admin {
 
     /// The company `domain`, if the caller may read it: its office managers and supervisors, an
     /// operator token, a token of that company. 404 for everyone else.
-    pub async fn read(&self, web: &Web, domain: &str) -> Result<Company, ApiError> {
-        let company = web.app.store.company_by_domain(domain.trim()).await?.ok_or_else(ApiError::not_found)?;
+    pub async fn read(&self, web: &Web, domain: &str) -> Result<Company, AppError> {
+        let company = web.app.store.company_by_domain(domain.trim()).await?.ok_or_else(AppError::not_found)?;
         let allowed = match &self.0 {
             Principal::Member(c) => c.user.company_id == company.id && c.user.role != Role::User,
             Principal::Token(t) => t.company_id.is_none_or(|id| id == company.id),
         };
         if !allowed {
-            return Err(ApiError::not_found());
+            return Err(AppError::not_found());
         }
         Ok(company)
     }
 
     /// The company `domain`, if the caller may change it: as [`Admin::read`], and a supervisor
     /// gets 403.
-    pub async fn manage(&self, web: &Web, domain: &str) -> Result<Company, ApiError> {
+    pub async fn manage(&self, web: &Web, domain: &str) -> Result<Company, AppError> {
         let company = self.read(web, domain).await?;
         if let Principal::Member(c) = &self.0 {
             if c.user.role != Role::OfficeManager {
-                return Err(ApiError::forbidden("Only an office manager can do this."));
+                return Err(AppError::forbidden("Only an office manager can do this."));
             }
         }
         Ok(company)
     }
 
     /// Operator endpoints (companies, pilot switches): an operator-scope token only.
-    pub fn operator(&self) -> Result<(), ApiError> {
+    pub fn operator(&self) -> Result<(), AppError> {
         match &self.0 {
             Principal::Token(t) if t.company_id.is_none() => Ok(()),
-            _ => Err(ApiError::forbidden("Only an operator API token can do this.")),
+            _ => Err(AppError::forbidden("Only an operator API token can do this.")),
         }
     }
 }

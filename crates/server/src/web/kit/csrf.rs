@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::error::error_page;
 use super::session::{cookie_value, Current, FoundSession, PageEnrolling};
 use super::Web;
-use crate::error::ApiError;
+use crate::app::AppError;
 
 impl Web {
     /// The CSRF token for a binding (the session id, or the anonymous CSRF cookie before sign-in).
@@ -159,13 +159,13 @@ async fn read_form<T: DeserializeOwned>(req: Request, web: &Arc<Web>) -> Result<
     Form::<T>::from_request(req, web)
         .await
         .map(|Form(v)| v)
-        .map_err(|r| error_page(&ApiError::new(r.status(), "bad_request", "The form could not be read. Reload the page and try again.")))
+        .map_err(|r| error_page(&AppError::rejected(r.status(), "bad_request", "The form could not be read. Reload the page and try again.")))
 }
 
 /// Refuses a form whose token is not the one of `binding` (none: nothing binds this browser yet).
 fn check(web: &Web, binding: Option<&str>, presented: &str) -> Result<(), Response> {
     match binding {
         Some(b) if web.csrf_valid(b, presented) => Ok(()),
-        _ => Err(error_page(&ApiError::csrf())),
+        _ => Err(error_page(&AppError::csrf())),
     }
 }

@@ -7,14 +7,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::app::AppError;
 
 /// `Json` whose rejections speak our error format: 400 malformed, 415 not JSON, 413 too large,
 /// 422 wrong types or fields.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
@@ -32,7 +32,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     StatusCode::UNSUPPORTED_MEDIA_TYPE => "Send a JSON body with Content-Type: application/json.".to_owned(),
                     _ => rejection.body_text(),
                 };
-                Err(ApiError::new(status, code, message))
+                Err(AppError::rejected(status, code, message))
             }
         }
     }
@@ -43,12 +43,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 pub struct ApiPath<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(v)) => Ok(ApiPath(v)),
-            Err(_) => Err(ApiError::bad_request("The address is not valid: a part of it could not be read as text.")),
+            Err(_) => Err(AppError::bad_request("The address is not valid: a part of it could not be read as text.")),
         }
     }
 }

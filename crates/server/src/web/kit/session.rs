@@ -13,8 +13,7 @@ use latchkey_store::{Session, User};
 
 use super::error::error_page;
 use super::Web;
-use crate::app::RequestContext;
-use crate::error::ApiError;
+use crate::app::{AppError, ErrorKind, RequestContext};
 
 /// The header a cookie-authenticated API call carries its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -90,7 +89,7 @@ pub struct MaybeSignedIn(pub Option<Current>);
 pub(super) struct FoundSession(pub(super) String);
 
 impl FromRequestParts<Arc<Web>> for MaybeSignedIn {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
         let Some(token) = cookie_value(&parts.headers, web.session_cookie_name()) else { return Ok(MaybeSignedIn(None)) };
@@ -108,13 +107,13 @@ impl FromRequestParts<Arc<Web>> for MaybeSignedIn {
 pub struct SignedIn(pub Current);
 
 impl FromRequestParts<Arc<Web>> for SignedIn {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
         let Enrolling(current) = Enrolling::from_request_parts(parts, web).await?;
         if current.session.restricted {
-            return Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
+            return Err(AppError::new(
+                ErrorKind::Forbidden,
                 "enrollment_required",
                 "Your organization requires two-factor authentication: set up a method to continue.",
             ));
@@ -128,15 +127,15 @@ impl FromRequestParts<Arc<Web>> for SignedIn {
 pub struct Enrolling(pub Current);
 
 impl FromRequestParts<Arc<Web>> for Enrolling {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
         let MaybeSignedIn(current) = MaybeSignedIn::from_request_parts(parts, web).await?;
-        let current = current.ok_or_else(ApiError::unauthorized)?;
+        let current = current.ok_or_else(AppError::unauthorized)?;
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
             let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
             if !web.csrf_valid(&current.token, presented) {
-                return Err(ApiError::csrf());
+                return Err(AppError::csrf());
             }
         }
         Ok(Enrolling(current))

@@ -17,8 +17,7 @@ use latchkey_core::{FieldErrors, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::rfc3339;
-use crate::error::ApiError;
+use crate::app::{rfc3339, AppError};
 use crate::web::kit::{
     csrf_forms, describe_client, error_page, human_time, method_label, password_hint, render, role_label, sso_link_info, ApiJson, Current, Done, EmailEntry,
     ErrorBody, MethodChoice, PageUser, SessionForm, SignedIn, SsoLinkInfo, Web, WebState,
@@ -115,7 +114,7 @@ struct SsoLinkRow {
 
 /// The user's links, and the providers the company enabled (linking one is signing in with it
 /// once, signed out: the first time asks for this account's password).
-async fn sso_rows(web: &Web, u: &latchkey_store::User) -> Result<(Vec<SsoLinkRow>, Vec<&'static str>), ApiError> {
+async fn sso_rows(web: &Web, u: &latchkey_store::User) -> Result<(Vec<SsoLinkRow>, Vec<&'static str>), AppError> {
     let links = web.app.sso_links(u).await?;
     let settings = web.app.store.sso_settings(u.company_id).await?;
     let rows = links
@@ -161,7 +160,7 @@ fn account_notice(done: Option<&str>) -> Option<&'static str> {
     }
 }
 
-async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>) -> Result<AccountPage, ApiError> {
+async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>) -> Result<AccountPage, AppError> {
     let u = &current.user;
     let sessions = web.app.sessions(u).await?;
     let emails = web.app.store.additional_emails(u.id).await?;
@@ -220,18 +219,18 @@ async fn account_page(State(web): WebState, Query(q): Query<AccountQuery>, PageU
 }
 
 /// Shows My Account again with an error that belongs to no form field.
-async fn account_with_message(web: &Web, current: &Current, e: ApiError) -> Response {
+async fn account_with_message(web: &Web, current: &Current, e: AppError) -> Response {
     match account_view(web, current, None).await {
         Ok(mut page) => {
             page.error = Some(e.message.clone());
-            render(e.status, &page, None)
+            render(e.status(), &page, None)
         }
         Err(e) => error_page(&e),
     }
 }
 
 /// Shows My Account again with the error of one of its forms.
-async fn account_with_error(web: &Web, current: &Current, e: ApiError, pin_form: bool) -> Response {
+async fn account_with_error(web: &Web, current: &Current, e: AppError, pin_form: bool) -> Response {
     match account_view(web, current, None).await {
         Ok(mut page) => {
             let mut fields = e.fields.clone();
@@ -243,7 +242,7 @@ async fn account_with_error(web: &Web, current: &Current, e: ApiError, pin_form:
             } else {
                 std::mem::swap(&mut page.password_errors, &mut fields);
             }
-            render(e.status, &page, None)
+            render(e.status(), &page, None)
         }
         Err(e) => error_page(&e),
     }
@@ -263,11 +262,11 @@ csrf_forms!(PreferredFields);
 async fn preferred(State(web): WebState, PageUser(current): PageUser, SessionForm(f): SessionForm<PreferredFields>) -> Response {
     let result = match Method::parse(&f.method) {
         Some(m) => web.app.set_preferred_method(&current.user, m).await,
-        None => Err(ApiError::field("method", "Choose one of your methods.")),
+        None => Err(AppError::field("method", "Choose one of your methods.")),
     };
     match result {
         Ok(()) => Redirect::to("/account?done=preferred").into_response(),
-        Err(e) if e.status.is_client_error() => account_with_message(&web, &current, e).await,
+        Err(e) if e.status().is_client_error() => account_with_message(&web, &current, e).await,
         Err(e) => error_page(&e),
     }
 }
@@ -283,7 +282,7 @@ pub struct PreferredBody {
 /// The method pre-selected at sign-in; 409 `locked_by_company` where the company locked its default.
 #[utoipa::path(put, path = "/api/v1/me/2fa/preferred", tag = "two-factor", request_body = PreferredBody,
     responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn preferred_put(State(web): WebState, SignedIn(current): SignedIn, ApiJson(b): ApiJson<PreferredBody>) -> Result<Json<Done>, ApiError> {
+pub async fn preferred_put(State(web): WebState, SignedIn(current): SignedIn, ApiJson(b): ApiJson<PreferredBody>) -> Result<Json<Done>, AppError> {
     web.app.set_preferred_method(&current.user, b.method).await?;
     Ok(Json(Done { message: "Your preferred method was saved." }))
 }
@@ -326,7 +325,7 @@ pub struct SecondFactorInfo {
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
-pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Json<Me>, ApiError> {
+pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Json<Me>, AppError> {
     let u = current.user;
     let (overview, company) = web.app.account_overview(&u).await?;
     let methods = overview.methods;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::account_with_error;
-use crate::error::ApiError;
+use crate::app::AppError;
 use crate::web::kit::{csrf_forms, ApiJson, Client, Done, ErrorBody, PageUser, SessionForm, SignedIn, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -71,7 +71,7 @@ pub async fn change_password(
     Client(ctx): Client,
     SignedIn(current): SignedIn,
     ApiJson(b): ApiJson<ChangePasswordBody>,
-) -> Result<Json<Done>, ApiError> {
+) -> Result<Json<Done>, AppError> {
     web.app.change_password(&current.user, &current.token, &b.current_password, &b.password, &b.password_confirmation, &ctx).await?;
     Ok(Json(Done { message: "Your password was changed. Your other sessions were signed out." }))
 }
@@ -85,7 +85,7 @@ pub struct ChangePinBody {
 
 #[utoipa::path(post, path = "/api/v1/me/pin", tag = "me", request_body = ChangePinBody,
     responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn change_pin(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<ChangePinBody>) -> Result<Json<Done>, ApiError> {
+pub async fn change_pin(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<ChangePinBody>) -> Result<Json<Done>, AppError> {
     web.app.change_pin(&current.user, &b.current_password, &b.pin, &ctx).await?;
     Ok(Json(Done { message: "Your voicemail PIN was changed." }))
 }

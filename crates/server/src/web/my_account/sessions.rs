@@ -11,8 +11,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::rfc3339;
-use crate::error::ApiError;
+use crate::app::{rfc3339, AppError};
 use crate::web::kit::{error_page, ApiPath, Client, CsrfOnly, ErrorBody, PageUser, SessionForm, SignedIn, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -58,7 +57,7 @@ pub struct SessionInfo {
 }
 
 #[utoipa::path(get, path = "/api/v1/me/sessions", tag = "me", responses((status = 200, body = [SessionInfo]), (status = 401, body = ErrorBody)))]
-pub async fn sessions(State(web): WebState, SignedIn(current): SignedIn) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+pub async fn sessions(State(web): WebState, SignedIn(current): SignedIn) -> Result<Json<Vec<SessionInfo>>, AppError> {
     let list = web.app.sessions(&current.user).await?;
     Ok(Json(
         list.into_iter()
@@ -76,7 +75,7 @@ pub async fn sessions(State(web): WebState, SignedIn(current): SignedIn) -> Resu
 
 #[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "me", params(("id" = String, Path,)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn revoke_session(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke_session(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiPath(id): ApiPath<String>) -> Result<StatusCode, AppError> {
     web.app.revoke_session(&current.user, &id, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -84,7 +83,7 @@ pub async fn revoke_session(State(web): WebState, Client(ctx): Client, SignedIn(
 /// Signs out every other session of the account.
 #[utoipa::path(post, path = "/api/v1/me/sessions/revoke-others", tag = "me",
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn revoke_other_sessions(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn) -> Result<StatusCode, ApiError> {
+pub async fn revoke_other_sessions(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn) -> Result<StatusCode, AppError> {
     web.app.revoke_other_sessions(&current.user, &current.token, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

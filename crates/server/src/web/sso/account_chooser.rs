@@ -13,8 +13,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::WaitingQuery;
-use crate::app::WaitingIdentity;
-use crate::error::ApiError;
+use crate::app::{AppError, WaitingIdentity};
 use crate::web::kit::{
     csrf_forms, error_page, render, sign_in_response, signed_in_response, AnonymousForm, ApiJson, ApiPath, Client, CsrfBinding, ErrorBody, SignInResponse, Web,
     WebState,
@@ -103,7 +102,7 @@ async fn choose_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Cl
     match web.app.sso_choose(&f.waiting, user_id, browser, &ctx).await {
         Ok(outcome) => signed_in_response(&web, outcome),
         Err(e) if e.code == "account_not_offered" => match web.app.sso_waiting(&f.waiting, browser).await {
-            Ok(w) => choose_view(&web, &headers, w, e.status, Some(e.message.clone())),
+            Ok(w) => choose_view(&web, &headers, w, e.status(), Some(e.message.clone())),
             Err(e) => error_page(&e),
         },
         Err(e) => error_page(&e),
@@ -125,7 +124,7 @@ pub async fn choose(
     Client(ctx): Client,
     ApiPath(waiting): ApiPath<String>,
     ApiJson(b): ApiJson<ChooseBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AppError> {
     let browser = web.sso_binding(&headers)?;
     Ok(sign_in_response(&web, web.app.sso_choose(&waiting, b.user_id, browser, &ctx).await?))
 }

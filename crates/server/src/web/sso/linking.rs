@@ -14,8 +14,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::WaitingQuery;
-use crate::app::WaitingIdentity;
-use crate::error::ApiError;
+use crate::app::{AppError, WaitingIdentity};
 use crate::web::kit::{
     csrf_forms, error_page, render, sign_in_response, signed_in_response, with_retry_after, AnonymousForm, ApiJson, ApiPath, Client, CsrfBinding, ErrorBody,
     SignInResponse, Web, WebState,
@@ -40,7 +39,7 @@ struct LinkPage<'a> {
 }
 
 /// The link form for a waiting identity, with the login name as typed and a refusal's error.
-fn link_view(web: &Web, headers: &HeaderMap, w: WaitingIdentity, login_name: &str, failed: Option<&ApiError>) -> Response {
+fn link_view(web: &Web, headers: &HeaderMap, w: WaitingIdentity, login_name: &str, failed: Option<&AppError>) -> Response {
     let binding = CsrfBinding::of(web, headers, None);
     let page = LinkPage {
         csrf: binding.token(web),
@@ -51,8 +50,8 @@ fn link_view(web: &Web, headers: &HeaderMap, w: WaitingIdentity, login_name: &st
         error: failed.map(|e| e.message.clone()),
         errors: failed.map(|e| e.fields.clone()).unwrap_or_default(),
     };
-    let status = failed.map_or(StatusCode::OK, |e| e.status);
-    with_retry_after(render(status, &page, binding.set_cookie), failed.and_then(|e| e.retry_after))
+    let status = failed.map_or(StatusCode::OK, |e| e.status());
+    with_retry_after(render(status, &page, binding.set_cookie), failed.and_then(|e| e.retry_after()))
 }
 
 async fn link_page(State(web): WebState, headers: HeaderMap, Query(q): Query<WaitingQuery>) -> Response {
@@ -87,7 +86,7 @@ async fn link_submit(State(web): WebState, headers: HeaderMap, Client(ctx): Clie
     match web.app.sso_link(&f.waiting, &f.login_name, &f.password, browser, &ctx).await {
         Ok(outcome) => signed_in_response(&web, outcome),
         // A wrong password and the like: the form again, for as long as the identity waits.
-        Err(e) if e.status.is_client_error() && !e.code.starts_with("sso_") => match web.app.sso_waiting(&f.waiting, browser).await {
+        Err(e) if e.status().is_client_error() && !e.code.starts_with("sso_") => match web.app.sso_waiting(&f.waiting, browser).await {
             Ok(w) => {
                 let login_name: String = f.login_name.chars().take(300).collect();
                 link_view(&web, &headers, w, &login_name, Some(&e))
@@ -116,7 +115,7 @@ pub async fn link(
     Client(ctx): Client,
     ApiPath(waiting): ApiPath<String>,
     ApiJson(b): ApiJson<LinkBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AppError> {
     let browser = web.sso_binding(&headers)?;
     Ok(sign_in_response(&web, web.app.sso_link(&waiting, &b.login_name, &b.password, browser, &ctx).await?))
 }

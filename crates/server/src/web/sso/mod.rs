@@ -9,15 +9,14 @@ pub mod trip;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use latchkey_core::secret::Token;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::WaitingIdentity;
-use crate::error::ApiError;
+use crate::app::{AppError, ErrorKind, WaitingIdentity};
 use crate::web::kit::{cookie_value, ApiPath, ErrorBody, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -36,9 +35,9 @@ impl Web {
     }
 
     /// The browser's binding: the callback and every later step need the one the trip started with.
-    pub fn sso_binding<'a>(&self, headers: &'a HeaderMap) -> Result<&'a str, ApiError> {
+    pub fn sso_binding<'a>(&self, headers: &'a HeaderMap) -> Result<&'a str, AppError> {
         cookie_value(headers, self.sso_cookie_name()).filter(|v| !v.is_empty() && v.len() <= 128).ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, "sso_state_invalid", "This sign-in was started in another browser, or cookies are blocked. Start again.")
+            AppError::new(ErrorKind::Malformed, "sso_state_invalid", "This sign-in was started in another browser, or cookies are blocked. Start again.")
         })
     }
 
@@ -97,7 +96,7 @@ fn waiting_body(state: &'static str, w: WaitingIdentity) -> SsoWaiting {
 /// The waiting identity with the accounts offered now.
 #[utoipa::path(get, path = "/api/v1/sso/waiting/{waiting}", tag = "single sign-on", params(("waiting" = String, Path,)),
     responses((status = 200, body = SsoWaiting), (status = 400, body = ErrorBody)))]
-pub async fn waiting(State(web): WebState, headers: HeaderMap, ApiPath(waiting): ApiPath<String>) -> Result<Json<SsoWaiting>, ApiError> {
+pub async fn waiting(State(web): WebState, headers: HeaderMap, ApiPath(waiting): ApiPath<String>) -> Result<Json<SsoWaiting>, AppError> {
     let browser = web.sso_binding(&headers)?;
     let w = web.app.sso_waiting(&waiting, browser).await?;
     let state = if w.candidates.is_empty() { "link" } else { "choose" };

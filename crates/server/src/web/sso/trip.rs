@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{waiting_body, SsoWaiting};
-use crate::app::{ProviderAnswer, SsoStep};
-use crate::error::ApiError;
+use crate::app::{AppError, ProviderAnswer, SsoStep};
 use crate::web::kit::{error_page, sign_in_response, signed_in_response, with_cookie, ApiJson, ApiPath, Client, ErrorBody, MaybeSignedIn, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -71,7 +70,7 @@ pub struct SsoStart {
 /// Starts a trip to Google (`google`) or Microsoft 365 (`microsoft`).
 #[utoipa::path(post, path = "/api/v1/sso/{provider}/start", tag = "single sign-on", params(("provider" = String, Path,)),
     responses((status = 200, body = SsoStart), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn start(State(web): WebState, headers: HeaderMap, ApiPath(provider): ApiPath<String>) -> Result<Response, ApiError> {
+pub async fn start(State(web): WebState, headers: HeaderMap, ApiPath(provider): ApiPath<String>) -> Result<Response, AppError> {
     let (browser, set_cookie) = web.sso_binding_or_new(&headers);
     let url = web.app.sso_start(&provider, &browser).await?;
     Ok(with_cookie(Json(SsoStart { authorization_url: url }).into_response(), set_cookie))
@@ -100,7 +99,7 @@ pub async fn callback(
     Client(ctx): Client,
     ApiPath(provider): ApiPath<String>,
     ApiJson(b): ApiJson<CallbackBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AppError> {
     let browser = web.sso_binding(&headers)?;
     let answer = ProviderAnswer { code: b.code, state: b.state, error: b.error };
     Ok(match web.app.sso_callback(&provider, answer, browser, &ctx).await? {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{code_errors_at_field, enrolled, enrolled_json, is_code_error, remove, CodeBody, Enrolled};
-use crate::error::ApiError;
+use crate::app::AppError;
 use crate::web::kit::{csrf_forms, error_page, render, ApiJson, Client, Current, Enrolling, EnrollingForm, ErrorBody, PageEnrolling, SignedIn, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -37,13 +37,13 @@ struct TotpSetupPage {
     errors: FieldErrors,
 }
 
-async fn totp_setup_view(web: &Web, current: &Current, failed: Option<ApiError>) -> Response {
+async fn totp_setup_view(web: &Web, current: &Current, failed: Option<AppError>) -> Response {
     let setup = match web.app.totp_enrollment_for_page(&current.user).await {
         Ok(s) => s,
         Err(e) => return error_page(&e),
     };
     let secret_groups = setup.secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ");
-    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status);
+    let status = failed.as_ref().map_or(StatusCode::OK, |e| e.status());
     let page = TotpSetupPage {
         csrf: web.csrf_token_for(&current.token),
         login_name: current.user.login_name.clone(),
@@ -72,7 +72,7 @@ csrf_forms!(TotpSetupFields);
 async fn totp_setup_submit(State(web): WebState, Client(ctx): Client, EnrollingForm(current, f): EnrollingForm<TotpSetupFields>) -> Response {
     match web.app.confirm_totp(&current.user, &f.code, &f.current_password, &ctx).await {
         Ok(codes) => enrolled(&web, &current, codes, "two-factor").await,
-        Err(e) if e.status.is_client_error() => totp_setup_view(&web, &current, Some(e)).await,
+        Err(e) if e.status().is_client_error() => totp_setup_view(&web, &current, Some(e)).await,
         Err(e) => error_page(&e),
     }
 }
@@ -89,7 +89,7 @@ pub struct TotpSetup {
 /// Starts setting up the authenticator app: a new secret, pending until confirmed.
 #[utoipa::path(post, path = "/api/v1/me/2fa/totp", tag = "two-factor",
     responses((status = 200, body = TotpSetup), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn totp_start(State(web): WebState, Enrolling(current): Enrolling) -> Result<Json<TotpSetup>, ApiError> {
+pub async fn totp_start(State(web): WebState, Enrolling(current): Enrolling) -> Result<Json<TotpSetup>, AppError> {
     let e = web.app.start_totp_enrollment(&current.user).await?;
     Ok(Json(TotpSetup { secret: e.secret, otpauth_uri: e.otpauth_uri, qr_svg: e.qr_svg }))
 }
@@ -106,7 +106,7 @@ pub struct TotpConfirmBody {
 #[utoipa::path(post, path = "/api/v1/me/2fa/totp/confirm", tag = "two-factor", request_body = TotpConfirmBody,
     responses((status = 200, body = Enrolled), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn totp_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<TotpConfirmBody>) -> Result<Json<Enrolled>, ApiError> {
+pub async fn totp_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<TotpConfirmBody>) -> Result<Json<Enrolled>, AppError> {
     let codes = web.app.confirm_totp(&current.user, &b.code, &b.current_password, &ctx).await?;
     enrolled_json(&web, &current, codes).await
 }
@@ -119,6 +119,6 @@ pub async fn totp_confirm(State(web): WebState, Client(ctx): Client, Enrolling(c
 #[utoipa::path(delete, path = "/api/v1/me/2fa/totp", tag = "two-factor", request_body = CodeBody,
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "required_by_company", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn remove_totp(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
+pub async fn remove_totp(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, AppError> {
     remove(&web, Method::Totp, &ctx, &current, &b).await
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{enrolled, enrolled_json, remove, CodeBody, CodeFields, CodeStepPage, Enrolled};
-use crate::error::ApiError;
+use crate::app::AppError;
 use crate::web::kit::{accepted, sent_to, ApiJson, Client, CodeSent, CsrfOnly, Current, Enrolling, EnrollingForm, ErrorBody, PageEnrolling, SignedIn, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -56,7 +56,7 @@ async fn email_verification_submit(State(web): WebState, Client(ctx): Client, En
 /// Sends a code to the designated email; entering it verifies the address.
 #[utoipa::path(post, path = "/api/v1/me/email-verification", tag = "two-factor",
     responses((status = 202, body = CodeSent), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn email_verification_start(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling) -> Result<Response, ApiError> {
+pub async fn email_verification_start(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling) -> Result<Response, AppError> {
     web.app.request_email_verification(&current.user, &ctx).await?;
     Ok(accepted(current.user.designated_email))
 }
@@ -69,7 +69,7 @@ pub struct EmailVerified {
 #[utoipa::path(post, path = "/api/v1/me/email-verification/confirm", tag = "two-factor", request_body = CodeBody,
     responses((status = 200, body = EmailVerified), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn email_verification_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<CodeBody>) -> Result<Json<EmailVerified>, ApiError> {
+pub async fn email_verification_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<CodeBody>) -> Result<Json<EmailVerified>, AppError> {
     web.app.confirm_email_verification(&current.user, &b.code, &ctx).await?;
     Ok(Json(EmailVerified { email_verified: true }))
 }
@@ -111,7 +111,7 @@ async fn email_confirm_submit(State(web): WebState, Client(ctx): Client, Enrolli
 #[utoipa::path(post, path = "/api/v1/me/2fa/email", tag = "two-factor",
     responses((status = 202, body = CodeSent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "email_not_verified", body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn email_start(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling) -> Result<Response, ApiError> {
+pub async fn email_start(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling) -> Result<Response, AppError> {
     web.app.start_email_enrollment(&current.user, &ctx).await?;
     Ok(accepted(current.user.designated_email))
 }
@@ -119,7 +119,7 @@ pub async fn email_start(State(web): WebState, Client(ctx): Client, Enrolling(cu
 #[utoipa::path(post, path = "/api/v1/me/2fa/email/confirm", tag = "two-factor", request_body = CodeBody,
     responses((status = 200, body = Enrolled), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn email_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<CodeBody>) -> Result<Json<Enrolled>, ApiError> {
+pub async fn email_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<CodeBody>) -> Result<Json<Enrolled>, AppError> {
     let codes = web.app.confirm_email_method(&current.user, &b.code, &ctx).await?;
     enrolled_json(&web, &current, codes).await
 }
@@ -128,6 +128,6 @@ pub async fn email_confirm(State(web): WebState, Client(ctx): Client, Enrolling(
 #[utoipa::path(delete, path = "/api/v1/me/2fa/email", tag = "two-factor", request_body = CodeBody,
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "required_by_company", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn remove_email(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
+pub async fn remove_email(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, AppError> {
     remove(&web, Method::Email, &ctx, &current, &b).await
 }

@@ -26,7 +26,7 @@ use latchkey_core::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::app::{AppError, ErrorKind};
 use crate::web::kit::{accepted, csrf_forms, error_page, render, sent_to, Client, CodeSent, Current, ErrorBody, PageEnrolling, SignedIn, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -99,7 +99,7 @@ impl CodeStepPage {
     }
 
     /// After "Email me a verification code": the notice, and the button now offers a new code.
-    fn after_send(mut self, sent: Result<String, ApiError>) -> Response {
+    fn after_send(mut self, sent: Result<String, AppError>) -> Response {
         if sent.is_ok() {
             if let Some(f) = self.send.as_mut() {
                 f.label = "Email me a new code";
@@ -110,17 +110,17 @@ impl CodeStepPage {
 
     /// Shows what happened: a sent code's destination, or the error of the last submit (next to
     /// its field where it has one).
-    fn outcome(mut self, sent: Result<Option<String>, ApiError>) -> Response {
+    fn outcome(mut self, sent: Result<Option<String>, AppError>) -> Response {
         let status = match sent {
             Ok(notice) => {
                 self.notice = notice;
                 StatusCode::OK
             }
-            Err(e) if e.status.is_client_error() => {
+            Err(e) if e.status().is_client_error() => {
                 if e.fields.is_empty() && !is_code_error(&e) {
                     self.error = Some(e.message.clone());
                 }
-                let status = e.status;
+                let status = e.status();
                 self.errors = code_errors_at_field(e);
                 status
             }
@@ -139,12 +139,12 @@ struct CodeFields {
 csrf_forms!(CodeFields);
 
 /// A refused code (wrong, used, expired) belongs next to the code field.
-fn is_code_error(e: &ApiError) -> bool {
+fn is_code_error(e: &AppError) -> bool {
     matches!(e.code, "invalid_code" | "code_used" | "code_expired")
 }
 
 /// The error's field messages, with a refused code's message under `code`.
-fn code_errors_at_field(e: ApiError) -> FieldErrors {
+fn code_errors_at_field(e: AppError) -> FieldErrors {
     if is_code_error(&e) {
         let mut f = FieldErrors::new();
         f.add("code", e.message);
@@ -212,13 +212,13 @@ pub struct Enrolled {
 }
 
 /// Completing an enrolment turns a session restricted to enrolment into a full one.
-async fn enrolled_json(web: &Web, current: &Current, codes: Option<Vec<String>>) -> Result<Json<Enrolled>, ApiError> {
+async fn enrolled_json(web: &Web, current: &Current, codes: Option<Vec<String>>) -> Result<Json<Enrolled>, AppError> {
     web.app.finish_enrolment(&current.token, &current.session).await?;
     Ok(Json(Enrolled { recovery_codes: codes }))
 }
 
 /// Removes a method after a verification code (or a code from a method that stays).
-async fn remove(web: &Web, method: Method, ctx: &crate::app::RequestContext, current: &Current, b: &CodeBody) -> Result<StatusCode, ApiError> {
+async fn remove(web: &Web, method: Method, ctx: &crate::app::RequestContext, current: &Current, b: &CodeBody) -> Result<StatusCode, AppError> {
     web.app.remove_method(&current.user, method, &b.code, ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -243,17 +243,17 @@ pub async fn verification_code(
     SignedIn(current): SignedIn,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| ApiError::new(r.status(), "malformed_body", r.body_text()))?;
+) -> Result<Response, AppError> {
+    let body = body.map_err(|r| AppError::rejected(r.status(), "malformed_body", r.body_text()))?;
     let via = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         // The same rule as every other JSON body: a body that is there says it is JSON.
         if !is_json(&headers) {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send a JSON body with Content-Type: application/json."));
+            return Err(AppError::new(ErrorKind::UnsupportedFormat, "unsupported_media_type", "Send a JSON body with Content-Type: application/json."));
         }
-        let b: ViaBody = serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("The body is not valid: {e}")))?;
-        Some(Method::parse(&b.via).filter(|m| *m != Method::Totp).ok_or_else(|| ApiError::field("via", "Codes are sent by email or sms."))?)
+        let b: ViaBody = serde_json::from_slice(&body).map_err(|e| AppError::new(ErrorKind::Malformed, "malformed_json", format!("The body is not valid: {e}")))?;
+        Some(Method::parse(&b.via).filter(|m| *m != Method::Totp).ok_or_else(|| AppError::field("via", "Codes are sent by email or sms."))?)
     };
     Ok(accepted(web.app.send_verification_code(&current.user, via, &ctx).await?))
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{recovery_codes_page, verification_hint, CodeBody, CodeFields, CodeStepPage};
-use crate::error::ApiError;
+use crate::app::AppError;
 use crate::web::kit::{ApiJson, Client, CsrfOnly, Current, ErrorBody, PageUser, SessionForm, SignedIn, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -60,7 +60,7 @@ pub struct NewRecoveryCodes {
 #[utoipa::path(post, path = "/api/v1/me/recovery-codes", tag = "two-factor", request_body = CodeBody,
     responses((status = 200, body = NewRecoveryCodes), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn recovery_codes(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<Json<NewRecoveryCodes>, ApiError> {
+pub async fn recovery_codes(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<Json<NewRecoveryCodes>, AppError> {
     let codes = web.app.new_recovery_codes(&current.user, &b.code, &ctx).await?;
     Ok(Json(NewRecoveryCodes { codes }))
 }

@@ -11,7 +11,7 @@ use axum::Router;
 use latchkey_core::two_factor::Method;
 
 use super::{remove, verification_hint, CodeBody, CodeFields, CodeStepPage};
-use crate::error::ApiError;
+use crate::app::AppError;
 use crate::web::kit::{not_found_page, ApiJson, ApiPath, Client, CsrfOnly, Current, ErrorBody, PageUser, SessionForm, SignedIn, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -86,7 +86,7 @@ async fn remove_submit(State(web): WebState, Path(method): Path<String>, Client(
 #[utoipa::path(delete, path = "/api/v1/me/2fa/{method}", tag = "two-factor", request_body = CodeBody, params(("method" = String, Path,)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "required_by_company", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn remove_method(State(web): WebState, ApiPath(method): ApiPath<String>, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
-    let method = Method::parse(&method).ok_or_else(ApiError::not_found)?;
+pub async fn remove_method(State(web): WebState, ApiPath(method): ApiPath<String>, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, AppError> {
+    let method = Method::parse(&method).ok_or_else(AppError::not_found)?;
     remove(&web, method, &ctx, &current, &b).await
 }

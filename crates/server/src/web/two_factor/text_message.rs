@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{enrolled, enrolled_json, remove, CodeBody, CodeFields, CodeStepPage, Enrolled, SendForm};
-use crate::error::ApiError;
+use crate::app::AppError;
 use crate::web::kit::{accepted, csrf_forms, sent_to, ApiJson, Client, CodeSent, Current, Enrolling, EnrollingForm, ErrorBody, PageEnrolling, SignedIn, Web, WebState};
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -71,14 +71,14 @@ pub struct PhoneBody {
 #[utoipa::path(post, path = "/api/v1/me/2fa/sms", tag = "two-factor", request_body = PhoneBody,
     responses((status = 202, body = CodeSent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn sms_start(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<PhoneBody>) -> Result<Response, ApiError> {
+pub async fn sms_start(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<PhoneBody>) -> Result<Response, AppError> {
     Ok(accepted(web.app.start_sms_enrollment(&current.user, &b.phone, &ctx).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/me/2fa/sms/confirm", tag = "two-factor", request_body = CodeBody,
     responses((status = 200, body = Enrolled), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn sms_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<CodeBody>) -> Result<Json<Enrolled>, ApiError> {
+pub async fn sms_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<CodeBody>) -> Result<Json<Enrolled>, AppError> {
     let codes = web.app.confirm_sms(&current.user, &b.code, &ctx).await?;
     enrolled_json(&web, &current, codes).await
 }
@@ -87,6 +87,6 @@ pub async fn sms_confirm(State(web): WebState, Client(ctx): Client, Enrolling(cu
 #[utoipa::path(delete, path = "/api/v1/me/2fa/sms", tag = "two-factor", request_body = CodeBody,
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "required_by_company", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn remove_sms(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, ApiError> {
+pub async fn remove_sms(State(web): WebState, Client(ctx): Client, SignedIn(current): SignedIn, ApiJson(b): ApiJson<CodeBody>) -> Result<StatusCode, AppError> {
     remove(&web, Method::Sms, &ctx, &current, &b).await
 }
