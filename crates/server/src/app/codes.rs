@@ -116,7 +116,7 @@ impl Latchkey {
         let delivered = match channel {
             Channel::Sms(number) => {
                 let sms = OutgoingSms { to: number.as_str().to_owned(), body: message_for_code(&user.company_name, code.expose(), purpose.sms_wording()) };
-                match self.sms.send(&sms).await {
+                match self.sms.send(&sms, self.now()).await {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::error!(error = %e, to = %number.masked(), "text message not sent");

@@ -154,7 +154,7 @@ impl Latchkey {
     /// Sends and reports whether it went out. A failed send is logged (without the body: it holds
     /// links) and never undoes the change that asked for it.
     async fn send(&self, email: OutgoingEmail) -> bool {
-        match self.mailer.send(&email).await {
+        match self.mailer.send(&email, self.now()).await {
             Ok(()) => {
                 metrics::counter!("latchkey_emails_sent_total").increment(1);
                 true

@@ -54,6 +54,7 @@ impl Latchkey {
             &user.login_name,
             PasswordChange::Changed,
             &self.url("/forgot-password"),
+            self.now(),
         ))
         .await;
         Ok(())
@@ -69,7 +70,7 @@ impl Latchkey {
         let hash = self.hasher.hash(pin).await?;
         let audit = self.audit("pin_changed", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         self.store.change_pin(user.id, &hash, &audit).await?;
-        self.send(templates::pin_changed(&user.designated_email, &user.company_name, &user.login_name)).await;
+        self.send(templates::pin_changed(&user.designated_email, &user.company_name, &user.login_name, self.now())).await;
         Ok(())
     }
 

@@ -119,6 +119,7 @@ impl Latchkey {
             &user.login_name,
             PasswordChange::Reset,
             &self.url("/forgot-password"),
+            self.now(),
         ))
         .await;
         Ok(user)

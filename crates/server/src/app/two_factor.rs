@@ -227,6 +227,7 @@ impl Latchkey {
             &user.login_name,
             "Two-factor authentication method added",
             &format!("The {} method was added to two-factor authentication", method_label(&method.method)),
+            self.now(),
         ))
         .await;
         Ok(first.then(|| codes.displayed()))
@@ -385,6 +386,7 @@ impl Latchkey {
             &user.login_name,
             "A recovery code was used",
             &format!("A recovery code was used to sign in ({left} left)"),
+            self.now(),
         ))
         .await;
     }
@@ -445,6 +447,7 @@ impl Latchkey {
             &user.login_name,
             "Default two-factor method changed",
             &format!("The default two-factor method became the {}", method_label(method.as_str())),
+            self.now(),
         ))
         .await;
         Ok(())
@@ -463,6 +466,7 @@ impl Latchkey {
             &user.login_name,
             "Two-factor authentication was reset",
             "Your office manager reset two-factor authentication: your methods and recovery codes were removed",
+            self.now(),
         ))
         .await;
         Ok(user)

@@ -36,9 +36,9 @@ impl OutboxMailer {
 
 #[async_trait::async_trait]
 impl Mailer for OutboxMailer {
-    async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
-        let raw = build_message(&self.from, email)?.formatted();
-        let name = file_name(OffsetDateTime::now_utc());
+    async fn send(&self, email: &OutgoingEmail, at: OffsetDateTime) -> Result<(), MailError> {
+        let raw = build_message(&self.from, email, at)?.formatted();
+        let name = file_name(at);
         let path = self.dir.join(&name);
         // The temporary name does not end in `.eml`, so a watcher of the outbox never picks up a
         // half-written file.
@@ -134,14 +134,16 @@ mod tests {
                 kind: LinkKind::PasswordReset,
             }],
         );
-        mailer.send(&welcome).await.unwrap();
-        mailer.send(&reset).await.unwrap();
+        let at = time::macros::datetime!(2026-11-23 09:45:01.123 UTC);
+        mailer.send(&welcome, at).await.unwrap();
+        mailer.send(&reset, at).await.unwrap();
 
         let files = eml_files(&dir);
         assert_eq!(files.len(), 2, "one file per email and no temp files left: {files:?}");
         let mut seen = Vec::new();
         for file in &files {
             assert_eq!(file.extension().and_then(|e| e.to_str()), Some("eml"));
+            assert!(file.file_name().unwrap().to_string_lossy().starts_with("20261123T094501.123Z-"), "the caller's time: {file:?}");
             let raw = std::fs::read(file).unwrap();
             let msg = MessageParser::default().parse(&raw[..]).expect("parseable RFC 5322");
             let to = msg.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap().to_string();
@@ -202,7 +204,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mailer = OutboxMailer::new(tmp.path().to_path_buf(), "no-reply@latchkey.test".into()).unwrap();
         let email = templates::welcome("ann@organization.com", "Org", "101@org.test", "https://portal.test/setup#tok");
-        mailer.send(&email).await.unwrap();
+        mailer.send(&email, OffsetDateTime::UNIX_EPOCH).await.unwrap();
 
         let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         let file = eml_files(tmp.path()).remove(0);

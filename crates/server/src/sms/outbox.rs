@@ -41,9 +41,8 @@ impl OutboxSms {
 
 #[async_trait::async_trait]
 impl SmsGateway for OutboxSms {
-    async fn send(&self, sms: &OutgoingSms) -> Result<(), SmsError> {
+    async fn send(&self, sms: &OutgoingSms, now: OffsetDateTime) -> Result<(), SmsError> {
         let to = check(sms)?;
-        let now = OffsetDateTime::now_utc();
         let time = now.format(&Rfc3339).map_err(|e| SmsError::Outbox(io::Error::other(e.to_string())))?;
         // The body, and with it the code, goes into the file: reading the code there is what the
         // development outbox is for. It goes nowhere else: not into the log line below, not into
@@ -102,7 +101,7 @@ mod tests {
         let outbox = OutboxSms::new(dir.clone()).unwrap();
         assert!(dir.is_dir(), "new() creates the directory");
 
-        let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        let at = time::macros::datetime!(2026-11-23 09:45:01.123 UTC);
         let first = OutgoingSms {
             to: "+15550104477".into(),
             body: message_for_code("Organization Inc.", "123456", SmsPurpose::SignIn),
@@ -112,18 +111,18 @@ mod tests {
             to: "+44 20 7946 0958".into(),
             body: message_for_code("Organization Inc.", "654321", SmsPurpose::VerifyNumber),
         };
-        outbox.send(&first).await.unwrap();
-        outbox.send(&second).await.unwrap();
-        let after = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+        outbox.send(&first, at).await.unwrap();
+        outbox.send(&second, at).await.unwrap();
 
         let files = files(&dir);
         assert_eq!(files.len(), 2, "one file per text and no temp files left: {files:?}");
         let mut seen = Vec::new();
         for file in &files {
             assert!(file.to_string_lossy().ends_with(".sms.json"), "{file:?}");
+            assert!(file.file_name().unwrap().to_string_lossy().starts_with("20261123T094501.123Z-"), "the caller's time: {file:?}");
             let json: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
             let time = OffsetDateTime::parse(json["time"].as_str().unwrap(), &Rfc3339).unwrap();
-            assert!(before <= time && time <= after, "{time}");
+            assert_eq!(time, at, "the caller's time");
             seen.push((json["to"].as_str().unwrap().to_owned(), json["body"].as_str().unwrap().to_owned()));
         }
         seen.sort();
@@ -136,9 +135,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let outbox = OutboxSms::new(tmp.path().to_path_buf()).unwrap();
         let bad_number = OutgoingSms { to: "0170 1234567".into(), body: "123456".into() };
-        assert!(matches!(outbox.send(&bad_number).await, Err(SmsError::InvalidNumber)));
+        assert!(matches!(outbox.send(&bad_number, OffsetDateTime::UNIX_EPOCH).await, Err(SmsError::InvalidNumber)));
         let empty = OutgoingSms { to: "+15550104477".into(), body: " ".into() };
-        assert!(matches!(outbox.send(&empty).await, Err(SmsError::EmptyBody)));
+        assert!(matches!(outbox.send(&empty, OffsetDateTime::UNIX_EPOCH).await, Err(SmsError::EmptyBody)));
         assert!(files(tmp.path()).is_empty());
     }
 
@@ -168,7 +167,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let outbox = OutboxSms::new(tmp.path().to_path_buf()).unwrap();
         let sms = OutgoingSms { to: "+15550104477".into(), body: message_for_code("Org", "918273", SmsPurpose::SignIn) };
-        outbox.send(&sms).await.unwrap();
+        outbox.send(&sms, OffsetDateTime::UNIX_EPOCH).await.unwrap();
 
         let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         let file = files(tmp.path()).remove(0);
