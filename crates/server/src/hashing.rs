@@ -203,6 +203,9 @@ impl Hasher {
             let running = slot.start();
             let value = work(worker);
             running.finish();
+            // The place is given back before the caller has its result, so the load it reads
+            // next no longer counts it.
+            drop(slot);
             let _ = done.send(value);
         });
         // A pool that stopped hands the job back in the error, and dropping it frees the slot.
