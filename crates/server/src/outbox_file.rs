@@ -38,3 +38,54 @@ pub(crate) fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::R
     result
 }
 
+
+/// What the outboxes' tests share: the files an outbox holds, and the log lines a send wrote.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    /// Every file in `dir`, sorted: by time, since the names start with it.
+    pub fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+    }
+
+    /// This thread's log lines, from [`capture_logs`] until it is dropped.
+    pub struct Logs {
+        captured: Captured,
+        _guard: tracing::subscriber::DefaultGuard,
+    }
+
+    impl Logs {
+        pub fn text(&self) -> String {
+            String::from_utf8(self.captured.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    pub fn capture_logs() -> Logs {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        // Another test thread may have hit the log line first, with no subscriber: without this
+        // its cached "nobody listens" would hide the line from ours.
+        tracing::callsite::rebuild_interest_cache();
+        Logs { captured, _guard: guard }
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+}

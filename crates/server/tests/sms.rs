@@ -115,8 +115,8 @@ async fn a_wrong_token_is_refused_as_rejected() {
 
 #[tokio::test]
 async fn nothing_listening_is_a_transient_connection_error() {
-    // Bind then drop to get a port on which nothing listens.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A port on which nothing listens.
+    let port = latchkey_store::testing::free_port();
     let config = SmsGatewayConfig {
         base_url: format!("http://127.0.0.1:{port}"),
         account_id: ACCOUNT_ID.into(),

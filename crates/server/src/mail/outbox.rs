@@ -81,18 +81,11 @@ fn file_name(now: OffsetDateTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use mail_parser::{MessageParser, PartType};
 
     use super::*;
     use crate::mail::templates::{self, LinkEntry, LinkKind};
-
-    fn eml_files(dir: &Path) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        files
-    }
+    use crate::outbox_file::testing::{capture_logs, files as eml_files};
 
     #[test]
     fn file_names_sort_by_time_and_differ_within_a_millisecond() {
@@ -178,35 +171,16 @@ mod tests {
         assert!(html.contains("href=\"https://portal.test/reset#r1\""));
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn logs_the_file_the_recipient_and_the_link() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        // Another test thread may have hit the log line first, with no subscriber: without this
-        // its cached "nobody listens" would hide the line from ours.
-        tracing::callsite::rebuild_interest_cache();
+        let logs = capture_logs();
 
         let tmp = tempfile::tempdir().unwrap();
         let mailer = OutboxMailer::new(tmp.path().to_path_buf(), "no-reply@latchkey.test".into()).unwrap();
         let email = templates::welcome("ann@organization.com", "Org", "101@org.test", "https://portal.test/setup#tok");
         mailer.send(&email, OffsetDateTime::UNIX_EPOCH).await.unwrap();
 
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = logs.text();
         let file = eml_files(tmp.path()).remove(0);
         assert!(log.contains(&file.display().to_string()), "{log}");
         assert!(log.contains("ann@organization.com"), "{log}");

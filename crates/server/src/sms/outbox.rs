@@ -72,16 +72,9 @@ fn file_name(now: OffsetDateTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
+    use crate::outbox_file::testing::{capture_logs, files};
     use crate::sms::{message_for_code, SmsPurpose};
-
-    fn files(dir: &Path) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        files
-    }
 
     #[test]
     fn file_names_sort_by_time_and_differ_within_a_millisecond() {
@@ -141,35 +134,16 @@ mod tests {
         assert!(files(tmp.path()).is_empty());
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn logs_the_file_and_the_masked_number_but_not_the_code() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        // As in the mail outbox test: a log line first hit by another thread with no subscriber
-        // keeps a cached "nobody listens" until the interest is rebuilt.
-        tracing::callsite::rebuild_interest_cache();
+        let logs = capture_logs();
 
         let tmp = tempfile::tempdir().unwrap();
         let outbox = OutboxSms::new(tmp.path().to_path_buf()).unwrap();
         let sms = OutgoingSms { to: "+15550104477".into(), body: message_for_code("Org", "918273", SmsPurpose::SignIn) };
         outbox.send(&sms, OffsetDateTime::UNIX_EPOCH).await.unwrap();
 
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = logs.text();
         let file = files(tmp.path()).remove(0);
         assert_eq!(log.lines().count(), 1, "{log}");
         assert!(log.contains(&file.display().to_string()), "{log}");
