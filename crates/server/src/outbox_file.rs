@@ -22,8 +22,20 @@ pub(crate) fn file_name(now: OffsetDateTime, extension: &str) -> String {
     )
 }
 
+/// Writes one message into the outbox `dir` as `{time}-{random}.{extension}` (see [`file_name`])
+/// and returns its path. The bytes go to a temporary name first, which does not end in
+/// `.{extension}`, so a watcher of the outbox never picks up a half-written file.
+pub(crate) async fn write(dir: &Path, now: OffsetDateTime, extension: &str, bytes: Vec<u8>) -> io::Result<std::path::PathBuf> {
+    let name = file_name(now, extension);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || write_atomically(&tmp, &target, &bytes)).await.map_err(|e| io::Error::other(e.to_string()))??;
+    Ok(path)
+}
+
 /// Writes `tmp`, then renames it to `target` in the same directory.
-pub(crate) fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let result = std::fs::OpenOptions::new()
         .write(true)

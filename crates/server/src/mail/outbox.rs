@@ -8,7 +8,6 @@ use lettre::message::Mailbox;
 use time::OffsetDateTime;
 
 use super::{build_message, parse_from, MailError, Mailer, OutgoingEmail};
-use crate::outbox_file::write_atomically;
 
 pub struct OutboxMailer {
     dir: PathBuf,
@@ -38,16 +37,7 @@ impl OutboxMailer {
 impl Mailer for OutboxMailer {
     async fn send(&self, email: &OutgoingEmail, at: OffsetDateTime) -> Result<(), MailError> {
         let raw = build_message(&self.from, email, at)?.formatted();
-        let name = file_name(at);
-        let path = self.dir.join(&name);
-        // The temporary name does not end in `.eml`, so a watcher of the outbox never picks up a
-        // half-written file.
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let target = path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&tmp, &target, &raw))
-            .await
-            .map_err(|e| MailError::Outbox(io::Error::other(e.to_string())))?
-            .map_err(MailError::Outbox)?;
+        let path = crate::outbox_file::write(&self.dir, at, EXTENSION, raw).await.map_err(MailError::Outbox)?;
 
         // Logging the links is deliberate and ONLY for the development outbox: the issue asks
         // that a developer can click the Complete Setup / reset link straight from the log. The
@@ -74,9 +64,11 @@ fn links_in(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Outbox file names for emails (see [`crate::outbox_file::file_name`]).
+const EXTENSION: &str = "eml";
+
+#[cfg(test)]
 fn file_name(now: OffsetDateTime) -> String {
-    crate::outbox_file::file_name(now, "eml")
+    crate::outbox_file::file_name(now, EXTENSION)
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{check, masked, OutgoingSms, SmsError, SmsGateway};
-use crate::outbox_file::write_atomically;
 
 /// What one outbox file holds.
 #[derive(Serialize)]
@@ -49,25 +48,18 @@ impl SmsGateway for OutboxSms {
         // an error.
         let json = serde_json::to_vec_pretty(&OutboxFile { to: to.as_str(), body: &sms.body, time })
             .map_err(|e| SmsError::Outbox(io::Error::other(e.to_string())))?;
-        let name = file_name(now);
-        let path = self.dir.join(&name);
-        // The temporary name does not end in `.sms.json`, so a watcher of the outbox never picks up
-        // a half-written file.
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let target = path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&tmp, &target, &json))
-            .await
-            .map_err(|e| SmsError::Outbox(io::Error::other(e.to_string())))?
-            .map_err(SmsError::Outbox)?;
+        let path = crate::outbox_file::write(&self.dir, now, EXTENSION, json).await.map_err(SmsError::Outbox)?;
 
         tracing::info!(path = %path.display(), to = %masked(to.as_str()), "text message written to the development outbox");
         Ok(())
     }
 }
 
-/// Outbox file names for texts (see [`crate::outbox_file::file_name`]).
+const EXTENSION: &str = "sms.json";
+
+#[cfg(test)]
 fn file_name(now: OffsetDateTime) -> String {
-    crate::outbox_file::file_name(now, "sms.json")
+    crate::outbox_file::file_name(now, EXTENSION)
 }
 
 #[cfg(test)]
