@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use argon2::password_hash::rand_core::{OsRng, RngCore};
 use latchkey_core::two_factor::totp::code_now;
 use serde_json::json;
 
@@ -218,7 +217,7 @@ async fn raw_argon2_per_s(threads: usize, period: Duration) -> anyhow::Result<f6
                         let mut n = 0u64;
                         while started.elapsed() < period {
                             let mut salt = [0u8; 16];
-                            OsRng.fill_bytes(&mut salt);
+                            latchkey_core::random::fill(&mut salt);
                             argon2.hash_password_into_with_memory(accounts::PASSWORD.as_bytes(), &salt, &mut out, &mut memory).expect("a hash");
                             n += 1;
                         }

@@ -1,7 +1,7 @@
 //! Latchkey's domain, with no I/O: accounts and their names, the password and voicemail PIN
 //! policies, secrets (tokens, codes) and each self-service process as an explicit state machine.
 //!
-//! Everything here is deterministic given a [`clock::Clock`] and a random source, so it is tested
+//! Everything here is deterministic given a [`clock::Clock`] and the [`random`] source, so it is tested
 //! exhaustively with unit and property tests; the store and the server only move data in and out.
 
 pub mod account;
@@ -10,6 +10,7 @@ pub mod email_review;
 pub mod error;
 pub mod flows;
 pub mod policy;
+pub mod random;
 pub mod seal;
 pub mod secret;
 pub mod throttle;

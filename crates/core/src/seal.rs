@@ -9,8 +9,6 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
-use rand::rngs::OsRng;
-use rand::RngCore;
 use zeroize::Zeroize;
 
 /// 256-bit keys, the only size XChaCha20-Poly1305 takes.
@@ -62,7 +60,7 @@ impl SealKey {
     /// A new key from the operating system's generator, for the key-rotation command.
     pub fn generate(id: &str) -> Result<Self, SealKeyError> {
         let mut key = [0u8; KEY_LEN];
-        OsRng.fill_bytes(&mut key);
+        crate::random::fill(&mut key);
         let made = Self::new(id, key);
         key.zeroize();
         made
@@ -178,7 +176,7 @@ impl Keyring {
     /// `b"totp:user:42"`), which must be given again, the same, to open it.
     pub fn seal(&self, plaintext: &[u8], associated_data: &[u8]) -> Result<Sealed, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        crate::random::fill(&mut nonce);
         let ciphertext = self
             .current
             .cipher()

@@ -4,20 +4,18 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use rand::rngs::OsRng;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// A high-entropy secret handed to a person or a browser (link token, session id). 256 bits from
-/// the OS generator. It is never stored: only its [`TokenHash`] is.
+/// the OS generator ([`crate::random`]). It is never stored: only its [`TokenHash`] is.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
 
 impl Token {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
+        crate::random::fill(&mut bytes);
         Self(URL_SAFE_NO_PAD.encode(bytes))
     }
 
@@ -65,7 +63,7 @@ impl TokenHash {
 /// id in "sign out this session").
 pub fn random_handle() -> String {
     let mut bytes = [0u8; 12];
-    OsRng.fill_bytes(&mut bytes);
+    crate::random::fill(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 

@@ -3,9 +3,9 @@
 //! node whose PostgreSQL goes away answers 503 with a message, never hangs or panics, and recovers
 //! by itself when the database is back.
 
+mod support;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,119 +15,19 @@ use latchkey_core::flows::email_link::{EmailLink, LinkPurpose};
 use latchkey_core::secret::Token;
 use latchkey_core::{Role, SystemClock, UserState};
 use latchkey_server::app::{Actor, RequestContext, SignInOutcome};
-use latchkey_server::{Config, Latchkey};
+use latchkey_server::Latchkey;
 use latchkey_store::{AuditEntry, AuditQuery, NewLink, Store};
+use reqwest::StatusCode;
+use support::{token_of, Node, NodeConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-// ---------------------------------------------------------------------------------------------
-// A node as a process: started, killed, started again on the same store.
-
-/// Where a node keeps its state: a node started again from the same spec finds everything.
-#[derive(Clone)]
-struct NodeSpec {
-    data_dir: PathBuf,
-    /// `None`: the SQLite file in `data_dir`.
-    database_url: Option<String>,
-    port: u16,
-    /// More `LATCHKEY_*` settings.
-    env: Vec<(&'static str, String)>,
-}
-
-impl NodeSpec {
-    fn new(data_dir: PathBuf, database_url: Option<String>) -> Self {
-        Self { data_dir, database_url, port: free_port(), env: Vec::new() }
-    }
-
-    /// The configuration the node reads, for opening the same store in the test.
-    fn config(&self) -> Config {
-        Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], self.port)),
-            data_dir: self.data_dir.clone(),
-            database_url: self.database_url.clone().unwrap_or_default(),
-            ..Config::default()
-        }
-    }
-}
-
-/// A running `latchkey serve` whose log (stderr) is kept in a file that outlives it. Dropping it
-/// kills it.
-struct Node {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Node {
-    /// Starts `latchkey serve` and waits until `/readyz` answers 200.
-    async fn start(spec: &NodeSpec) -> Node {
-        static STARTS: AtomicUsize = AtomicUsize::new(0);
-        let log = spec.data_dir.join(format!("node-{}.log", STARTS.fetch_add(1, Ordering::Relaxed)));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.arg("serve")
-            .env("LATCHKEY_DATA_DIR", &spec.data_dir)
-            .env("LATCHKEY_LISTEN", format!("127.0.0.1:{}", spec.port))
-            .env("LATCHKEY_COOKIE_SECURE", "false")
-            .env("LATCHKEY_LOG", "info")
-            .env_remove("LATCHKEY_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        match &spec.database_url {
-            Some(url) => cmd.env("LATCHKEY_DATABASE_URL", url),
-            None => cmd.env_remove("LATCHKEY_DATABASE_URL"),
-        };
-        for (key, value) in &spec.env {
-            cmd.env(key, value);
-        }
-        let mut node = Node { child: cmd.spawn().unwrap(), base: format!("http://127.0.0.1:{}", spec.port), log };
-        node.wait_ready().await;
-        node
-    }
-
-    async fn wait_ready(&mut self) {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the node exited ({status}) before it was ready:\n{}", self.log_text());
-            }
-            if readyz(&self.base).await == Some(200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the node was not ready within 30 s:\n{}", self.log_text());
-    }
-
-    /// SIGKILL: no shutdown hook, no flush, no rollback — what `kill -9` or the OOM killer does.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn readyz(base: &str) -> Option<u16> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    client.get(format!("{base}/readyz")).send().await.ok().map(|r| r.status().as_u16())
-}
-
-fn token_of(link: &str) -> String {
-    link.rsplit('/').next().unwrap().to_owned()
+/// Every node here: plain-HTTP session cookies (`latchkey_session`, which the checks send), and an
+/// info log to look for panics in.
+fn node_config(config: NodeConfig) -> NodeConfig {
+    config.with("LATCHKEY_COOKIE_SECURE", "false").with("LATCHKEY_LOG", "info")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,8 +58,8 @@ struct Resetter {
 
 /// Opens the node's store in the test (as the CLI does) to prepare accounts and, later, to read
 /// what the crash left.
-async fn open_app(spec: &NodeSpec) -> Arc<Latchkey> {
-    latchkey_server::open(spec.config(), Arc::new(SystemClock)).await.unwrap()
+async fn open_app(node: &Node) -> Arc<Latchkey> {
+    latchkey_server::open(node.config(), Arc::new(SystemClock)).await.unwrap()
 }
 
 /// A company with `invited` invited users, and `resetting` active users each signed in once and
@@ -288,13 +188,15 @@ async fn burst_and_kill(node: &mut Node, requests: Vec<BurstRequest>, kill_after
 }
 
 /// The crash scenario on one store: prepare, burst, SIGKILL, restart, and check every account.
-async fn crash_in_the_middle_of_a_burst(spec: NodeSpec) {
-    let app = open_app(&spec).await;
+async fn crash_in_the_middle_of_a_burst(config: NodeConfig) {
+    let mut node = Node::prepare(&node_config(config));
+    let app = open_app(&node).await;
     let (invitees, resetters) = seed(&app, 40, 20).await;
-    let mut node = Node::start(&spec).await;
+    node.run().await;
     let answered_before_kill = burst_and_kill(&mut node, burst_requests(&invitees, &resetters), 3).await;
 
-    let node = Node::start(&spec).await;
+    // Started again on the same data dir and store.
+    node.run().await;
     let store = app.store.as_ref();
     let company_id = app.store.company_by_domain(DOMAIN).await.unwrap().unwrap().id;
     // A 200 before the kill was committed: that account must be done.
@@ -316,7 +218,8 @@ async fn crash_in_the_middle_of_a_burst(spec: NodeSpec) {
     // The kill came in the middle of both kinds: some of each done, some of each not.
     assert!((3..invitees.len()).contains(&activated), "{activated} of {} activations done", invitees.len());
     assert!((3..resetters.len()).contains(&reset), "{reset} of {} resets done", resetters.len());
-    assert!(!node.log_text().contains("panicked"), "{}", node.log_text());
+    // The log of both runs, the killed one's included.
+    assert!(!node.log().contains("panicked"), "{}", node.log());
     eprintln!("crash test ({}): {activated}/{} activated, {reset}/{} reset before the kill", store.backend(), invitees.len(), resetters.len());
 }
 
@@ -418,23 +321,19 @@ async fn check_reset_over_http(node: &Node, u: &Resetter, done: bool) {
 
 /// Settings for a burst: every hash may queue (a 503 "busy" would be a fine answer, but it would
 /// not test the crash), and the sign-ins that check the result are not throttled by address.
-fn burst_env() -> Vec<(&'static str, String)> {
-    vec![("LATCHKEY_ARGON2__QUEUE", "1000".into()), ("LATCHKEY_THROTTLE__CLIENT_MAX_FAILURES", "1000".into())]
+fn for_a_burst(config: NodeConfig) -> NodeConfig {
+    config.with("LATCHKEY_ARGON2__QUEUE", 1000).with("LATCHKEY_THROTTLE__CLIENT_MAX_FAILURES", 1000)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_a_burst_of_activations_and_resets_leaves_every_account_whole_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = NodeSpec { env: burst_env(), ..NodeSpec::new(dir.path().to_owned(), None) };
-    crash_in_the_middle_of_a_burst(spec).await;
+    crash_in_the_middle_of_a_burst(for_a_burst(NodeConfig::sqlite())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_a_burst_of_activations_and_resets_leaves_every_account_whole_on_postgres() {
-    let Some(url) = latchkey_store::testing::fresh_postgres_url("sigkill_burst").await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let spec = NodeSpec { env: burst_env(), ..NodeSpec::new(dir.path().to_owned(), Some(url)) };
-    crash_in_the_middle_of_a_burst(spec).await;
+    let Some(config) = NodeConfig::postgres("sigkill_burst").await else { return };
+    crash_in_the_middle_of_a_burst(for_a_burst(config)).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -715,32 +614,19 @@ fn assert_answered_well(s: &Sample) {
     }
 }
 
-async fn wait_for_readyz(base: &str, want: u16, within: Duration) {
-    let started = Instant::now();
-    loop {
-        if readyz(base).await == Some(want) {
-            return;
-        }
-        assert!(started.elapsed() < within, "/readyz did not answer {want} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// A node whose store is behind `proxy`, and a load for it as one signed-in user.
-async fn outage_node(proxy: &Proxy, url: &str, dir: &std::path::Path) -> (Node, Load) {
+async fn outage_node(proxy: &Proxy, config: NodeConfig) -> (Node, Load) {
+    let url = config.database_url.clone();
     let proxied = url.replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
-    assert_ne!(&proxied, url, "the test database is at 127.0.0.1:5432");
-    let spec = NodeSpec {
-        env: vec![
-            ("LATCHKEY_REQUEST_TIMEOUT_SECS", REQUEST_TIMEOUT.as_secs().to_string()),
-            ("LATCHKEY_DATABASE_MAX_CONNECTIONS", OUTAGE_POOL.to_string()),
-        ],
-        ..NodeSpec::new(dir.to_owned(), Some(proxied))
-    };
+    assert_ne!(proxied, url, "the test database is at 127.0.0.1:5432");
+    let config = NodeConfig { database_url: proxied, ..node_config(config) }
+        .with("LATCHKEY_REQUEST_TIMEOUT_SECS", REQUEST_TIMEOUT.as_secs())
+        .with("LATCHKEY_DATABASE_MAX_CONNECTIONS", OUTAGE_POOL);
+    let mut node = Node::prepare(&config);
     // An active user, signed in (its reset link goes unused).
-    let (_, users) = seed(&*open_app(&spec).await, 0, 1).await;
+    let (_, users) = seed(&*open_app(&node).await, 0, 1).await;
     let u = &users[0];
-    let node = Node::start(&spec).await;
+    node.run().await;
     let cookie = format!("latchkey_session={}", u.session);
     let load = Load { base: node.base.clone(), login_name: u.login_name.clone(), password: u.old_password.clone(), cookie };
     (node, load)
@@ -763,10 +649,9 @@ const OUTAGE_POOL: usize = 4;
 /// The outage scenario: load, then the outage, held past the request timeout, then the store is
 /// back. The node answers well throughout and recovers by itself.
 async fn outage(kind: Outage) {
-    let Some(url) = latchkey_store::testing::fresh_postgres_url("store_outage").await else { return };
+    let Some(config) = NodeConfig::postgres("store_outage").await else { return };
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (node, load) = outage_node(&proxy, &url, dir.path()).await;
+    let (mut node, load) = outage_node(&proxy, config).await;
     let running = load.start(OUTAGE_WORKERS);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -775,12 +660,12 @@ async fn outage(kind: Outage) {
         Outage::Blackhole => proxy.blackhole(),
     }
     let failed_at = Instant::now();
-    wait_for_readyz(&node.base, 503, REQUEST_TIMEOUT).await;
+    node.wait_for_readyz(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT).await;
     // Long enough for requests hung at the moment of failure to reach the request timeout.
     tokio::time::sleep(REQUEST_TIMEOUT + MARGIN).await;
     let restored_at = Instant::now();
     proxy.restore().await;
-    wait_for_readyz(&node.base, 200, Duration::from_secs(30)).await;
+    node.wait_for_readyz(StatusCode::OK, Duration::from_secs(30)).await;
     let samples = running.stop().await;
 
     for s in &samples {
@@ -798,7 +683,7 @@ async fn outage(kind: Outage) {
         }
     }
     recovered(&load).await;
-    let log = node.log_text();
+    let log = node.log();
     assert!(!log.contains("panicked"), "{log}");
     eprintln!("{kind:?}: {} requests, {} during the outage; answers: {:?}", samples.len(), during.len(), tally(&samples));
 }
@@ -874,10 +759,9 @@ fn is_commit(bytes: &[u8]) -> bool {
 /// then expects every request to succeed again within a generous bound, every answer meanwhile
 /// to be one a client can act on, and no panic. Returns the tally of answers.
 async fn lose_on_the_way(wanted: Picks, times: usize) -> Option<std::collections::BTreeMap<String, usize>> {
-    let url = latchkey_store::testing::fresh_postgres_url("lost_on_the_way").await?;
+    let config = NodeConfig::postgres("lost_on_the_way").await?;
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (node, load) = outage_node(&proxy, &url, dir.path()).await;
+    let (node, load) = outage_node(&proxy, config).await;
     let running = load.start(OUTAGE_WORKERS);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -896,7 +780,7 @@ async fn lose_on_the_way(wanted: Picks, times: usize) -> Option<std::collections
     for s in &samples {
         assert_answered_well(s);
     }
-    let log = node.log_text();
+    let log = node.log();
     assert!(!log.contains("panicked"), "{log}");
     Some(tally(&samples))
 }

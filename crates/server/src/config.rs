@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use latchkey_core::throttle::{Limits, ThrottlePolicy};
 use serde::Deserialize;
 
 use crate::mail::SmtpConfig;
@@ -130,6 +131,7 @@ pub struct SessionConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// The sign-in throttles' settings ([`Limits::sign_in_per_login`], [`Limits::sign_in_per_client`]).
 pub struct ThrottleConfig {
     pub account_max_failures: u32,
     pub client_max_failures: u32,
@@ -168,13 +170,13 @@ impl Default for TwoFactorConfig {
             seal_key: String::new(),
             old_seal_keys: String::new(),
             issuer: "Latchkey".into(),
-            max_failures: 5,
-            window_minutes: 15,
-            lockout_minutes: 15,
+            max_failures: LIMITS.second_factor_per_user.policy.max_failures,
+            window_minutes: LIMITS.second_factor_per_user.policy.window.whole_minutes(),
+            lockout_minutes: LIMITS.second_factor_per_user.policy.lockout.whole_minutes(),
             flow_minutes: 10,
-            sends_per_user_per_hour: 10,
-            sends_per_number_per_hour: 10,
-            sends_per_company_per_hour: 500,
+            sends_per_user_per_hour: LIMITS.sends_per_user.limit,
+            sends_per_number_per_hour: LIMITS.sends_per_number.limit,
+            sends_per_company_per_hour: LIMITS.sends_per_company.limit,
         }
     }
 }
@@ -221,7 +223,40 @@ impl Default for SessionConfig {
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        Self { account_max_failures: 5, client_max_failures: 50, window_minutes: 15, lockout_minutes: 15 }
+        let (login, client) = (LIMITS.sign_in_per_login.policy, LIMITS.sign_in_per_client.policy);
+        Self {
+            account_max_failures: login.max_failures,
+            client_max_failures: client.max_failures,
+            window_minutes: login.window.whole_minutes(),
+            lockout_minutes: login.lockout.whole_minutes(),
+        }
+    }
+}
+
+/// The defaults the settings start from: the numbers live in core's throttle module only.
+const LIMITS: Limits = Limits::DEFAULT;
+
+impl Config {
+    /// Core's limits with the operator's `[throttle]` and `[two_factor]` settings applied.
+    pub fn limits(&self) -> Limits {
+        let (t, tf) = (&self.throttle, &self.two_factor);
+        let sign_in = |max_failures| ThrottlePolicy {
+            max_failures,
+            window: time::Duration::minutes(t.window_minutes),
+            lockout: time::Duration::minutes(t.lockout_minutes),
+        };
+        let mut limits = LIMITS;
+        limits.sign_in_per_login.policy = sign_in(t.account_max_failures);
+        limits.sign_in_per_client.policy = sign_in(t.client_max_failures);
+        limits.second_factor_per_user.policy = ThrottlePolicy {
+            max_failures: tf.max_failures,
+            window: time::Duration::minutes(tf.window_minutes),
+            lockout: time::Duration::minutes(tf.lockout_minutes),
+        };
+        limits.sends_per_user.limit = tf.sends_per_user_per_hour;
+        limits.sends_per_number.limit = tf.sends_per_number_per_hour;
+        limits.sends_per_company.limit = tf.sends_per_company_per_hour;
+        limits
     }
 }
 
@@ -348,6 +383,23 @@ fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_are_core_s_defaults_with_the_settings_applied() {
+        assert_eq!(Config::default().limits(), Limits::DEFAULT, "no settings, core's defaults");
+        let mut c = Config::default();
+        c.throttle.client_max_failures = 3;
+        c.throttle.lockout_minutes = 60;
+        c.two_factor.max_failures = 4;
+        c.two_factor.sends_per_number_per_hour = 2;
+        let l = c.limits();
+        assert_eq!(l.sign_in_per_client.policy.max_failures, 3);
+        assert_eq!(l.sign_in_per_login.policy.lockout, time::Duration::hours(1));
+        assert_eq!(l.sign_in_per_login.policy.max_failures, 5);
+        assert_eq!(l.second_factor_per_user.policy.max_failures, 4);
+        assert_eq!(l.sends_per_number.limit, 2);
+        assert_eq!(l.sends_per_number.key("+15550104477"), "send:number:+15550104477", "keys stay core's");
+    }
 
     #[test]
     fn sso_providers_come_from_the_file_or_the_environment_and_hide_their_secret() {

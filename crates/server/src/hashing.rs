@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use latchkey_core::random;
 
 use crate::config::Argon2Config;
 
@@ -100,7 +100,7 @@ impl Hasher {
             .map_err(|e| HashError::Failed(e.to_string()))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let pool = if cfg.pool_size == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { cfg.pool_size };
-        let salt = SaltString::generate(&mut OsRng);
+        let salt = SaltString::generate(&mut random::Source);
         let random = latchkey_core::secret::Token::generate();
         let started = Instant::now();
         let dummy = argon2
@@ -374,7 +374,7 @@ impl Worker {
 
     fn hash(&mut self, secret: &[u8]) -> Result<String, HashError> {
         let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
-        let salt = SaltString::generate(&mut OsRng);
+        let salt = SaltString::generate(&mut random::Source);
         let mut salt_buf = [0u8; 64];
         let salt_bytes = salt.as_salt().decode_b64(&mut salt_buf).map_err(|e| failed(&e))?;
         let argon2 = self.argon2.clone();
@@ -456,12 +456,12 @@ mod tests {
         assert!(standard.verify_password(b"Welcome2Sonar", &PasswordHash::new(&ours).unwrap()).is_ok());
         assert!(standard.verify_password(b"Welcome2Sonar!", &PasswordHash::new(&ours).unwrap()).is_err());
 
-        let theirs = standard.hash_password(b"Welcome2Sonar", &SaltString::generate(&mut OsRng)).unwrap().to_string();
+        let theirs = standard.hash_password(b"Welcome2Sonar", &SaltString::generate(&mut random::Source)).unwrap().to_string();
         assert_eq!(h.verify("Welcome2Sonar", Some(&theirs)).await.unwrap(), Verified { matches: true, needs_rehash: false });
         assert!(!h.verify("Welcome2Sonar!", Some(&theirs)).await.unwrap().matches);
 
         let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::new(32, 3, 1, None).unwrap());
-        let old = argon2i.hash_password(b"Welcome2Sonar", &SaltString::generate(&mut OsRng)).unwrap().to_string();
+        let old = argon2i.hash_password(b"Welcome2Sonar", &SaltString::generate(&mut random::Source)).unwrap().to_string();
         assert_eq!(h.verify("Welcome2Sonar", Some(&old)).await.unwrap(), Verified { matches: true, needs_rehash: true });
         assert!(!h.verify("welcome2sonar", Some(&old)).await.unwrap().matches);
     }

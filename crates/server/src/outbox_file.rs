@@ -22,8 +22,20 @@ pub(crate) fn file_name(now: OffsetDateTime, extension: &str) -> String {
     )
 }
 
+/// Writes one message into the outbox `dir` as `{time}-{random}.{extension}` (see [`file_name`])
+/// and returns its path. The bytes go to a temporary name first, which does not end in
+/// `.{extension}`, so a watcher of the outbox never picks up a half-written file.
+pub(crate) async fn write(dir: &Path, now: OffsetDateTime, extension: &str, bytes: Vec<u8>) -> io::Result<std::path::PathBuf> {
+    let name = file_name(now, extension);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || write_atomically(&tmp, &target, &bytes)).await.map_err(|e| io::Error::other(e.to_string()))??;
+    Ok(path)
+}
+
 /// Writes `tmp`, then renames it to `target` in the same directory.
-pub(crate) fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let result = std::fs::OpenOptions::new()
         .write(true)
@@ -38,3 +50,54 @@ pub(crate) fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::R
     result
 }
 
+
+/// What the outboxes' tests share: the files an outbox holds, and the log lines a send wrote.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    /// Every file in `dir`, sorted: by time, since the names start with it.
+    pub fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+    }
+
+    /// This thread's log lines, from [`capture_logs`] until it is dropped.
+    pub struct Logs {
+        captured: Captured,
+        _guard: tracing::subscriber::DefaultGuard,
+    }
+
+    impl Logs {
+        pub fn text(&self) -> String {
+            String::from_utf8(self.captured.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    pub fn capture_logs() -> Logs {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        // Another test thread may have hit the log line first, with no subscriber: without this
+        // its cached "nobody listens" would hide the line from ours.
+        tracing::callsite::rebuild_interest_cache();
+        Logs { captured, _guard: guard }
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+}

@@ -35,7 +35,7 @@ fn assert_no_secrets(err: &SmsError, sms: &OutgoingSms) {
 async fn sends_the_form_fields_with_basic_auth_to_the_messages_endpoint() {
     let gateway = RecordingGateway::start().await;
     let sms = sign_in_text();
-    gateway_for(&gateway.config()).send(&sms).await.expect("sent");
+    gateway_for(&gateway.config()).send(&sms, time::OffsetDateTime::now_utc()).await.expect("sent");
 
     let calls = gateway.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(calls.len(), 1, "{calls:?}");
@@ -57,7 +57,7 @@ async fn the_number_is_sent_in_e164_and_a_trailing_slash_in_base_url_is_fine() {
     let gateway = RecordingGateway::start().await;
     let config = SmsGatewayConfig { base_url: format!("{}/", gateway.base_url), ..gateway.config() };
     let sms = OutgoingSms { to: "+44 20 7946 0958".into(), body: message_for_code("Org", CODE, SmsPurpose::VerifyNumber) };
-    gateway_for(&config).send(&sms).await.expect("sent");
+    gateway_for(&config).send(&sms, time::OffsetDateTime::now_utc()).await.expect("sent");
     let calls = gateway.delivered().await;
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].to, "+442079460958");
@@ -67,7 +67,7 @@ async fn the_number_is_sent_in_e164_and_a_trailing_slash_in_base_url_is_fine() {
 async fn a_400_is_rejected_with_the_gateways_code_and_not_retried() {
     let gateway = RecordingGateway::start().await.with_status(400);
     let sms = sign_in_text();
-    let err = gateway_for(&gateway.config()).send(&sms).await.unwrap_err();
+    let err = gateway_for(&gateway.config()).send(&sms, time::OffsetDateTime::now_utc()).await.unwrap_err();
     assert!(matches!(err, SmsError::Rejected { status: 400, code: Some(21211) }), "{err:?}");
     assert!(!err.is_transient());
     assert_no_secrets(&err, &sms);
@@ -80,12 +80,12 @@ async fn a_503_is_transient_and_the_next_send_goes_through() {
     gateway.fail_next(503);
     let sms = sign_in_text();
     let http = gateway_for(&gateway.config());
-    let err = http.send(&sms).await.unwrap_err();
+    let err = http.send(&sms, time::OffsetDateTime::now_utc()).await.unwrap_err();
     assert!(matches!(err, SmsError::Transient { status: 503 }), "{err:?}");
     assert!(err.is_transient());
     assert_no_secrets(&err, &sms);
 
-    http.send(&sms).await.expect("the gateway is back");
+    http.send(&sms, time::OffsetDateTime::now_utc()).await.expect("the gateway is back");
     let calls = gateway.calls().await;
     assert_eq!(calls.iter().map(|c| c.status).collect::<Vec<_>>(), vec![503, 201]);
     assert_eq!(gateway.delivered().await.len(), 1);
@@ -94,7 +94,7 @@ async fn a_503_is_transient_and_the_next_send_goes_through() {
 #[tokio::test]
 async fn too_many_requests_is_transient() {
     let gateway = RecordingGateway::start().await.with_status(429);
-    let err = gateway_for(&gateway.config()).send(&sign_in_text()).await.unwrap_err();
+    let err = gateway_for(&gateway.config()).send(&sign_in_text(), time::OffsetDateTime::now_utc()).await.unwrap_err();
     assert!(matches!(err, SmsError::Transient { status: 429 }), "{err:?}");
 }
 
@@ -103,7 +103,7 @@ async fn a_wrong_token_is_refused_as_rejected() {
     let gateway = RecordingGateway::start().await;
     let config = SmsGatewayConfig { auth_token: "wrong-token".into(), ..gateway.config() };
     let sms = sign_in_text();
-    let err = gateway_for(&config).send(&sms).await.unwrap_err();
+    let err = gateway_for(&config).send(&sms, time::OffsetDateTime::now_utc()).await.unwrap_err();
     assert!(matches!(err, SmsError::Rejected { status: 401, code: Some(20003) }), "{err:?}");
     assert!(!err.is_transient());
     assert_no_secrets(&err, &sms);
@@ -115,8 +115,8 @@ async fn a_wrong_token_is_refused_as_rejected() {
 
 #[tokio::test]
 async fn nothing_listening_is_a_transient_connection_error() {
-    // Bind then drop to get a port on which nothing listens.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A port on which nothing listens.
+    let port = latchkey_store::testing::free_port();
     let config = SmsGatewayConfig {
         base_url: format!("http://127.0.0.1:{port}"),
         account_id: ACCOUNT_ID.into(),
@@ -125,7 +125,7 @@ async fn nothing_listening_is_a_transient_connection_error() {
         timeout_secs: Some(2),
     };
     let sms = sign_in_text();
-    let err = gateway_for(&config).send(&sms).await.unwrap_err();
+    let err = gateway_for(&config).send(&sms, time::OffsetDateTime::now_utc()).await.unwrap_err();
     assert!(matches!(err, SmsError::Connection), "{err:?}");
     assert!(err.is_transient());
     assert_no_secrets(&err, &sms);
@@ -137,7 +137,7 @@ async fn a_gateway_slower_than_the_timeout_is_a_transient_timeout() {
     let config = SmsGatewayConfig { timeout_secs: Some(1), ..gateway.config() };
     let sms = sign_in_text();
     let started = std::time::Instant::now();
-    let err = gateway_for(&config).send(&sms).await.unwrap_err();
+    let err = gateway_for(&config).send(&sms, time::OffsetDateTime::now_utc()).await.unwrap_err();
     assert!(matches!(err, SmsError::Timeout), "{err:?}");
     assert!(err.is_transient());
     assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
@@ -148,7 +148,7 @@ async fn a_gateway_slower_than_the_timeout_is_a_transient_timeout() {
 async fn a_number_that_is_not_e164_never_reaches_the_gateway() {
     let gateway = RecordingGateway::start().await;
     let sms = OutgoingSms { to: "555 010 4477".into(), body: message_for_code("Org", CODE, SmsPurpose::SignIn) };
-    let err = gateway_for(&gateway.config()).send(&sms).await.unwrap_err();
+    let err = gateway_for(&gateway.config()).send(&sms, time::OffsetDateTime::now_utc()).await.unwrap_err();
     assert!(matches!(err, SmsError::InvalidNumber), "{err:?}");
     assert_no_secrets(&err, &sms);
     assert!(gateway.calls().await.is_empty());
@@ -181,11 +181,11 @@ async fn logs_never_hold_the_code_the_body_or_the_token() {
     let gateway = RecordingGateway::start().await;
     let sms = sign_in_text();
     let http = gateway_for(&gateway.config());
-    http.send(&sms).await.expect("sent");
+    http.send(&sms, time::OffsetDateTime::now_utc()).await.expect("sent");
     gateway.fail_next(400);
-    http.send(&sms).await.unwrap_err();
+    http.send(&sms, time::OffsetDateTime::now_utc()).await.unwrap_err();
     let wrong = gateway_for(&SmsGatewayConfig { auth_token: "wrong-token".into(), ..gateway.config() });
-    wrong.send(&sms).await.unwrap_err();
+    wrong.send(&sms, time::OffsetDateTime::now_utc()).await.unwrap_err();
     assert_eq!(gateway.calls().await.len(), 3);
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

@@ -35,7 +35,7 @@ async fn welcome_email_arrives_with_both_parts_and_the_complete_setup_link() {
     let url = "https://portal.test/setup#welcome-token-1";
     let email = templates::welcome("ann@organization.com", "Organization Inc.", "101@organization.com", url);
 
-    mailer.send(&email).await.expect("sent");
+    mailer.send(&email, time::OffsetDateTime::now_utc()).await.expect("sent");
 
     let received = sink.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(received.len(), 1, "aiosmtpd log:\n{}", sink.log());
@@ -74,7 +74,7 @@ async fn one_reset_email_lists_both_login_names_each_with_its_own_link() {
     ];
     let email = templates::password_reset("frontdesk@organization.com", &entries);
 
-    mailer.send(&email).await.expect("sent");
+    mailer.send(&email, time::OffsetDateTime::now_utc()).await.expect("sent");
 
     let received = sink.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(received.len(), 1, "one email for both accounts; aiosmtpd log:\n{}", sink.log());
@@ -106,8 +106,9 @@ async fn several_emails_arrive_in_order_through_one_mailer() {
             &format!("user{n}@organization.com"),
             "Organization Inc.",
             &format!("10{n}@organization.com"),
+            time::OffsetDateTime::now_utc(),
         );
-        mailer.send(&email).await.expect("sent");
+        mailer.send(&email, time::OffsetDateTime::now_utc()).await.expect("sent");
     }
     let received = sink.wait_for(3, Duration::from_secs(10)).await;
     let to: Vec<_> = received.iter().map(|m| m.to.join(",")).collect();
@@ -131,7 +132,7 @@ async fn a_refused_connection_is_an_error_that_names_no_link() {
     .expect("SMTP mailer");
     let email =
         templates::welcome("ann@organization.com", "Org", "101@org.test", "https://portal.test/setup#secret-token");
-    let err = mailer.send(&email).await.expect_err("nobody listens");
+    let err = mailer.send(&email, time::OffsetDateTime::now_utc()).await.expect_err("nobody listens");
     assert!(matches!(err, MailError::Connection), "{err:?}");
     let shown = format!("{err} / {err:?}");
     assert!(!shown.contains("secret-token") && !shown.contains("https://"), "{shown}");

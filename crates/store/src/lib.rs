@@ -176,11 +176,17 @@ pub async fn open_with(url: &str, settings: &PoolSettings) -> StoreResult<std::s
     Ok(std::sync::Arc::new(SqlStore::connect_with(url, settings).await?))
 }
 
-/// Helpers for tests that need a real database (this crate's conformance suite and the server's
-/// HTTP tests). Not used by the product.
+/// Helpers for tests that need a real database or a port (this crate's conformance suite, the
+/// server's HTTP tests, the binary's tests): kept here, the one crate every test can reach. Not
+/// used by the product.
 #[doc(hidden)]
 pub mod testing {
     use sqlx::Connection;
+
+    /// A port nobody listens on now, for a test server.
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+    }
 
     /// The PostgreSQL server tests use; `LATCHKEY_TEST_POSTGRES` overrides it.
     pub fn admin_url() -> String {

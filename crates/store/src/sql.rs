@@ -997,10 +997,10 @@ mod tests {
         tx.commit().await.unwrap();
     }
 
-    /// A request cut off at any point of beginning its write transaction leaves SQLite's one
-    /// writer connection usable. Cut off after `BEGIN IMMEDIATE` ran but before sqlx built the
-    /// transaction's guard, the connection went back to the pool inside a transaction, and every
-    /// later write of the node failed ("begin_with at non-zero transaction depth").
+    // A request cut off at any point of beginning its write transaction leaves SQLite's one
+    // writer connection usable. Cut off after `BEGIN IMMEDIATE` ran but before sqlx built the
+    // transaction's guard, the connection went back to the pool inside a transaction, and every
+    // later write of the node failed ("begin_with at non-zero transaction depth").
     on_both_stores!(a_write_cut_off_while_it_begins_leaves_the_writer_usable, cut_off_while_it_begins);
 
     async fn cut_off_while_it_begins(backend: Backend) {
@@ -1027,8 +1027,8 @@ mod tests {
         assert_eq!(store.load().discarded_in_transaction_total, 0, "every cut-off begin ended its own transaction; none was left for the release check");
     }
 
-    /// The pools' release checks on their own: a connection handed back inside a transaction
-    /// (its `Transaction` forgotten, so no rollback was queued) is closed.
+    // The pools' release checks on their own: a connection handed back inside a transaction
+    // (its `Transaction` forgotten, so no rollback was queued) is closed.
     on_both_stores!(a_connection_handed_back_inside_a_transaction_is_closed, released_inside_a_transaction);
 
     async fn released_inside_a_transaction(backend: Backend) {
@@ -1044,7 +1044,7 @@ mod tests {
         assert_eq!(left, 0, "the unfinished transaction's insert was rolled back");
     }
 
-    /// A request cut off inside its write transaction writes nothing, and the writer goes on.
+    // A request cut off inside its write transaction writes nothing, and the writer goes on.
     on_both_stores!(a_write_cut_off_mid_transaction_writes_nothing_and_leaves_the_writer_usable, cut_off_mid_transaction);
 
     async fn cut_off_mid_transaction(backend: Backend) {

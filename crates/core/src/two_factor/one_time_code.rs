@@ -5,8 +5,6 @@
 //! codes out of plain sight in the store; what protects them is the short lifetime, single use, a
 //! new code replacing the old, and the per-account throttle on wrong codes.
 
-use rand::rngs::OsRng;
-use rand::Rng;
 use time::{Duration, OffsetDateTime};
 
 use crate::flows::UserFacing;
@@ -25,7 +23,7 @@ impl OneTimeCode {
     /// Six digits from the operating system's generator, every value equally likely: `gen_range`
     /// samples by rejection, so there is no modulo bias towards low codes.
     pub fn generate() -> Self {
-        let n: u32 = OsRng.gen_range(0..1_000_000);
+        let n: u32 = crate::random::below(1_000_000);
         Self(format!("{n:06}"))
     }
 

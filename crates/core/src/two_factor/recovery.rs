@@ -6,8 +6,6 @@
 
 use std::collections::HashSet;
 
-use rand::rngs::OsRng;
-use rand::RngCore;
 use time::Date;
 
 use crate::account::LoginName;
@@ -36,7 +34,7 @@ impl RecoveryCode {
 
     fn generate() -> Self {
         let mut bytes = [0u8; CODE_LEN];
-        OsRng.fill_bytes(&mut bytes);
+        crate::random::fill(&mut bytes);
         Self::from_random(bytes)
     }
 

@@ -7,8 +7,6 @@
 //! that to the caller) and compares only within its own fixed window.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use rand::rngs::OsRng;
-use rand::RngCore;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use totp_rs::{Algorithm, TOTP};
@@ -41,7 +39,7 @@ impl TotpSecret {
     /// A new secret from the operating system's generator.
     pub fn generate() -> Self {
         let mut bytes = [0u8; SECRET_LEN];
-        OsRng.fill_bytes(&mut bytes);
+        crate::random::fill(&mut bytes);
         Self(bytes)
     }
 

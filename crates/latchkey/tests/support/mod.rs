@@ -2,7 +2,8 @@
 //! (child processes, each with its own data dir and port) on a store they share, the CLI beside
 //! them, and what their development outbox wrote. A node is killed when it is dropped.
 //!
-//! `mod support;` in a test file, then `Node::start(&NodeConfig::postgres("name").await?)`.
+//! `mod support;` in a test file, then `Node::start(&NodeConfig::postgres("name").await?)`. A test
+//! that prepares the store first takes `Node::prepare`, opens [`Node::config`] itself, then `run`s.
 #![allow(dead_code)]
 
 use std::fs::OpenOptions;
@@ -64,12 +65,24 @@ pub struct Node {
 impl Node {
     /// Starts a node on a free port and a fresh data dir and waits until it is ready.
     pub async fn start(config: &NodeConfig) -> Node {
+        let mut node = Node::prepare(config);
+        node.run().await;
+        node
+    }
+
+    /// A node's free port and fresh data dir, the process not started: the test may prepare the
+    /// store first, or run only the CLI.
+    pub fn prepare(config: &NodeConfig) -> Node {
         let dir = tempfile::tempdir().expect("a data dir");
         let port = free_port();
-        let mut node = Node { base: format!("http://127.0.0.1:{port}"), port, config: config.clone(), dir, child: None };
-        node.spawn();
-        node.wait_ready().await;
-        node
+        Node { base: format!("http://127.0.0.1:{port}"), port, config: config.clone(), dir, child: None }
+    }
+
+    /// Starts the process (again, after a kill) on the same port, data dir and store, and waits
+    /// until it is ready.
+    pub async fn run(&mut self) {
+        self.spawn();
+        self.wait_ready().await;
     }
 
     /// Kills the process at once (SIGKILL on Unix: no shutdown, no flushing) and reaps it.
@@ -84,8 +97,7 @@ impl Node {
     /// and waits until it is ready.
     pub async fn restart(&mut self) {
         self.kill();
-        self.spawn();
-        self.wait_ready().await;
+        self.run().await;
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -104,20 +116,16 @@ impl Node {
     }
 
     async fn wait_ready(&mut self) {
-        let started = Instant::now();
-        let http = client();
-        while started.elapsed() < READY_WITHIN {
-            if !self.is_running() {
-                panic!("latchkey serve exited before it was ready:\n{}", self.log());
-            }
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await {
-                if r.status() == StatusCode::OK {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        self.wait_for_readyz(StatusCode::OK, READY_WITHIN).await;
+    }
+
+    /// Waits until `/readyz` answers `want` (200: ready; 503: its store is gone); panics with the
+    /// node's log when `within` passes first or the process exits.
+    pub async fn wait_for_readyz(&mut self, want: StatusCode, within: Duration) {
+        let base = self.base.clone();
+        if let Err(e) = wait_for_readyz(&base, want, within, || self.is_running()).await {
+            panic!("latchkey serve: {e}:\n{}", self.log());
         }
-        panic!("latchkey serve was not ready within {READY_WITHIN:?}:\n{}", self.log());
     }
 
     /// The binary with this node's configuration and nothing inherited from the test's own
@@ -143,9 +151,29 @@ impl Node {
 
     /// Runs a CLI command beside the node, on its store and data dir; panics unless it succeeds.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("run the latchkey CLI");
+        let out = self.cli_output(args);
         assert!(out.status.success(), "latchkey {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         out
+    }
+
+    /// Runs a CLI command beside the node, however it ends.
+    pub fn cli_output(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run the latchkey CLI")
+    }
+
+    /// The configuration the node reads, for a test that opens the same store in-process (the
+    /// way the CLI runs beside a server). Only the store, the keys and the address: settings in
+    /// [`NodeConfig::env`] are the process's.
+    pub fn config(&self) -> latchkey_server::Config {
+        let mut config = latchkey_server::Config {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            data_dir: self.dir.path().to_owned(),
+            database_url: self.config.database_url.clone(),
+            secret_key: SECRET_KEY.to_owned(),
+            ..latchkey_server::Config::default()
+        };
+        config.two_factor.seal_key = SEAL_KEY.to_owned();
+        config
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -234,8 +262,28 @@ impl Drop for Node {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+pub use latchkey_store::testing::free_port;
+
+/// Polls `{base}/readyz` every 100 ms until it answers `want`. `Err` says why not: `within`
+/// passed first, or `running` answered false (the process is gone).
+pub async fn wait_for_readyz(base: &str, want: StatusCode, within: Duration, mut running: impl FnMut() -> bool) -> Result<(), String> {
+    let started = Instant::now();
+    // A short timeout: a node whose store hangs may hang /readyz too, and the poll goes on.
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
+    loop {
+        if !running() {
+            return Err(format!("exited before /readyz answered {want}"));
+        }
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == want {
+                return Ok(());
+            }
+        }
+        if started.elapsed() >= within {
+            return Err(format!("/readyz did not answer {want} within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// One email of the outbox, its text part decoded.

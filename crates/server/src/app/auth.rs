@@ -7,7 +7,7 @@ use latchkey_core::flows::sign_in::{self, PasswordFacts, SignInError, SignInStat
 use latchkey_core::two_factor::Method;
 use latchkey_core::flows::UserFacing;
 use latchkey_core::secret::{random_handle, Token, TokenHash};
-use latchkey_core::throttle::{client_key, retry_after};
+use latchkey_core::throttle::retry_after;
 use latchkey_core::{LoginName, UserState};
 use latchkey_store::{AuditEntry, NewSession, Session, User};
 
@@ -28,12 +28,6 @@ pub enum SignInOutcome {
     EnrollmentRequired { session: SignedIn, allowed: Vec<Method> },
 }
 
-/// Throttle key per login name (not per account id): unknown names are throttled alike, so the
-/// throttle cannot tell which names exist.
-pub(super) fn login_throttle_key(login_name: &str) -> String {
-    format!("sign_in:login:{login_name}")
-}
-
 fn sign_in_error(e: SignInError) -> AppError {
     match e {
         SignInError::Throttled { retry_after_secs } => AppError::throttled(retry_after_secs, e.message()),
@@ -52,8 +46,8 @@ impl Latchkey {
         // refused before they read the store.
         let admitted = self.hasher.admit()?;
         let now = self.now();
-        let account_key = login_throttle_key(login.as_str());
-        let client = ctx.client_ip.as_deref().map(|ip| client_key("sign_in", ip));
+        let account_key = self.limits.sign_in_per_login.key(login.as_str());
+        let client = ctx.client_ip.as_deref().map(|ip| self.limits.sign_in_per_client.key(ip));
         let keys: Vec<String> = std::iter::once(account_key.clone()).chain(client.clone()).collect();
         if let Some(secs) = retry_after(self.store.throttle_locked_until(&keys, now).await?, now) {
             metrics::counter!("latchkey_sign_ins_total", "outcome" => "throttled").increment(1);
@@ -73,9 +67,9 @@ impl Latchkey {
             Ok(next) => next,
             Err(e) => {
                 if e == SignInError::InvalidCredentials {
-                    self.store.throttle_fail(&account_key, &self.account_throttle, now).await?;
+                    self.store.throttle_fail(&account_key, &self.limits.sign_in_per_login.policy, now).await?;
                     if let Some(client) = &client {
-                        self.store.throttle_fail(client, &self.client_throttle, now).await?;
+                        self.store.throttle_fail(client, &self.limits.sign_in_per_client.policy, now).await?;
                     }
                 }
                 if let Some(u) = &user {

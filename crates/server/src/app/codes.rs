@@ -11,7 +11,6 @@ use latchkey_core::secret::TokenHash;
 use latchkey_core::two_factor::one_time_code::{self, CodeError, OneTimeCode};
 use latchkey_core::two_factor::E164;
 use latchkey_store::{StoredCode, User};
-use time::OffsetDateTime;
 
 use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates::{self, EmailCodePurpose};
@@ -93,8 +92,6 @@ impl Channel {
     }
 }
 
-const WINDOW_SECS: i64 = 3600;
-
 impl Latchkey {
     /// Issues a new code for `purpose` (replacing the last one) and sends it over `channel`.
     pub(super) async fn send_code(&self, user: &User, purpose: CodePurpose, channel: &Channel, ctx: &RequestContext) -> Result<(), AppError> {
@@ -114,7 +111,7 @@ impl Latchkey {
         let delivered = match channel {
             Channel::Sms(number) => {
                 let sms = OutgoingSms { to: number.as_str().to_owned(), body: message_for_code(&user.company_name, code.expose(), purpose.sms_wording()) };
-                match self.sms.send(&sms).await {
+                match self.sms.send(&sms, self.now()).await {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::error!(error = %e, to = %number.masked(), "text message not sent");
@@ -143,19 +140,17 @@ impl Latchkey {
     /// Counts this send against the user, and for a text against the number and the company; 429
     /// with Retry-After (the end of the hour) when any is over its limit.
     async fn within_send_limits(&self, user: &User, channel: &Channel) -> Result<(), AppError> {
-        let tf = &self.config.two_factor;
+        let l = &self.limits;
         let now = self.now();
-        let start = now.unix_timestamp() - now.unix_timestamp().rem_euclid(WINDOW_SECS);
-        let window = OffsetDateTime::from_unix_timestamp(start).map_err(|_| AppError::internal())?;
-        let mut counters = vec![(format!("send:user:{}", user.id), tf.sends_per_user_per_hour)];
+        let mut counters = vec![(l.sends_per_user, l.sends_per_user.key(user.id))];
         if let Channel::Sms(number) = channel {
-            counters.push((format!("send:number:{}", number.as_str()), tf.sends_per_number_per_hour));
-            counters.push((format!("send:company:{}", user.company_id), tf.sends_per_company_per_hour));
+            counters.push((l.sends_per_number, l.sends_per_number.key(number.as_str())));
+            counters.push((l.sends_per_company, l.sends_per_company.key(user.company_id)));
         }
-        for (key, limit) in counters {
-            if self.store.count_send(&key, window).await? > limit {
+        for (limit, key) in counters {
+            if self.store.count_send(&key, limit.window_start(now)).await? > limit.limit {
                 metrics::counter!("latchkey_code_sends_refused_total").increment(1);
-                let secs = (start + WINDOW_SECS - now.unix_timestamp()).max(1) as u64;
+                let secs = limit.retry_after(now);
                 return Err(AppError::throttled(
                     secs,
                     format!("Too many codes were sent. Try again in {} minute(s), or use another method.", secs.div_ceil(60)),

@@ -68,7 +68,7 @@ impl Latchkey {
     }
 
     async fn tell_owner(&self, user: &User, title: &str, change: &str) {
-        self.send(templates::security_notice(&user.designated_email, &user.company_name, &user.login_name, title, change)).await;
+        self.send(templates::security_notice(&user.designated_email, &user.company_name, &user.login_name, title, change, self.now())).await;
     }
 
     /// Opening the link shows what it confirms and changes nothing: mail scanners open links too.

@@ -206,7 +206,7 @@ impl Latchkey {
         } else {
             format!("The {} method was removed from two-factor authentication", method_label(method.as_str()))
         };
-        self.send(templates::security_notice(&user.designated_email, &user.company_name, &user.login_name, "Two-factor authentication method removed", &change))
+        self.send(templates::security_notice(&user.designated_email, &user.company_name, &user.login_name, "Two-factor authentication method removed", &change, self.now()))
             .await;
         Ok(())
     }
@@ -227,6 +227,7 @@ impl Latchkey {
             &user.login_name,
             "New recovery codes",
             "The recovery codes were replaced with a new set",
+            self.now(),
         ))
         .await;
         Ok(codes.displayed())

@@ -38,7 +38,7 @@ pub use users::{DesignatedEmailChange, UserPage, UserSearch, UserSummary};
 use std::sync::Arc;
 
 use latchkey_core::flows::session::SessionPolicy;
-use latchkey_core::throttle::ThrottlePolicy;
+use latchkey_core::throttle::Limits;
 use latchkey_core::Clock;
 use latchkey_store::{AuditEntry, Store};
 use time::OffsetDateTime;
@@ -72,10 +72,8 @@ pub struct Latchkey {
     pub sms: Arc<dyn SmsGateway>,
     pub config: Config,
     pub session_policy: SessionPolicy,
-    pub account_throttle: ThrottlePolicy,
-    pub client_throttle: ThrottlePolicy,
-    /// Wrong second-factor codes per account, for every flow of that account.
-    pub second_factor_throttle: ThrottlePolicy,
+    /// The throttles, the wrong-code lock and the send limits: core's, with the settings applied.
+    pub limits: Limits,
     pub keyring: latchkey_core::seal::Keyring,
     /// The OpenID providers the operator registered (single sign-on).
     pub relying_parties: crate::oidc::RelyingParties,
@@ -94,23 +92,12 @@ impl Latchkey {
         relying_parties: crate::oidc::RelyingParties,
         config: Config,
     ) -> Self {
-        let tf = &config.two_factor;
-        let second_factor_throttle = ThrottlePolicy {
-            max_failures: tf.max_failures,
-            window: time::Duration::minutes(tf.window_minutes),
-            lockout: time::Duration::minutes(tf.lockout_minutes),
-        };
-        let t = &config.throttle;
-        let window = time::Duration::minutes(t.window_minutes);
-        let lockout = time::Duration::minutes(t.lockout_minutes);
         Self {
             session_policy: SessionPolicy {
                 idle_timeout: time::Duration::minutes(config.session.idle_minutes),
                 absolute_timeout: time::Duration::hours(config.session.absolute_hours),
             },
-            account_throttle: ThrottlePolicy { max_failures: t.account_max_failures, window, lockout },
-            client_throttle: ThrottlePolicy { max_failures: t.client_max_failures, window, lockout },
-            second_factor_throttle,
+            limits: config.limits(),
             keyring,
             relying_parties,
             store,
@@ -156,7 +143,7 @@ impl Latchkey {
     /// Sends and reports whether it went out. A failed send is logged (without the body: it holds
     /// links) and never undoes the change that asked for it.
     async fn send(&self, email: OutgoingEmail) -> bool {
-        match self.mailer.send(&email).await {
+        match self.mailer.send(&email, self.now()).await {
             Ok(()) => {
                 metrics::counter!("latchkey_emails_sent_total").increment(1);
                 true

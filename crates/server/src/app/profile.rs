@@ -12,14 +12,14 @@ impl Latchkey {
     /// Re-checks the current password before a credential change; wrong guesses count against the
     /// same per-account throttle as sign-in, so a stolen session cannot guess the password.
     pub(super) async fn confirm_password(&self, user: &User, current: &str) -> Result<(), AppError> {
-        let key = super::auth::login_throttle_key(&user.login_name);
+        let key = self.limits.sign_in_per_login.key(&user.login_name);
         let now = self.now();
         if let Some(secs) = retry_after(self.store.throttle_locked_until(std::slice::from_ref(&key), now).await?, now) {
             return Err(AppError::throttled(secs, "Too many wrong passwords. Try again later.".into()));
         }
         let ok = current.len() <= 1024 && self.hasher.verify(current, user.password_hash.as_deref()).await?.matches;
         if !ok {
-            self.store.throttle_fail(&key, &self.account_throttle, now).await?;
+            self.store.throttle_fail(&key, &self.limits.sign_in_per_login.policy, now).await?;
             let mut e = AppError::new(ErrorKind::Unauthorized, "invalid_credentials", "Your current password is not right.");
             e.fields.add("current_password", "Your current password is not right.");
             return Err(e);
@@ -52,6 +52,7 @@ impl Latchkey {
             &user.login_name,
             PasswordChange::Changed,
             &self.url("/forgot-password"),
+            self.now(),
         ))
         .await;
         Ok(())
@@ -67,7 +68,7 @@ impl Latchkey {
         let hash = self.hasher.hash(pin).await?;
         let audit = self.audit("pin_changed", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         self.store.change_pin(user.id, &hash, &audit).await?;
-        self.send(templates::pin_changed(&user.designated_email, &user.company_name, &user.login_name)).await;
+        self.send(templates::pin_changed(&user.designated_email, &user.company_name, &user.login_name, self.now())).await;
         Ok(())
     }
 

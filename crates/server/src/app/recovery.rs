@@ -110,13 +110,14 @@ impl Latchkey {
             Err(ConsumeError::WrongAccountState) => return Err(reset_error(ResetError::NotActive)),
         };
         // A successful reset proves the account's owner is back: lift the sign-in lock.
-        self.store.throttle_clear(&super::auth::login_throttle_key(&user.login_name)).await?;
+        self.store.throttle_clear(&self.limits.sign_in_per_login.key(&user.login_name)).await?;
         self.send(templates::password_changed(
             &user.designated_email,
             &user.company_name,
             &user.login_name,
             PasswordChange::Reset,
             &self.url("/forgot-password"),
+            self.now(),
         ))
         .await;
         Ok(user)

@@ -78,6 +78,7 @@ impl Latchkey {
             &user.login_name,
             "Single sign-on link removed",
             &format!("Sign-in with {provider}{who} was unlinked"),
+            self.now(),
         ))
         .await;
         Ok(())

@@ -299,6 +299,7 @@ impl Latchkey {
             &user.login_name,
             "Single sign-on link added",
             &format!("Sign-in with {}{who} was linked", provider.label()),
+            self.now(),
         ))
         .await;
         Ok(())

@@ -11,7 +11,7 @@ use latchkey_core::flows::sign_in::{requirement, CompanyTwoFactor, SecondFactorR
 use latchkey_core::flows::UserFacing;
 use latchkey_core::secret::{Token, TokenHash};
 use latchkey_core::seal::Sealed;
-use latchkey_core::throttle::{account_key, retry_after};
+use latchkey_core::throttle::retry_after;
 use latchkey_core::two_factor::one_time_code::CodeError;
 use latchkey_core::two_factor::recovery::{self, RecoveryCodes};
 use latchkey_core::two_factor::totp::{self, TotpSecret};
@@ -218,13 +218,14 @@ impl Latchkey {
         let mut audit = self.audit("two_factor_enrolled", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = method.method.clone();
         let first = self.store.enable_method(user.id, method, &hashes, &audit).await?;
-        self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
+        self.store.throttle_clear(&self.limits.second_factor_per_user.key(user.id)).await?;
         self.send(templates::security_notice(
             &user.designated_email,
             &user.company_name,
             &user.login_name,
             "Two-factor authentication method added",
             &format!("The {} method was added to two-factor authentication", method_label(&method.method)),
+            self.now(),
         ))
         .await;
         Ok(first.then(|| codes.displayed()))
@@ -232,7 +233,7 @@ impl Latchkey {
 
     pub(super) async fn ensure_not_locked(&self, user: &User) -> Result<(), AppError> {
         let now = self.now();
-        let key = account_key("second_factor", user.id);
+        let key = self.limits.second_factor_per_user.key(user.id);
         if let Some(secs) = retry_after(self.store.throttle_locked_until(std::slice::from_ref(&key), now).await?, now) {
             return Err(AppError::throttled(
                 secs,
@@ -247,8 +248,8 @@ impl Latchkey {
     /// the two writes leaves the wrong code counted, never uncounted.
     pub(super) async fn wrong_code(&self, user: &User, message: &str, ctx: &RequestContext) -> AppError {
         let now = self.now();
-        let key = account_key("second_factor", user.id);
-        let counted = self.store.throttle_fail(&key, &self.second_factor_throttle, now).await;
+        let key = self.limits.second_factor_per_user.key(user.id);
+        let counted = self.store.throttle_fail(&key, &self.limits.second_factor_per_user.policy, now).await;
         let mut audit = self.audit("second_factor_failed", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = "wrong code".into();
         if let Err(e) = self.store.append_audit(&audit).await {
@@ -277,7 +278,7 @@ impl Latchkey {
         self.ensure_not_locked(&user).await?;
         let factor = self.factor_to_spend(&user, method, code, ctx).await?;
         let (token, session, audit) = self.new_session(&user, false, method, ctx);
-        let then = SignInStart { wrong_code_key: account_key("second_factor", user.id), session, audit };
+        let then = SignInStart { wrong_code_key: self.limits.second_factor_per_user.key(user.id), session, audit };
         let recovery_left = match self.store.complete_sign_in(flow_hash.as_str(), user.id, &factor, &then).await? {
             FlowCompletion::Completed { recovery_codes_left } => recovery_codes_left,
             // Another request completed it since `live_flow`: this one's code stays unspent.
@@ -383,6 +384,7 @@ impl Latchkey {
             &user.login_name,
             "A recovery code was used",
             &format!("A recovery code was used to sign in ({left} left)"),
+            self.now(),
         ))
         .await;
     }
@@ -443,6 +445,7 @@ impl Latchkey {
             &user.login_name,
             "Default two-factor method changed",
             &format!("The default two-factor method became the {}", method_label(method.as_str())),
+            self.now(),
         ))
         .await;
         Ok(())
@@ -454,13 +457,14 @@ impl Latchkey {
         let user = self.user_of_company(domain, extension).await?;
         let audit = self.audit("two_factor_reset", Some(user.company_id), actor, Some(user.id), ctx);
         self.store.reset_two_factor(user.id, &audit).await?;
-        self.store.throttle_clear(&account_key("second_factor", user.id)).await?;
+        self.store.throttle_clear(&self.limits.second_factor_per_user.key(user.id)).await?;
         self.send(templates::security_notice(
             &user.designated_email,
             &user.company_name,
             &user.login_name,
             "Two-factor authentication was reset",
             "Your office manager reset two-factor authentication: your methods and recovery codes were removed",
+            self.now(),
         ))
         .await;
         Ok(user)

@@ -195,9 +195,9 @@ impl Latchkey {
     async fn tell_old_and_new_address(&self, user: &User, new: &Email) {
         let (company, login) = (&user.company_name, &user.login_name);
         let change = format!("The designated email was changed from this address to {}", new.masked());
-        self.send(templates::security_notice(&user.designated_email, company, login, "Your designated email was changed", &change)).await;
+        self.send(templates::security_notice(&user.designated_email, company, login, "Your designated email was changed", &change, self.now())).await;
         let notice = "This address was made the designated email";
-        self.send(templates::security_notice(new.as_str(), company, login, "This is now your designated email", notice)).await;
+        self.send(templates::security_notice(new.as_str(), company, login, "This is now your designated email", notice, self.now())).await;
     }
 }
 

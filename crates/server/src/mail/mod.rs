@@ -9,8 +9,9 @@ mod smtp;
 pub mod templates;
 
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
+use time::OffsetDateTime;
 
 pub use outbox::OutboxMailer;
 pub use smtp::{SmtpConfig, SmtpMailer, SmtpSecurity};
@@ -64,7 +65,9 @@ impl MailError {
 
 #[async_trait::async_trait]
 pub trait Mailer: Send + Sync + 'static {
-    async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError>;
+    /// `at` is the caller's clock reading: the `Date` header and the outbox file name use it, so
+    /// a test's clock is the email's clock.
+    async fn send(&self, email: &OutgoingEmail, at: OffsetDateTime) -> Result<(), MailError>;
 }
 
 /// RFC 3834: tells auto-responders (out-of-office replies) not to answer a transactional email.
@@ -83,7 +86,7 @@ pub(crate) fn parse_from(from: &str) -> Result<Mailbox, MailError> {
 }
 
 /// Builds the RFC 5322 message both mailers send, so the outbox shows exactly what SMTP would.
-pub(crate) fn build_message(from: &Mailbox, email: &OutgoingEmail) -> Result<Message, MailError> {
+pub(crate) fn build_message(from: &Mailbox, email: &OutgoingEmail, at: OffsetDateTime) -> Result<Message, MailError> {
     // A template that failed to render yields an empty part; refusing it beats sending a blank
     // email whose recipient then cannot activate or reset.
     if email.text.trim().is_empty() || email.html.trim().is_empty() {
@@ -97,9 +100,16 @@ pub(crate) fn build_message(from: &Mailbox, email: &OutgoingEmail) -> Result<Mes
         .from(from.clone())
         .to(to)
         .subject(single_line(&email.subject))
+        .date(at.into())
         .message_id(Some(message_id))
         .raw_header(HeaderValue::new(AUTO_SUBMITTED, "auto-generated".to_owned()))
-        .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
+        // Our boundary rather than lettre's, so that every draw comes from the one random source.
+        .multipart(
+            MultiPart::alternative()
+                .boundary(random_hex(20))
+                .singlepart(SinglePart::plain(email.text.clone()))
+                .singlepart(SinglePart::html(email.html.clone())),
+        )
         .map_err(|_| MailError::Build)
 }
 
@@ -109,15 +119,16 @@ fn single_line(s: &str) -> String {
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
-    use rand::RngCore;
     let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
+    latchkey_core::random::fill(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const AT: OffsetDateTime = time::macros::datetime!(1994-11-15 08:12:31 UTC);
 
     fn email() -> OutgoingEmail {
         OutgoingEmail {
@@ -138,7 +149,7 @@ mod tests {
     #[test]
     fn subject_line_breaks_cannot_inject_headers() {
         let from = parse_from("no-reply@example.com").unwrap();
-        let raw = String::from_utf8(build_message(&from, &email()).unwrap().formatted()).unwrap();
+        let raw = String::from_utf8(build_message(&from, &email(), AT).unwrap().formatted()).unwrap();
         assert!(!raw.contains("\r\nBcc:"), "{raw}");
         assert!(raw.contains("Auto-Submitted: auto-generated"));
         assert!(raw.contains("@example.com>"), "Message-ID on the sender's domain: {raw}");
@@ -149,9 +160,23 @@ mod tests {
         let from = parse_from("no-reply@example.com").unwrap();
         let mut e = email();
         e.text = "  ".into();
-        assert!(matches!(build_message(&from, &e), Err(MailError::EmptyBody)));
+        assert!(matches!(build_message(&from, &e, AT), Err(MailError::EmptyBody)));
         let mut e = email();
         e.to = "nobody".into();
-        assert!(matches!(build_message(&from, &e), Err(MailError::InvalidAddress { field: "recipient" })));
+        assert!(matches!(build_message(&from, &e, AT), Err(MailError::InvalidAddress { field: "recipient" })));
+    }
+
+    #[test]
+    fn the_caller_s_time_and_the_one_random_source_make_the_message() {
+        let from = parse_from("no-reply@example.com").unwrap();
+        let seeded = || {
+            let _seeded = latchkey_core::random::seed_this_thread(7);
+            String::from_utf8(build_message(&from, &email(), AT).unwrap().formatted()).unwrap()
+        };
+        let first = seeded();
+        assert!(first.contains("Date: Tue, 15 Nov 1994 08:12:31 +0000\r\n"), "{first}");
+        assert_eq!(first, seeded(), "the same seed, the same message id and boundary");
+        let unseeded = String::from_utf8(build_message(&from, &email(), AT).unwrap().formatted()).unwrap();
+        assert_ne!(first, unseeded, "unseeded draws come from the OS");
     }
 }

@@ -8,7 +8,6 @@ use lettre::message::Mailbox;
 use time::OffsetDateTime;
 
 use super::{build_message, parse_from, MailError, Mailer, OutgoingEmail};
-use crate::outbox_file::write_atomically;
 
 pub struct OutboxMailer {
     dir: PathBuf,
@@ -36,18 +35,9 @@ impl OutboxMailer {
 
 #[async_trait::async_trait]
 impl Mailer for OutboxMailer {
-    async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
-        let raw = build_message(&self.from, email)?.formatted();
-        let name = file_name(OffsetDateTime::now_utc());
-        let path = self.dir.join(&name);
-        // The temporary name does not end in `.eml`, so a watcher of the outbox never picks up a
-        // half-written file.
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let target = path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&tmp, &target, &raw))
-            .await
-            .map_err(|e| MailError::Outbox(io::Error::other(e.to_string())))?
-            .map_err(MailError::Outbox)?;
+    async fn send(&self, email: &OutgoingEmail, at: OffsetDateTime) -> Result<(), MailError> {
+        let raw = build_message(&self.from, email, at)?.formatted();
+        let path = crate::outbox_file::write(&self.dir, at, EXTENSION, raw).await.map_err(MailError::Outbox)?;
 
         // Logging the links is deliberate and ONLY for the development outbox: the issue asks
         // that a developer can click the Complete Setup / reset link straight from the log. The
@@ -74,25 +64,20 @@ fn links_in(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Outbox file names for emails (see [`crate::outbox_file::file_name`]).
+const EXTENSION: &str = "eml";
+
+#[cfg(test)]
 fn file_name(now: OffsetDateTime) -> String {
-    crate::outbox_file::file_name(now, "eml")
+    crate::outbox_file::file_name(now, EXTENSION)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use mail_parser::{MessageParser, PartType};
 
     use super::*;
     use crate::mail::templates::{self, LinkEntry, LinkKind};
-
-    fn eml_files(dir: &Path) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        files
-    }
+    use crate::outbox_file::testing::{capture_logs, files as eml_files};
 
     #[test]
     fn file_names_sort_by_time_and_differ_within_a_millisecond() {
@@ -134,14 +119,16 @@ mod tests {
                 kind: LinkKind::PasswordReset,
             }],
         );
-        mailer.send(&welcome).await.unwrap();
-        mailer.send(&reset).await.unwrap();
+        let at = time::macros::datetime!(2026-11-23 09:45:01.123 UTC);
+        mailer.send(&welcome, at).await.unwrap();
+        mailer.send(&reset, at).await.unwrap();
 
         let files = eml_files(&dir);
         assert_eq!(files.len(), 2, "one file per email and no temp files left: {files:?}");
         let mut seen = Vec::new();
         for file in &files {
             assert_eq!(file.extension().and_then(|e| e.to_str()), Some("eml"));
+            assert!(file.file_name().unwrap().to_string_lossy().starts_with("20261123T094501.123Z-"), "the caller's time: {file:?}");
             let raw = std::fs::read(file).unwrap();
             let msg = MessageParser::default().parse(&raw[..]).expect("parseable RFC 5322");
             let to = msg.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap().to_string();
@@ -176,35 +163,16 @@ mod tests {
         assert!(html.contains("href=\"https://portal.test/reset#r1\""));
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn logs_the_file_the_recipient_and_the_link() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        // Another test thread may have hit the log line first, with no subscriber: without this
-        // its cached "nobody listens" would hide the line from ours.
-        tracing::callsite::rebuild_interest_cache();
+        let logs = capture_logs();
 
         let tmp = tempfile::tempdir().unwrap();
         let mailer = OutboxMailer::new(tmp.path().to_path_buf(), "no-reply@latchkey.test".into()).unwrap();
         let email = templates::welcome("ann@organization.com", "Org", "101@org.test", "https://portal.test/setup#tok");
-        mailer.send(&email).await.unwrap();
+        mailer.send(&email, OffsetDateTime::UNIX_EPOCH).await.unwrap();
 
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = logs.text();
         let file = eml_files(tmp.path()).remove(0);
         assert!(log.contains(&file.display().to_string()), "{log}");
         assert!(log.contains("ann@organization.com"), "{log}");

@@ -185,8 +185,8 @@ impl Relay {
 
 #[async_trait::async_trait]
 impl Mailer for SmtpMailer {
-    async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
-        let message = build_message(&self.from, email)?;
+    async fn send(&self, email: &OutgoingEmail, at: time::OffsetDateTime) -> Result<(), MailError> {
+        let message = build_message(&self.from, email, at)?;
         let relay = self.relay.clone();
         // Never log the body or the links here (unlike the outbox): they are live credentials.
         let sent = tokio::spawn(async move { relay.send(message).await }).await.unwrap_or(Err(MailError::Connection));
@@ -262,7 +262,7 @@ mod tests {
         cfg.timeout_secs = Some(2);
         let mailer = SmtpMailer::new(&cfg).unwrap();
         let email = crate::mail::templates::welcome("a@b.test", "Org", "101@org.test", "https://x.test/setup#tok");
-        let err = mailer.send(&email).await.unwrap_err();
+        let err = mailer.send(&email, time::OffsetDateTime::now_utc()).await.unwrap_err();
         assert!(matches!(err, MailError::Connection), "{err:?}");
         assert!(err.is_transient());
         let shown = format!("{err} {err:?}");
@@ -364,12 +364,12 @@ mod tests {
         let mailer = Arc::new(relay.mailer(10));
         let cut = {
             let mailer = mailer.clone();
-            tokio::spawn(async move { mailer.send(&email("first@b.test")).await })
+            tokio::spawn(async move { mailer.send(&email("first@b.test"), time::OffsetDateTime::now_utc()).await })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         cut.abort();
         assert_eq!(relay.wait_for(1).await.len(), 1, "the email of the cut-off request was delivered");
-        mailer.send(&email("second@b.test")).await.expect("the next email goes out");
+        mailer.send(&email("second@b.test"), time::OffsetDateTime::now_utc()).await.expect("the next email goes out");
         let delivered = relay.wait_for(2).await;
         assert!(delivered[1].contains("second@b.test"), "{delivered:?}");
     }
@@ -380,9 +380,9 @@ mod tests {
     async fn a_relay_that_stalls_mid_send_times_out_that_send_only() {
         let relay = FakeRelay::start(Duration::ZERO, true).await;
         let mailer = relay.mailer(1);
-        let stalled = tokio::time::timeout(Duration::from_secs(10), mailer.send(&email("first@b.test"))).await;
+        let stalled = tokio::time::timeout(Duration::from_secs(10), mailer.send(&email("first@b.test"), time::OffsetDateTime::now_utc())).await;
         assert!(matches!(stalled, Ok(Err(MailError::Timeout))), "{stalled:?}");
-        let next = tokio::time::timeout(Duration::from_secs(10), mailer.send(&email("second@b.test"))).await;
+        let next = tokio::time::timeout(Duration::from_secs(10), mailer.send(&email("second@b.test"), time::OffsetDateTime::now_utc())).await;
         assert!(matches!(next, Ok(Ok(()))), "{next:?}");
         assert!(relay.wait_for(1).await[0].contains("second@b.test"));
     }

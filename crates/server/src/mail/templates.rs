@@ -259,6 +259,7 @@ pub fn password_changed(
     login_name: &str,
     how: PasswordChange,
     forgot_password_url: &str,
+    at: OffsetDateTime,
 ) -> OutgoingEmail {
     let (heading, verb) = match how {
         PasswordChange::Reset => ("Your password was reset", "reset with a password reset link"),
@@ -270,7 +271,7 @@ pub fn password_changed(
         heading,
         what_happened: format!(
             "The password of your account {login_name} at {company_name} was {verb} on {}.",
-            when(OffsetDateTime::now_utc())
+            when(at)
         ),
         sessions_ended: how == PasswordChange::Reset,
         company_name,
@@ -301,13 +302,13 @@ struct PinChangedText<'a> {
 }
 
 /// The security notification after a voicemail PIN change.
-pub fn pin_changed(to: &str, company_name: &str, login_name: &str) -> OutgoingEmail {
+pub fn pin_changed(to: &str, company_name: &str, login_name: &str, at: OffsetDateTime) -> OutgoingEmail {
     let m = PinChanged {
         subject: format!("{company_name}: your voicemail PIN was changed"),
         sender: sender(company_name),
         what_happened: format!(
             "The voicemail PIN of your account {login_name} at {company_name} was changed on {}.",
-            when(OffsetDateTime::now_utc())
+            when(at)
         ),
         company_name,
         login_name,
@@ -433,6 +434,10 @@ fn when(t: OffsetDateTime) -> String {
 mod tests {
     use super::*;
 
+    /// The time a notification is sent, from the caller's clock: "23 November 2026 at 09:45 UTC".
+    const AT: OffsetDateTime = time::macros::datetime!(2026-11-23 09:45:12 UTC);
+    const AT_TEXT: &str = "23 November 2026 at 09:45 UTC";
+
     fn reset_entry(login: &str, company: &str, url: &str, kind: LinkKind) -> LinkEntry {
         LinkEntry { login_name: login.into(), company_name: company.into(), url: url.into(), kind }
     }
@@ -548,13 +553,14 @@ mod tests {
     #[test]
     fn password_changed_is_a_security_notification_with_a_way_out() {
         let reset =
-            password_changed("a@org.test", "Org", "101@org.test", PasswordChange::Reset, "https://portal.test/forgot");
+            password_changed("a@org.test", "Org", "101@org.test", PasswordChange::Reset, "https://portal.test/forgot", AT);
         let changed = password_changed(
             "a@org.test",
             "Org",
             "101@org.test",
             PasswordChange::Changed,
             "https://portal.test/forgot",
+            AT,
         );
         assert_eq!(reset.subject, "Org: your password was reset");
         assert_eq!(changed.subject, "Org: your password was changed");
@@ -563,7 +569,7 @@ mod tests {
                 assert!(part.contains("Org via Latchkey") && part.contains("101@org.test"));
                 assert!(part.contains("If it was not you"));
                 assert!(part.contains("https://portal.test/forgot"));
-                assert!(part.contains(" UTC"));
+                assert!(part.contains(AT_TEXT), "the caller's time: {part}");
             }
         }
         assert!(reset.text.contains("Every session") && reset.html.contains("Every session"));
@@ -572,10 +578,11 @@ mod tests {
 
     #[test]
     fn pin_changed_names_the_account_and_the_company() {
-        let e = pin_changed("a@org.test", "Org", "101@org.test");
+        let e = pin_changed("a@org.test", "Org", "101@org.test", AT);
         assert_eq!(e.subject, "Org: your voicemail PIN was changed");
         for part in [&e.text, &e.html] {
             assert!(part.contains("Org via Latchkey") && part.contains("101@org.test"));
+            assert!(part.contains(AT_TEXT), "the caller's time: {part}");
             assert!(part.contains("voicemail PIN was changed"));
         }
     }
@@ -594,8 +601,8 @@ mod tests {
         for html in [
             password_reset("a@b.test", &entries).html,
             forgot_login_name("a@b.test", &[("1@b.test".into(), company.into())], "https://x.test").html,
-            password_changed("a@b.test", company, "1@b.test", PasswordChange::Changed, "https://x.test").html,
-            pin_changed("a@b.test", company, "1@b.test").html,
+            password_changed("a@b.test", company, "1@b.test", PasswordChange::Changed, "https://x.test", AT).html,
+            pin_changed("a@b.test", company, "1@b.test", AT).html,
         ] {
             assert!(!html.contains("<script>"), "{html}");
             assert!(html.contains("&lt;script&gt;"));
@@ -664,12 +671,19 @@ struct SecurityNoticeText<'a> {
 
 /// A security notification for a change to how the account signs in (two-factor methods,
 /// recovery codes): `title` is the headline, `change` finishes "… of your account X at Y".
-pub fn security_notice(to: &str, company_name: &str, login_name: &str, title: &str, change: &str) -> OutgoingEmail {
+pub fn security_notice(
+    to: &str,
+    company_name: &str,
+    login_name: &str,
+    title: &str,
+    change: &str,
+    at: OffsetDateTime,
+) -> OutgoingEmail {
     let m = SecurityNotice {
         subject: format!("{company_name}: {}", title.to_lowercase()),
         sender: sender(company_name),
         title,
-        what_happened: format!("{change} for your account {login_name} at {company_name} on {}.", when(OffsetDateTime::now_utc())),
+        what_happened: format!("{change} for your account {login_name} at {company_name} on {}.", when(at)),
         company_name,
         login_name,
     };

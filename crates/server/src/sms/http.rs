@@ -159,7 +159,7 @@ impl HttpSmsGateway {
 
 #[async_trait::async_trait]
 impl SmsGateway for HttpSmsGateway {
-    async fn send(&self, sms: &OutgoingSms) -> Result<(), SmsError> {
+    async fn send(&self, sms: &OutgoingSms, _at: time::OffsetDateTime) -> Result<(), SmsError> {
         let to = check(sms)?;
         let form = [("To", to.as_str()), ("From", self.from.as_str()), ("Body", sms.body.as_str())];
         // Never log the body here (it holds the code) nor the request (its headers hold the token).

@@ -73,7 +73,8 @@ impl SmsError {
 
 #[async_trait::async_trait]
 pub trait SmsGateway: Send + Sync + 'static {
-    async fn send(&self, sms: &OutgoingSms) -> Result<(), SmsError>;
+    /// `at` is the caller's clock reading (the outbox names its file by it).
+    async fn send(&self, sms: &OutgoingSms, at: time::OffsetDateTime) -> Result<(), SmsError>;
 }
 
 /// The checks both gateways make before sending, so the outbox refuses what the HTTP gateway

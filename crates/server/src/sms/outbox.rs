@@ -10,7 +10,6 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{check, masked, OutgoingSms, SmsError, SmsGateway};
-use crate::outbox_file::write_atomically;
 
 /// What one outbox file holds.
 #[derive(Serialize)]
@@ -41,48 +40,33 @@ impl OutboxSms {
 
 #[async_trait::async_trait]
 impl SmsGateway for OutboxSms {
-    async fn send(&self, sms: &OutgoingSms) -> Result<(), SmsError> {
+    async fn send(&self, sms: &OutgoingSms, now: OffsetDateTime) -> Result<(), SmsError> {
         let to = check(sms)?;
-        let now = OffsetDateTime::now_utc();
         let time = now.format(&Rfc3339).map_err(|e| SmsError::Outbox(io::Error::other(e.to_string())))?;
         // The body, and with it the code, goes into the file: reading the code there is what the
         // development outbox is for. It goes nowhere else: not into the log line below, not into
         // an error.
         let json = serde_json::to_vec_pretty(&OutboxFile { to: to.as_str(), body: &sms.body, time })
             .map_err(|e| SmsError::Outbox(io::Error::other(e.to_string())))?;
-        let name = file_name(now);
-        let path = self.dir.join(&name);
-        // The temporary name does not end in `.sms.json`, so a watcher of the outbox never picks up
-        // a half-written file.
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let target = path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&tmp, &target, &json))
-            .await
-            .map_err(|e| SmsError::Outbox(io::Error::other(e.to_string())))?
-            .map_err(SmsError::Outbox)?;
+        let path = crate::outbox_file::write(&self.dir, now, EXTENSION, json).await.map_err(SmsError::Outbox)?;
 
         tracing::info!(path = %path.display(), to = %masked(to.as_str()), "text message written to the development outbox");
         Ok(())
     }
 }
 
-/// Outbox file names for texts (see [`crate::outbox_file::file_name`]).
+const EXTENSION: &str = "sms.json";
+
+#[cfg(test)]
 fn file_name(now: OffsetDateTime) -> String {
-    crate::outbox_file::file_name(now, "sms.json")
+    crate::outbox_file::file_name(now, EXTENSION)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
+    use crate::outbox_file::testing::{capture_logs, files};
     use crate::sms::{message_for_code, SmsPurpose};
-
-    fn files(dir: &Path) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        files
-    }
 
     #[test]
     fn file_names_sort_by_time_and_differ_within_a_millisecond() {
@@ -102,7 +86,7 @@ mod tests {
         let outbox = OutboxSms::new(dir.clone()).unwrap();
         assert!(dir.is_dir(), "new() creates the directory");
 
-        let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        let at = time::macros::datetime!(2026-11-23 09:45:01.123 UTC);
         let first = OutgoingSms {
             to: "+15550104477".into(),
             body: message_for_code("Organization Inc.", "123456", SmsPurpose::SignIn),
@@ -112,18 +96,18 @@ mod tests {
             to: "+44 20 7946 0958".into(),
             body: message_for_code("Organization Inc.", "654321", SmsPurpose::VerifyNumber),
         };
-        outbox.send(&first).await.unwrap();
-        outbox.send(&second).await.unwrap();
-        let after = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+        outbox.send(&first, at).await.unwrap();
+        outbox.send(&second, at).await.unwrap();
 
         let files = files(&dir);
         assert_eq!(files.len(), 2, "one file per text and no temp files left: {files:?}");
         let mut seen = Vec::new();
         for file in &files {
             assert!(file.to_string_lossy().ends_with(".sms.json"), "{file:?}");
+            assert!(file.file_name().unwrap().to_string_lossy().starts_with("20261123T094501.123Z-"), "the caller's time: {file:?}");
             let json: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
             let time = OffsetDateTime::parse(json["time"].as_str().unwrap(), &Rfc3339).unwrap();
-            assert!(before <= time && time <= after, "{time}");
+            assert_eq!(time, at, "the caller's time");
             seen.push((json["to"].as_str().unwrap().to_owned(), json["body"].as_str().unwrap().to_owned()));
         }
         seen.sort();
@@ -136,41 +120,22 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let outbox = OutboxSms::new(tmp.path().to_path_buf()).unwrap();
         let bad_number = OutgoingSms { to: "0170 1234567".into(), body: "123456".into() };
-        assert!(matches!(outbox.send(&bad_number).await, Err(SmsError::InvalidNumber)));
+        assert!(matches!(outbox.send(&bad_number, OffsetDateTime::UNIX_EPOCH).await, Err(SmsError::InvalidNumber)));
         let empty = OutgoingSms { to: "+15550104477".into(), body: " ".into() };
-        assert!(matches!(outbox.send(&empty).await, Err(SmsError::EmptyBody)));
+        assert!(matches!(outbox.send(&empty, OffsetDateTime::UNIX_EPOCH).await, Err(SmsError::EmptyBody)));
         assert!(files(tmp.path()).is_empty());
-    }
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
     }
 
     #[tokio::test]
     async fn logs_the_file_and_the_masked_number_but_not_the_code() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        // As in the mail outbox test: a log line first hit by another thread with no subscriber
-        // keeps a cached "nobody listens" until the interest is rebuilt.
-        tracing::callsite::rebuild_interest_cache();
+        let logs = capture_logs();
 
         let tmp = tempfile::tempdir().unwrap();
         let outbox = OutboxSms::new(tmp.path().to_path_buf()).unwrap();
         let sms = OutgoingSms { to: "+15550104477".into(), body: message_for_code("Org", "918273", SmsPurpose::SignIn) };
-        outbox.send(&sms).await.unwrap();
+        outbox.send(&sms, OffsetDateTime::UNIX_EPOCH).await.unwrap();
 
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = logs.text();
         let file = files(tmp.path()).remove(0);
         assert_eq!(log.lines().count(), 1, "{log}");
         assert!(log.contains(&file.display().to_string()), "{log}");

@@ -7,11 +7,11 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use latchkey_store::testing::free_port;
 use mail_parser::{MessageParser, PartType};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -172,11 +172,6 @@ async fn greets(port: u16) -> bool {
         Some(line.starts_with("220"))
     };
     matches!(tokio::time::timeout(Duration::from_secs(2), attempt).await, Ok(Some(true)))
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
 
 fn read_log(path: &Path) -> String {
