@@ -60,7 +60,8 @@ const STORM: Duration = Duration::from_secs(12);
 const ANSWER_WITHIN: Duration = Duration::from_secs(15);
 
 /// The gauges that show a leak before users do (issue 16, item 4).
-const GAUGES: [&str; 3] = ["latchkey_hash_queue_depth", "latchkey_hash_running", "latchkey_store_writer_waiting"];
+const GAUGES: [&str; 5] =
+    ["latchkey_hash_queue_depth", "latchkey_hash_running", "latchkey_store_writer_waiting", "latchkey_store_writer_in_use", "latchkey_store_pool_in_use"];
 /// How long the gauges may take to come back to zero after the storm.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 /// How long a request of the set-up or of the checks is sent again while the node is busy.
@@ -777,6 +778,15 @@ async fn gauges_at_zero(node: &Node, gauges: &[&str], within: Duration) -> Resul
     }
 }
 
+/// (a) Requests the node counted as dropped before their answer, over every route.
+async fn abandoned_requests(node: &Node) -> f64 {
+    let text = match reqwest::get(format!("{}/metrics", node.base)).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    prometheus(&text).iter().filter(|s| s.name == "latchkey_http_requests_abandoned_total").map(|s| s.value).sum()
+}
+
 /// (c) A connection to the node's PostgreSQL database that counts its sessions left inside a
 /// transaction.
 struct OpenTransactions {
@@ -1026,6 +1036,11 @@ async fn storm(config: NodeConfig) {
     match gauges_at_zero(&stage.node, &GAUGES, SETTLE_WITHIN).await {
         Ok(took) => eprintln!("gauges at zero {took:?} after the last client left"),
         Err(e) => findings.add(format!("(a) gauges not back to zero: {e}")),
+    }
+    let abandoned = abandoned_requests(&stage.node).await;
+    eprintln!("requests counted as abandoned: {abandoned}");
+    if abandoned < 1.0 {
+        findings.add("(a) clients hung up mid-request, yet /metrics counts no latchkey_http_requests_abandoned_total".to_owned());
     }
     if postgres {
         let left = OpenTransactions::connect(&store_url).await.count(Duration::from_millis(100)).await;

@@ -94,9 +94,10 @@ async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> a
     resp
 }
 
-/// Counts a request dropped before its answer was ready (its client hung up; hyper drops the
-/// handler's future when the connection closes), which otherwise would leave no trace: the
-/// requests cut off at `request_timeout_secs` are answered, and counted by `answer_in_time`.
+/// Counts a request dropped before its answer was ready, which otherwise would leave no trace:
+/// its client hung up (hyper drops the handler's future when the connection closes), or
+/// `request_timeout_secs` cut it off (`answer_in_time` sits outside this layer; those are also
+/// in `latchkey_http_timeouts_total`).
 struct Abandoned(Option<String>);
 
 impl Abandoned {
