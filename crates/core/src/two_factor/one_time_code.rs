@@ -9,6 +9,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::flows::UserFacing;
 use crate::secret::{constant_time_eq, TokenHash};
+use crate::two_factor::E164;
 
 /// The seeds' "verification code": six digits, easy to read off a text message and type.
 pub const DIGITS: usize = 6;
@@ -46,6 +47,80 @@ impl OneTimeCode {
 impl std::fmt::Debug for OneTimeCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("OneTimeCode(<redacted>)")
+    }
+}
+
+/// What a code is for. Each purpose keeps one live code per user; they never stand in for each
+/// other (a sign-in code cannot confirm removing a method).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CodePurpose {
+    SignInSms,
+    SignInEmail,
+    EnrollSms,
+    EnrollEmail,
+    VerifyEmail,
+    /// Confirms a change to 2FA (removing a method, new recovery codes).
+    Verification,
+}
+
+impl CodePurpose {
+    pub const ALL: [CodePurpose; 6] = [
+        CodePurpose::SignInSms,
+        CodePurpose::SignInEmail,
+        CodePurpose::EnrollSms,
+        CodePurpose::EnrollEmail,
+        CodePurpose::VerifyEmail,
+        CodePurpose::Verification,
+    ];
+
+    /// The spelling the store keeps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodePurpose::SignInSms => "sign_in_sms",
+            CodePurpose::SignInEmail => "sign_in_email",
+            CodePurpose::EnrollSms => "enroll_sms",
+            CodePurpose::EnrollEmail => "enroll_email",
+            CodePurpose::VerifyEmail => "verify_email",
+            CodePurpose::Verification => "verification",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// Where a code goes. Stored with the code as `sms:+15550104477` or `email:a@b.test`, so that a
+/// check can tell which channel proved possession.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Sms(E164),
+    Email(String),
+}
+
+impl Channel {
+    /// The spelling the store keeps.
+    pub fn target(&self) -> String {
+        match self {
+            Channel::Sms(n) => format!("sms:{}", n.as_str()),
+            Channel::Email(e) => format!("email:{e}"),
+        }
+    }
+
+    pub fn from_target(target: &str) -> Option<Channel> {
+        match target.split_once(':')? {
+            ("sms", n) => E164::parse(n).ok().map(Channel::Sms),
+            ("email", e) => Some(Channel::Email(e.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// What the audit log and the answers show: never a whole number.
+    pub fn shown(&self) -> String {
+        match self {
+            Channel::Sms(n) => n.masked(),
+            Channel::Email(e) => e.clone(),
+        }
     }
 }
 
@@ -160,6 +235,21 @@ mod tests {
         assert!(distinct.len() > 190, "200 draws from a million should barely collide");
         // Leading zeros are kept: a tenth of codes start with 0 (none in 200 has odds below 1e-9).
         assert!(codes.iter().any(|c| c.expose().starts_with('0')));
+    }
+
+    #[test]
+    fn purposes_and_channels_read_back_as_stored() {
+        for p in CodePurpose::ALL {
+            assert_eq!(CodePurpose::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(CodePurpose::parse("sign_in"), None);
+        let sms = Channel::Sms(E164::parse("+15550104477").unwrap());
+        assert_eq!(sms.target(), "sms:+15550104477");
+        assert_eq!(Channel::from_target(&sms.target()), Some(sms.clone()));
+        assert_eq!(sms.shown(), "•••• 4477");
+        assert_eq!(Channel::from_target("email:a@b.test"), Some(Channel::Email("a@b.test".into())));
+        assert_eq!(Channel::from_target("fax:123"), None);
+        assert_eq!(Channel::from_target("sms:12"), None);
     }
 
     #[test]

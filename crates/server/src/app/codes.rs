@@ -8,87 +8,28 @@
 
 use latchkey_core::flows::UserFacing;
 use latchkey_core::secret::TokenHash;
-use latchkey_core::two_factor::one_time_code::{self, CodeError, OneTimeCode};
-use latchkey_core::two_factor::E164;
+use latchkey_core::two_factor::one_time_code::{self, Channel, CodeError, CodePurpose, OneTimeCode};
 use latchkey_store::{StoredCode, User};
 
 use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates::{self, EmailCodePurpose};
 use crate::sms::{message_for_code, OutgoingSms, SmsPurpose};
 
-/// What a code is for. Each purpose keeps one live code per user; they never stand in for each
-/// other (a sign-in code cannot confirm removing a method).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CodePurpose {
-    SignInSms,
-    SignInEmail,
-    EnrollSms,
-    EnrollEmail,
-    VerifyEmail,
-    /// Confirms a change to 2FA (removing a method, new recovery codes).
-    Verification,
-}
-
-impl CodePurpose {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            CodePurpose::SignInSms => "sign_in_sms",
-            CodePurpose::SignInEmail => "sign_in_email",
-            CodePurpose::EnrollSms => "enroll_sms",
-            CodePurpose::EnrollEmail => "enroll_email",
-            CodePurpose::VerifyEmail => "verify_email",
-            CodePurpose::Verification => "verification",
-        }
-    }
-
-    fn sms_wording(self) -> SmsPurpose {
-        match self {
-            CodePurpose::SignInSms | CodePurpose::SignInEmail => SmsPurpose::SignIn,
-            CodePurpose::EnrollSms => SmsPurpose::VerifyNumber,
-            _ => SmsPurpose::Verification,
-        }
-    }
-
-    fn email_wording(self) -> EmailCodePurpose {
-        match self {
-            CodePurpose::SignInSms | CodePurpose::SignInEmail => EmailCodePurpose::SignIn,
-            CodePurpose::EnrollEmail => EmailCodePurpose::EnrollEmail,
-            CodePurpose::VerifyEmail => EmailCodePurpose::VerifyEmail,
-            CodePurpose::EnrollSms | CodePurpose::Verification => EmailCodePurpose::Verification,
-        }
+/// How a code's message reads, by what it is for.
+fn sms_wording(purpose: CodePurpose) -> SmsPurpose {
+    match purpose {
+        CodePurpose::SignInSms | CodePurpose::SignInEmail => SmsPurpose::SignIn,
+        CodePurpose::EnrollSms => SmsPurpose::VerifyNumber,
+        _ => SmsPurpose::Verification,
     }
 }
 
-/// Where a code goes. Stored with the code as `sms:+15550104477` or `email:a@b.test`, so that a
-/// check can tell which channel proved possession.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Channel {
-    Sms(E164),
-    Email(String),
-}
-
-impl Channel {
-    fn target(&self) -> String {
-        match self {
-            Channel::Sms(n) => format!("sms:{}", n.as_str()),
-            Channel::Email(e) => format!("email:{e}"),
-        }
-    }
-
-    pub fn from_target(target: &str) -> Option<Channel> {
-        match target.split_once(':')? {
-            ("sms", n) => E164::parse(n).ok().map(Channel::Sms),
-            ("email", e) => Some(Channel::Email(e.to_owned())),
-            _ => None,
-        }
-    }
-
-    /// What the audit log and the answers show: never a whole number.
-    pub fn shown(&self) -> String {
-        match self {
-            Channel::Sms(n) => n.masked(),
-            Channel::Email(e) => e.clone(),
-        }
+fn email_wording(purpose: CodePurpose) -> EmailCodePurpose {
+    match purpose {
+        CodePurpose::SignInSms | CodePurpose::SignInEmail => EmailCodePurpose::SignIn,
+        CodePurpose::EnrollEmail => EmailCodePurpose::EnrollEmail,
+        CodePurpose::VerifyEmail => EmailCodePurpose::VerifyEmail,
+        CodePurpose::EnrollSms | CodePurpose::Verification => EmailCodePurpose::Verification,
     }
 }
 
@@ -110,7 +51,7 @@ impl Latchkey {
         self.store.issue_code(user.id, purpose.as_str(), &stored).await?;
         let delivered = match channel {
             Channel::Sms(number) => {
-                let sms = OutgoingSms { to: number.as_str().to_owned(), body: message_for_code(&user.company_name, code.expose(), purpose.sms_wording()) };
+                let sms = OutgoingSms { to: number.as_str().to_owned(), body: message_for_code(&user.company_name, code.expose(), sms_wording(purpose)) };
                 match self.sms.send(&sms, self.now()).await {
                     Ok(()) => true,
                     Err(e) => {
@@ -120,7 +61,7 @@ impl Latchkey {
                 }
             }
             Channel::Email(address) => {
-                self.send(templates::one_time_code(address, &user.company_name, &user.login_name, code.expose(), purpose.email_wording())).await
+                self.send(templates::one_time_code(address, &user.company_name, &user.login_name, code.expose(), email_wording(purpose))).await
             }
         };
         metrics::counter!("latchkey_codes_sent_total", "channel" => if matches!(channel, Channel::Sms(_)) { "sms" } else { "email" }, "delivered" => if delivered { "yes" } else { "no" }).increment(1);

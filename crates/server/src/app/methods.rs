@@ -4,13 +4,12 @@
 
 use latchkey_core::flows::sign_in::SecondFactorRequirement;
 use latchkey_core::flows::UserFacing;
-use latchkey_core::two_factor::one_time_code::{self, CodeError};
+use latchkey_core::two_factor::one_time_code::{self, Channel, CodeError, CodePurpose};
 use latchkey_core::two_factor::recovery::RecoveryCodes;
 use latchkey_core::two_factor::{Method, TwoFactorMode, E164};
 use latchkey_core::secret::TokenHash;
 use latchkey_store::{FactorSpend, StoredMethod, User};
 
-use super::codes::{Channel, CodePurpose};
 use super::two_factor::{flow_expired, method_label};
 use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates;
