@@ -4,7 +4,9 @@
 
 pub mod activation;
 pub mod email_link;
+pub mod enrolment;
 pub mod password_reset;
+pub mod second_factor;
 pub mod session;
 pub mod sign_in;
 pub mod sso;

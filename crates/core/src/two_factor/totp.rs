@@ -199,7 +199,7 @@ fn normalize_code(input: &str) -> Option<String> {
 
 /// The HOTP value (RFC 4226) for counter `step`, `digits` long with leading zeros. `None` for a
 /// step before the epoch or a digit count HOTP does not define (6 to 8), so nothing here can panic.
-fn code_at(secret: &[u8], step: i64, digits: usize) -> Option<String> {
+pub(crate) fn code_at(secret: &[u8], step: i64, digits: usize) -> Option<String> {
     if !(6..=8).contains(&digits) {
         return None;
     }
