@@ -284,7 +284,10 @@ impl TwoFactorStore for SqlStore {
              WHERE user_id = $1 ORDER BY enabled_at, method";
         if let Some(inline) = &self.inline {
             let mut methods = Vec::new();
-            inline.each(METHODS, [user_id], |r| Ok(methods.push(method_from_row(r)?)))?;
+            inline.each(METHODS, [user_id], |r| {
+                methods.push(method_from_row(r)?);
+                Ok(())
+            })?;
             return Ok(methods);
         }
         let rows = sqlx::query(METHODS).bind(user_id).fetch_all(&self.pool).await.map_err(map_err)?;
