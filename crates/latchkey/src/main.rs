@@ -211,7 +211,7 @@ async fn switch_feature(config: Config, domain: &str, feature: &str, providers: 
     if feature == "sso" {
         let providers: Vec<Provider> = providers.iter().filter_map(|p| Provider::parse(p)).collect();
         let settings = app.set_sso_feature(domain, on, &providers, Actor::Operator, ctx).await.map_err(api_error)?;
-        let list = if settings.providers.is_empty() { "none".to_owned() } else { settings.providers.join(", ") };
+        let list = if settings.providers.is_empty() { "none".to_owned() } else { settings.providers.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ") };
         println!("sso {} for {domain}; providers: {list}", if settings.enabled { "enabled" } else { "disabled" });
     } else {
         if !providers.is_empty() {

@@ -74,7 +74,7 @@ async fn an_office_manager_sets_the_policy_from_the_console(s: &TestServer) {
     let saved = om.form("/console/policy/sso", &[("csrf_token", &csrf), ("mfa_microsoft", "on")]).await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let company = s.app.store.company_by_domain(DOMAIN).await.unwrap().unwrap();
-    assert_eq!(s.app.store.sso_settings(company.id).await.unwrap().mfa_sufficient, vec!["microsoft".to_owned()]);
+    assert_eq!(s.app.store.sso_settings(company.id).await.unwrap().mfa_sufficient, vec![Provider::Microsoft]);
     let after = om.get("/console/policy?done=sso").await.body;
     assert!(after.contains("The single sign-on setting was saved."), "{after}");
 

@@ -68,7 +68,7 @@ async fn every_notification_has_both_parts_and_the_company_name(s: &TestServer) 
     enrol_totp(s, &mut b).await;
     s.app.reset_two_factor("organization.com", "101", Actor::Operator, &Default::default()).await.unwrap();
 
-    let id = sso_link(s, "101@organization.com", "google", "g-101", "u101@gmail.example").await;
+    let id = sso_link(s, "101@organization.com", latchkey_core::flows::sso::Provider::Google, "g-101", "u101@gmail.example").await;
     let mut again = s.browser();
     assert_eq!(again.sign_in("101@organization.com", "Welcome2Sonar").await.json()["state"], "signed_in");
     assert_eq!(again.send(Method::DELETE, &format!("/api/v1/me/sso-links/{id}"), None).await.status, StatusCode::NO_CONTENT);

@@ -23,9 +23,9 @@ async fn linked_identities_are_listed_and_removed_by_their_owner_only(s: &TestSe
     let mut alice = user_with_2fa_feature(s, "101").await;
     let mut bob = user_with_2fa_feature(s, "102").await;
     s.app.set_sso_feature("organization.com", true, &[Provider::Google, Provider::Microsoft], Actor::Operator, &Default::default()).await.unwrap();
-    let google = link(s, "101@organization.com", "google", "g-sub", "alice@gmail.example").await;
-    link(s, "101@organization.com", "microsoft", "m-sub", "alice@org.example").await;
-    let bobs = link(s, "102@organization.com", "google", "g-bob", "bob@gmail.example").await;
+    let google = link(s, "101@organization.com", Provider::Google, "g-sub", "alice@gmail.example").await;
+    link(s, "101@organization.com", Provider::Microsoft, "m-sub", "alice@org.example").await;
+    let bobs = link(s, "102@organization.com", Provider::Google, "g-bob", "bob@gmail.example").await;
 
     let me = alice.get("/api/v1/me").await.json();
     let links = me["sso_links"].as_array().unwrap();

@@ -234,7 +234,7 @@ async fn the_mfa_setting_is_a_subset_of_the_enabled_providers(s: &TestServer) {
     assert_eq!(set.json(), expected);
     assert_eq!(supervisor.get(&path).await.json(), expected, "supervisors read it");
     let company = s.app.store.company_by_domain(DOMAIN).await.unwrap().unwrap();
-    assert_eq!(s.app.store.sso_settings(company.id).await.unwrap().mfa_sufficient, vec!["google"]);
+    assert_eq!(s.app.store.sso_settings(company.id).await.unwrap().mfa_sufficient, vec![Provider::Google]);
     assert!(audit_kinds(s).await.contains(&"sso_policy_changed".into()));
 
     let doc = s.browser().get("/api/openapi.json").await.json();

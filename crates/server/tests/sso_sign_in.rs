@@ -290,7 +290,7 @@ async fn the_companys_second_factor_follows_sso_unless_the_providers_mfa_is_enou
     // The office manager counts Google's own MFA as enough.
     let company = s.app.store.company_by_domain("organization.com").await.unwrap().unwrap();
     let mut settings: SsoSettings = s.app.store.sso_settings(company.id).await.unwrap();
-    settings.mfa_sufficient = vec!["google".into()];
+    settings.mfa_sufficient = vec![Provider::Google];
     s.app.store.set_sso_settings(company.id, &settings, &audit(s, company.id, "sso_policy_changed")).await.unwrap();
     idp.next_login(Idp::Google, None, "g-101").await;
     let mut b = s.browser();

@@ -90,9 +90,10 @@ async fn the_list_finds_users_and_shows_what_each_signs_in_with(s: &TestServer) 
     s.signed_in_member("other.org", "102", "front.desk@example.com", Role::User).await;
     // What 101 signs in with, put straight into the store: the list only reads it.
     let front = user(s, "101").await;
-    let totp = StoredMethod { method: "totp".into(), detail: None, totp_sealed: Some("x".into()), totp_key_id: Some("k".into()), totp_last_step: None, enabled_at: s.app.now() };
+    let totp = StoredMethod { method: latchkey_core::two_factor::Method::Totp, detail: None, totp_sealed: Some("x".into()), totp_key_id: Some("k".into()), totp_last_step: None, enabled_at: s.app.now() };
     s.app.store.enable_method(front.id, &totp, &["h".into()], &audit(s, "two_factor_enabled")).await.unwrap();
-    for (provider, subject) in [("microsoft", "m-1"), ("google", "g-1"), ("google", "g-2")] {
+    use latchkey_core::flows::sso::Provider::{Google, Microsoft};
+    for (provider, subject) in [(Microsoft, "m-1"), (Google, "g-1"), (Google, "g-2")] {
         s.app.store.add_sso_link(front.id, provider, subject, None, s.app.now(), &audit(s, "sso_linked")).await.unwrap();
     }
     assert_eq!(om.post(&users_path("/205/emails"), json!({"email": "Assistant@example.com"})).await.status, StatusCode::CREATED);

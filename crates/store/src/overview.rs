@@ -4,20 +4,22 @@
 //! and these two run on nearly every request.
 
 use async_trait::async_trait;
+use latchkey_core::flows::sso::Provider;
 use latchkey_core::secret::TokenHash;
+use latchkey_core::two_factor::Method;
 use time::OffsetDateTime;
 
 use crate::exec::Arg;
 use crate::records::{AdditionalEmail, Session, User};
-use crate::sql::{get, map_err, opt_time, to_time, user_from_row, Cells, SqlStore, USER_COLUMNS};
+use crate::sql::{get, known, known_opt, map_err, opt_time, to_time, user_from_row, Cells, SqlStore, USER_COLUMNS};
 use crate::sso::SsoLink;
-use crate::two_factor::{split_methods, TwoFactorPolicy};
+use crate::two_factor::{policy_from_cells, TwoFactorPolicy};
 use crate::StoreResult;
 
 /// An enabled second factor as the account's owner sees it: never its sealed seed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MethodSummary {
-    pub method: String,
+    pub method: Method,
     pub detail: Option<String>,
     pub enabled_at: OffsetDateTime,
 }
@@ -31,7 +33,7 @@ pub struct AccountOverview {
     pub methods: Vec<MethodSummary>,
     pub recovery_codes_left: i64,
     pub company_two_factor: TwoFactorPolicy,
-    pub preferred_method: Option<String>,
+    pub preferred_method: Option<Method>,
     /// Ordered by when each was linked.
     pub sso_links: Vec<SsoLink>,
 }
@@ -87,7 +89,7 @@ impl AccountStore for SqlStore {
             return inline.optional(&sql, [token.as_str()], |row| session_and_user(row));
         }
         if let Some(pg) = &self.pg_reads {
-            return pg.optional(&sql, &[Arg::Text(token.as_str())], |row| session_and_user(row)).await;
+            return pg.optional(&sql, &[Arg::Text(token.as_str())], session_and_user).await;
         }
         let row = sqlx::query(&sql).bind(token.as_str()).fetch_optional(&self.pool).await.map_err(map_err)?;
         row.as_ref().map(session_and_user).transpose()
@@ -125,7 +127,7 @@ fn session_and_user(row: &impl Cells) -> StoreResult<(Session, User)> {
 /// The overview's rows, gathered by kind as they come.
 #[derive(Default)]
 struct OverviewRows {
-    account: Option<(Option<String>, TwoFactorPolicy)>,
+    account: Option<(Option<Method>, TwoFactorPolicy)>,
     /// With the address's key, to order by.
     emails: Vec<(String, AdditionalEmail)>,
     methods: Vec<MethodSummary>,
@@ -138,12 +140,16 @@ impl OverviewRows {
         match get::<String>(r, "kind")?.as_str() {
             "account" => self.account = Some(account_row(r)?),
             "email" => self.emails.push((get(r, "t2")?, AdditionalEmail { email: get(r, "t1")?, verified_at: opt_time(r, "n1")? })),
-            "method" => self.methods.push(MethodSummary { method: get(r, "t1")?, detail: get(r, "t2")?, enabled_at: to_time(get(r, "n1")?) }),
+            "method" => self.methods.push(MethodSummary {
+                method: known("two_factor_methods.method", &get::<String>(r, "t1")?, Method::parse)?,
+                detail: get(r, "t2")?,
+                enabled_at: to_time(get(r, "n1")?),
+            }),
             "codes" => self.codes_left = get(r, "n1")?,
             _ => self.links.push(SsoLink {
                 id: get(r, "n3")?,
                 user_id,
-                provider: get(r, "t1")?,
+                provider: known("sso_links.provider", &get::<String>(r, "t1")?, Provider::parse)?,
                 subject: get(r, "t2")?,
                 email: get(r, "t3")?,
                 linked_at: to_time(get(r, "n1")?),
@@ -156,7 +162,8 @@ impl OverviewRows {
     fn finish(mut self) -> StoreResult<AccountOverview> {
         let (preferred_method, company_two_factor) = self.account.ok_or(crate::StoreError::NotFound)?;
         self.emails.sort_by(|a, b| a.0.cmp(&b.0));
-        self.methods.sort_by(|a, b| (a.enabled_at, &a.method).cmp(&(b.enabled_at, &b.method)));
+        // As `methods_of_user` orders them: by the method's stored spelling within a second.
+        self.methods.sort_by(|a, b| (a.enabled_at, a.method.as_str()).cmp(&(b.enabled_at, b.method.as_str())));
         self.links.sort_by_key(|l| (l.linked_at, l.id));
         Ok(AccountOverview {
             additional_emails: self.emails.into_iter().map(|(_, e)| e).collect(),
@@ -169,14 +176,7 @@ impl OverviewRows {
     }
 }
 
-fn account_row(r: &impl Cells) -> StoreResult<(Option<String>, TwoFactorPolicy)> {
-    let policy = TwoFactorPolicy {
-        enabled: get::<i64>(r, "n1")? != 0,
-        mode: get(r, "t2")?,
-        allowed_methods: split_methods(&get::<String>(r, "t3")?),
-        default_method: get(r, "t4")?,
-        default_method_locked: get::<i64>(r, "n2")? != 0,
-        password_min_length: get(r, "n3")?,
-    };
-    Ok((get(r, "t1")?, policy))
+fn account_row(r: &impl Cells) -> StoreResult<(Option<Method>, TwoFactorPolicy)> {
+    let policy = policy_from_cells(r, ["n1", "t2", "t3", "t4", "n2", "n3"])?;
+    Ok((known_opt("users.preferred_method", get(r, "t1")?, Method::parse)?, policy))
 }

@@ -275,6 +275,28 @@ pub(crate) fn get<T: Cell>(row: &impl Cells, col: &str) -> StoreResult<T> {
     row.cell(col)
 }
 
+/// A text column holding one of core's spellings (a method, a provider, a code's purpose…), read
+/// back as core's type. The store writes only `as_str` spellings, so any other value is a corrupt
+/// row: an error naming the column and the value, never a panic and never a silent default.
+pub(crate) fn known<T>(column: &str, value: &str, parse: impl FnOnce(&str) -> Option<T>) -> StoreResult<T> {
+    parse(value).ok_or_else(|| StoreError::Backend(format!("{column} holds {value:?}, which is not a known value")))
+}
+
+/// [`known`] for a nullable column.
+pub(crate) fn known_opt<T>(column: &str, value: Option<String>, parse: impl FnOnce(&str) -> Option<T>) -> StoreResult<Option<T>> {
+    value.map(|v| known(column, &v, parse)).transpose()
+}
+
+/// [`known`] for each item of a comma-separated list column (`totp,sms`); blanks are skipped.
+pub(crate) fn known_list<T>(column: &str, csv: &str, parse: impl Fn(&str) -> Option<T>) -> StoreResult<Vec<T>> {
+    csv.split(',').map(str::trim).filter(|item| !item.is_empty()).map(|item| known(column, item, &parse)).collect()
+}
+
+/// A list column's text from core's spellings: what [`known_list`] reads back.
+pub(crate) fn list_text<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    items.into_iter().collect::<Vec<_>>().join(",")
+}
+
 /// A value every driver reads: sqlx's `Any` (most statements), sqlx's PostgreSQL
 /// ([`crate::pg_reads`]) and rusqlite (the reads SQLite answers on the calling thread,
 /// [`crate::inline`]). Our columns are integers and text, nullable or not.

@@ -4,26 +4,28 @@
 //! statement, so a replayed callback or a second tab cannot use them twice.
 
 use async_trait::async_trait;
+use latchkey_core::flows::sso::Provider;
 use time::OffsetDateTime;
 
 use crate::records::{AuditEntry, User};
-use crate::sql::{get, insert_audit, map_err, opt_time, to_time, ts, user_from_row, user_query, SqlStore};
+use crate::sql::{get, insert_audit, known, known_list, list_text, map_err, opt_time, to_time, ts, user_from_row, user_query, SqlStore};
 use crate::{StoreError, StoreResult};
 
-/// The operator's pilot switch and the office manager's choices. Providers are their API names.
+/// The operator's pilot switch and the office manager's choices. The database keeps the
+/// providers' API names (`google,microsoft`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SsoSettings {
     pub enabled: bool,
-    pub providers: Vec<String>,
+    pub providers: Vec<Provider>,
     /// Providers whose own MFA counts in place of Latchkey's second factor.
-    pub mfa_sufficient: Vec<String>,
+    pub mfa_sufficient: Vec<Provider>,
 }
 
 impl SsoSettings {
-    /// Whether the company's people may sign in with `provider` (its API name): the pilot is on
-    /// and the operator enabled that provider. The SQL twin is `PROVIDER_ENABLED` below.
-    pub fn allows(&self, provider: &str) -> bool {
-        self.enabled && self.providers.iter().any(|p| p == provider)
+    /// Whether the company's people may sign in with `provider`: the pilot is on and the operator
+    /// enabled that provider. The SQL twin is `PROVIDER_ENABLED` below.
+    pub fn allows(&self, provider: Provider) -> bool {
+        self.enabled && self.providers.contains(&provider)
     }
 }
 
@@ -31,7 +33,7 @@ impl SsoSettings {
 pub struct SsoLink {
     pub id: i64,
     pub user_id: i64,
-    pub provider: String,
+    pub provider: Provider,
     pub subject: String,
     pub email: Option<String>,
     pub linked_at: OffsetDateTime,
@@ -42,7 +44,7 @@ pub struct SsoLink {
 #[derive(Clone, PartialEq, Eq)]
 pub struct SsoAttempt {
     pub state_hash: String,
-    pub provider: String,
+    pub provider: Provider,
     pub browser_hash: String,
     pub nonce: String,
     pub pkce_verifier: String,
@@ -60,7 +62,7 @@ impl std::fmt::Debug for SsoAttempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingSso {
     pub id_hash: String,
-    pub provider: String,
+    pub provider: Provider,
     pub subject: String,
     pub email: Option<String>,
     /// The provider email when it may be matched against verified account emails.
@@ -94,25 +96,25 @@ pub trait SsoStore: Send + Sync {
     async fn take_pending_sso_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<Option<PendingSso>>;
 
     /// Active accounts linked to the identity, in companies that enabled `provider`.
-    async fn users_linked_to(&self, provider: &str, subject: &str) -> StoreResult<Vec<User>>;
+    async fn users_linked_to(&self, provider: Provider, subject: &str) -> StoreResult<Vec<User>>;
     /// Active accounts whose *verified* designated or additional email is `email_key`, in companies
     /// that enabled `provider`.
-    async fn users_with_verified_email(&self, provider: &str, email_key: &str) -> StoreResult<Vec<User>>;
+    async fn users_with_verified_email(&self, provider: Provider, email_key: &str) -> StoreResult<Vec<User>>;
     /// Stores (or keeps) the link, with its audit entry, in one transaction.
-    async fn add_sso_link(&self, user_id: i64, provider: &str, subject: &str, email: Option<&str>, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()>;
+    async fn add_sso_link(&self, user_id: i64, provider: Provider, subject: &str, email: Option<&str>, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()>;
     async fn sso_links_of_user(&self, user_id: i64) -> StoreResult<Vec<SsoLink>>;
     /// Removes one of the user's links; false when the user has no such link.
     async fn remove_sso_link(&self, user_id: i64, link_id: i64, audit: &AuditEntry) -> StoreResult<bool>;
-    async fn touch_sso_link(&self, user_id: i64, provider: &str, subject: &str, now: OffsetDateTime) -> StoreResult<()>;
+    async fn touch_sso_link(&self, user_id: i64, provider: Provider, subject: &str, now: OffsetDateTime) -> StoreResult<()>;
 
-    async fn remember_sso_choice(&self, provider: &str, subject: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<()>;
-    async fn sso_choice(&self, provider: &str, subject: &str) -> StoreResult<Option<i64>>;
+    async fn remember_sso_choice(&self, provider: Provider, subject: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<()>;
+    async fn sso_choice(&self, provider: Provider, subject: &str) -> StoreResult<Option<i64>>;
 }
 
 fn pending_from_row(r: &sqlx::any::AnyRow) -> StoreResult<PendingSso> {
     Ok(PendingSso {
         id_hash: get(r, "id_hash")?,
-        provider: get(r, "provider")?,
+        provider: known("sso_pending.provider", &get::<String>(r, "provider")?, Provider::parse)?,
         subject: get(r, "subject")?,
         email: get(r, "email")?,
         trusted_email: get(r, "trusted_email")?,
@@ -120,10 +122,6 @@ fn pending_from_row(r: &sqlx::any::AnyRow) -> StoreResult<PendingSso> {
         created_at: to_time(get(r, "created_at")?),
         expires_at: to_time(get(r, "expires_at")?),
     })
-}
-
-fn split(csv: &str) -> Vec<String> {
-    csv.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 /// `c.sso_providers` holds `provider` as a whole item of its comma-separated list.
@@ -140,8 +138,8 @@ impl SsoStore for SqlStore {
             .ok_or(StoreError::NotFound)?;
         Ok(SsoSettings {
             enabled: get::<i64>(&row, "sso_enabled")? != 0,
-            providers: split(&get::<String>(&row, "sso_providers")?),
-            mfa_sufficient: split(&get::<String>(&row, "sso_mfa_sufficient")?),
+            providers: known_list("companies.sso_providers", &get::<String>(&row, "sso_providers")?, Provider::parse)?,
+            mfa_sufficient: known_list("companies.sso_mfa_sufficient", &get::<String>(&row, "sso_mfa_sufficient")?, Provider::parse)?,
         })
     }
 
@@ -149,8 +147,8 @@ impl SsoStore for SqlStore {
         let mut tx = self.begin().await?;
         let r = sqlx::query("UPDATE companies SET sso_enabled = $1, sso_providers = $2, sso_mfa_sufficient = $3 WHERE id = $4")
             .bind(i64::from(s.enabled))
-            .bind(s.providers.join(","))
-            .bind(s.mfa_sufficient.join(","))
+            .bind(list_text(s.providers.iter().map(|p| p.as_str())))
+            .bind(list_text(s.mfa_sufficient.iter().map(|p| p.as_str())))
             .bind(company_id)
             .execute(&mut *tx)
             .await
@@ -195,7 +193,7 @@ impl SsoStore for SqlStore {
         row.map(|r| {
             Ok(SsoAttempt {
                 state_hash: get(&r, "state_hash")?,
-                provider: get(&r, "provider")?,
+                provider: known("sso_attempts.provider", &get::<String>(&r, "provider")?, Provider::parse)?,
                 browser_hash: get(&r, "browser_hash")?,
                 nonce: get(&r, "nonce")?,
                 pkce_verifier: get(&r, "pkce_verifier")?,
@@ -288,12 +286,12 @@ impl SsoStore for SqlStore {
         row.as_ref().map(pending_from_row).transpose()
     }
 
-    async fn users_linked_to(&self, provider: &str, subject: &str) -> StoreResult<Vec<User>> {
+    async fn users_linked_to(&self, provider: Provider, subject: &str) -> StoreResult<Vec<User>> {
         let filter = format!(
             "{PROVIDER_ENABLED} AND u.state = 'active' AND u.id IN (SELECT user_id FROM sso_links WHERE provider = $1 AND subject = $2)"
         );
         let rows = sqlx::query(&format!("{} ORDER BY u.login_name", user_query(&filter)))
-            .bind(provider)
+            .bind(provider.as_str())
             .bind(subject)
             .fetch_all(&self.pool)
             .await
@@ -301,14 +299,14 @@ impl SsoStore for SqlStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn users_with_verified_email(&self, provider: &str, email_key: &str) -> StoreResult<Vec<User>> {
+    async fn users_with_verified_email(&self, provider: Provider, email_key: &str) -> StoreResult<Vec<User>> {
         let filter = format!(
             "{PROVIDER_ENABLED} AND u.state = 'active' AND ( \
                (u.designated_email_key = $2 AND u.designated_email_verified_at IS NOT NULL) \
                OR u.id IN (SELECT user_id FROM user_emails WHERE email_key = $2 AND verified_at IS NOT NULL))"
         );
         let rows = sqlx::query(&format!("{} ORDER BY u.login_name", user_query(&filter)))
-            .bind(provider)
+            .bind(provider.as_str())
             .bind(email_key)
             .fetch_all(&self.pool)
             .await
@@ -316,14 +314,14 @@ impl SsoStore for SqlStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn add_sso_link(&self, user_id: i64, provider: &str, subject: &str, email: Option<&str>, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {
+    async fn add_sso_link(&self, user_id: i64, provider: Provider, subject: &str, email: Option<&str>, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sso_links (user_id, provider, subject, email, linked_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (provider, subject, user_id) DO UPDATE SET email = $4",
         )
         .bind(user_id)
-        .bind(provider)
+        .bind(provider.as_str())
         .bind(subject)
         .bind(email)
         .bind(ts(now))
@@ -347,7 +345,7 @@ impl SsoStore for SqlStore {
                 Ok(SsoLink {
                     id: get(r, "id")?,
                     user_id: get(r, "user_id")?,
-                    provider: get(r, "provider")?,
+                    provider: known("sso_links.provider", &get::<String>(r, "provider")?, Provider::parse)?,
                     subject: get(r, "subject")?,
                     email: get(r, "email")?,
                     linked_at: to_time(get(r, "linked_at")?),
@@ -373,11 +371,11 @@ impl SsoStore for SqlStore {
         Ok(true)
     }
 
-    async fn touch_sso_link(&self, user_id: i64, provider: &str, subject: &str, now: OffsetDateTime) -> StoreResult<()> {
+    async fn touch_sso_link(&self, user_id: i64, provider: Provider, subject: &str, now: OffsetDateTime) -> StoreResult<()> {
         sqlx::query("UPDATE sso_links SET last_used_at = $1 WHERE user_id = $2 AND provider = $3 AND subject = $4")
             .bind(ts(now))
             .bind(user_id)
-            .bind(provider)
+            .bind(provider.as_str())
             .bind(subject)
             .execute(&self.writer)
             .await
@@ -385,12 +383,12 @@ impl SsoStore for SqlStore {
         Ok(())
     }
 
-    async fn remember_sso_choice(&self, provider: &str, subject: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<()> {
+    async fn remember_sso_choice(&self, provider: Provider, subject: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sso_choices (provider, subject, user_id, chosen_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (provider, subject) DO UPDATE SET user_id = $3, chosen_at = $4",
         )
-        .bind(provider)
+        .bind(provider.as_str())
         .bind(subject)
         .bind(user_id)
         .bind(ts(now))
@@ -400,9 +398,9 @@ impl SsoStore for SqlStore {
         Ok(())
     }
 
-    async fn sso_choice(&self, provider: &str, subject: &str) -> StoreResult<Option<i64>> {
+    async fn sso_choice(&self, provider: Provider, subject: &str) -> StoreResult<Option<i64>> {
         let row = sqlx::query("SELECT user_id FROM sso_choices WHERE provider = $1 AND subject = $2")
-            .bind(provider)
+            .bind(provider.as_str())
             .bind(subject)
             .fetch_optional(&self.pool)
             .await

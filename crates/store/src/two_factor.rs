@@ -8,22 +8,25 @@
 //! flow leaves its code unused.
 
 use async_trait::async_trait;
+use latchkey_core::flows::sign_in::FlowState;
+use latchkey_core::two_factor::one_time_code::{Channel, CodePurpose};
+use latchkey_core::two_factor::{Method, TwoFactorMode};
 use time::OffsetDateTime;
 
 use crate::records::{AuditEntry, NewSession};
 use crate::exec::{finish_now, Arg, Exec, Lite};
-use crate::sql::{get, insert_audit, insert_session, map_err, opt_time, to_time, ts, Cells, SqlStore};
+use crate::sql::{get, insert_audit, insert_session, known, known_list, known_opt, list_text, map_err, opt_time, to_time, ts, Cells, SqlStore};
 use crate::StoreResult;
 
 /// The company's security rules (C6, and C3's tightening). `enabled` is the operator's pilot
-/// switch; the rest is the office manager's. Methods are their API spellings (`totp`, `sms`,
-/// `email`).
+/// switch; the rest is the office manager's. The database keeps the methods' API spellings
+/// (`totp,sms,email`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TwoFactorPolicy {
     pub enabled: bool,
-    pub mode: String,
-    pub allowed_methods: Vec<String>,
-    pub default_method: Option<String>,
+    pub mode: TwoFactorMode,
+    pub allowed_methods: Vec<Method>,
+    pub default_method: Option<Method>,
     pub default_method_locked: bool,
     /// The company's minimum password length (the seed's 8 or more).
     pub password_min_length: i64,
@@ -32,7 +35,7 @@ pub struct TwoFactorPolicy {
 /// An enabled method. For TOTP the seed is sealed; `totp_key_id` names the key that sealed it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredMethod {
-    pub method: String,
+    pub method: Method,
     /// The phone number (SMS) or address (email) codes go to.
     pub detail: Option<String>,
     pub totp_sealed: Option<String>,
@@ -50,7 +53,8 @@ impl std::fmt::Debug for StoredMethod {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCode {
     pub code_hash: String,
-    pub target: Option<String>,
+    /// Where the code went; `None` only in a row without one (the column is nullable).
+    pub target: Option<Channel>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub used_at: Option<OffsetDateTime>,
@@ -59,7 +63,7 @@ pub struct StoredCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInFlow {
     pub user_id: i64,
-    pub state: String,
+    pub state: FlowState,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub completed_at: Option<OffsetDateTime>,
@@ -74,7 +78,7 @@ pub enum FactorSpend {
     /// many codes are left.
     RecoveryCode { hash: String, audit: AuditEntry },
     /// The live, unused, unexpired texted or emailed code of `purpose` with that hash.
-    Code { purpose: String, hash: String },
+    Code { purpose: CodePurpose, hash: String },
 }
 
 /// What a sign-in completed by its second factor writes beside the flow and the factor.
@@ -115,21 +119,21 @@ pub trait TwoFactorStore: Send + Sync {
     /// that makes a TOTP code single use on every node.
     async fn advance_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool>;
     /// Removes a method; when none is left, the recovery codes go too. Returns how many remain.
-    async fn remove_method(&self, user_id: i64, method: &str, audit: &AuditEntry) -> StoreResult<i64>;
+    async fn remove_method(&self, user_id: i64, method: Method, audit: &AuditEntry) -> StoreResult<i64>;
     /// The office manager's reset: methods, pending enrolment, recovery codes and preference go.
     async fn reset_two_factor(&self, user_id: i64, audit: &AuditEntry) -> StoreResult<()>;
-    async fn set_preferred_method(&self, user_id: i64, method: Option<&str>) -> StoreResult<()>;
-    async fn preferred_method(&self, user_id: i64) -> StoreResult<Option<String>>;
+    async fn set_preferred_method(&self, user_id: i64, method: Option<Method>) -> StoreResult<()>;
+    async fn preferred_method(&self, user_id: i64) -> StoreResult<Option<Method>>;
 
     /// Recovery codes are spent only by completing a sign-in: see `complete_sign_in_flow`.
     async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()>;
     async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<i64>;
 
     /// Stores a new SMS/email code for `purpose`; the previous one of that purpose stops working.
-    async fn issue_code(&self, user_id: i64, purpose: &str, code: &StoredCode) -> StoreResult<()>;
-    async fn code(&self, user_id: i64, purpose: &str) -> StoreResult<Option<StoredCode>>;
+    async fn issue_code(&self, user_id: i64, purpose: CodePurpose, code: &StoredCode) -> StoreResult<()>;
+    async fn code(&self, user_id: i64, purpose: CodePurpose) -> StoreResult<Option<StoredCode>>;
     /// Marks the code used if it is still the live, unused, unexpired one with that hash.
-    async fn consume_code(&self, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool>;
+    async fn consume_code(&self, user_id: i64, purpose: CodePurpose, hash: &str, now: OffsetDateTime) -> StoreResult<bool>;
 
     async fn create_sign_in_flow(&self, id_hash: &str, flow: &SignInFlow) -> StoreResult<()>;
     async fn sign_in_flow(&self, id_hash: &str) -> StoreResult<Option<SignInFlow>>;
@@ -148,25 +152,28 @@ pub trait TwoFactorStore: Send + Sync {
 
 const CODES_LEFT: &str = "SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL";
 
-pub(crate) fn split_methods(csv: &str) -> Vec<String> {
-    csv.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect()
+/// The company's rule from its columns, whatever the statement calls them: `cols` names, in order,
+/// `two_factor_enabled`, `two_factor_mode`, `allowed_methods`, `default_method`,
+/// `default_method_locked` and `password_min_length`.
+pub(crate) fn policy_from_cells(r: &impl Cells, cols: [&str; 6]) -> StoreResult<TwoFactorPolicy> {
+    Ok(TwoFactorPolicy {
+        enabled: get::<i64>(r, cols[0])? != 0,
+        mode: known("companies.two_factor_mode", &get::<String>(r, cols[1])?, TwoFactorMode::parse)?,
+        allowed_methods: known_list("companies.allowed_methods", &get::<String>(r, cols[2])?, Method::parse)?,
+        default_method: known_opt("companies.default_method", get(r, cols[3])?, Method::parse)?,
+        default_method_locked: get::<i64>(r, cols[4])? != 0,
+        password_min_length: get(r, cols[5])?,
+    })
 }
 
 fn policy_from_row(r: &impl Cells) -> StoreResult<TwoFactorPolicy> {
-    Ok(TwoFactorPolicy {
-        enabled: get::<i64>(r, "two_factor_enabled")? != 0,
-        mode: get(r, "two_factor_mode")?,
-        allowed_methods: split_methods(&get::<String>(r, "allowed_methods")?),
-        default_method: get(r, "default_method")?,
-        default_method_locked: get::<i64>(r, "default_method_locked")? != 0,
-        password_min_length: get(r, "password_min_length")?,
-    })
+    policy_from_cells(r, ["two_factor_enabled", "two_factor_mode", "allowed_methods", "default_method", "default_method_locked", "password_min_length"])
 }
 
 fn flow_from_row(r: &impl Cells) -> StoreResult<SignInFlow> {
     Ok(SignInFlow {
         user_id: get(r, "user_id")?,
-        state: get(r, "state")?,
+        state: known("sign_in_flows.state", &get::<String>(r, "state")?, FlowState::parse)?,
         created_at: to_time(get(r, "created_at")?),
         expires_at: to_time(get(r, "expires_at")?),
         completed_at: opt_time(r, "completed_at")?,
@@ -175,7 +182,7 @@ fn flow_from_row(r: &impl Cells) -> StoreResult<SignInFlow> {
 
 fn method_from_row(r: &impl Cells) -> StoreResult<StoredMethod> {
     Ok(StoredMethod {
-        method: get(r, "method")?,
+        method: known("two_factor_methods.method", &get::<String>(r, "method")?, Method::parse)?,
         detail: get(r, "detail")?,
         totp_sealed: get(r, "totp_sealed")?,
         totp_key_id: get(r, "totp_key_id")?,
@@ -197,12 +204,12 @@ async fn advance_step(exec: &mut impl Exec, user_id: i64, step: i64) -> StoreRes
     Ok(changed == 1)
 }
 
-async fn spend_code(exec: &mut impl Exec, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
+async fn spend_code(exec: &mut impl Exec, user_id: i64, purpose: CodePurpose, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
     let changed = exec
         .run(
             "UPDATE one_time_codes SET used_at = $1 \
              WHERE user_id = $2 AND purpose = $3 AND code_hash = $4 AND used_at IS NULL AND expires_at > $1",
-            &[Arg::Int(ts(now)), Arg::Int(user_id), Arg::Text(purpose), Arg::Text(hash)],
+            &[Arg::Int(ts(now)), Arg::Int(user_id), Arg::Text(purpose.as_str()), Arg::Text(hash)],
         )
         .await?;
     Ok(changed == 1)
@@ -229,7 +236,7 @@ async fn spend_factor(exec: &mut impl Exec, user_id: i64, factor: &FactorSpend, 
     let outcome = |spent: bool| if spent { FlowCompletion::Completed { recovery_codes_left: None } } else { FlowCompletion::FactorSpent };
     Ok(match factor {
         FactorSpend::TotpStep(step) => outcome(advance_step(exec, user_id, *step).await?),
-        FactorSpend::Code { purpose, hash } => outcome(spend_code(exec, user_id, purpose, hash, now).await?),
+        FactorSpend::Code { purpose, hash } => outcome(spend_code(exec, user_id, *purpose, hash, now).await?),
         FactorSpend::RecoveryCode { hash, audit } => match spend_recovery_code(exec, user_id, hash, now, audit).await? {
             Some(left) => FlowCompletion::Completed { recovery_codes_left: Some(left) },
             None => FlowCompletion::FactorSpent,
@@ -257,8 +264,8 @@ impl TwoFactorStore for SqlStore {
         )
         .bind(i64::from(p.enabled))
         .bind(p.mode.as_str())
-        .bind(p.allowed_methods.join(","))
-        .bind(p.default_method.as_deref())
+        .bind(list_text(p.allowed_methods.iter().map(|m| m.as_str())))
+        .bind(p.default_method.map(Method::as_str))
         .bind(i64::from(p.default_method_locked))
         .bind(p.password_min_length)
         .bind(company_id)
@@ -277,7 +284,10 @@ impl TwoFactorStore for SqlStore {
              WHERE user_id = $1 ORDER BY enabled_at, method";
         if let Some(inline) = &self.inline {
             let mut methods = Vec::new();
-            inline.each(METHODS, [user_id], |r| Ok(methods.push(method_from_row(r)?)))?;
+            inline.each(METHODS, [user_id], |r| {
+                methods.push(method_from_row(r)?);
+                Ok(())
+            })?;
             return Ok(methods);
         }
         let rows = sqlx::query(METHODS).bind(user_id).fetch_all(&self.pool).await.map_err(map_err)?;
@@ -338,7 +348,7 @@ impl TwoFactorStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        if m.method == "totp" {
+        if m.method == Method::Totp {
             sqlx::query("DELETE FROM totp_enrollments WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
         }
         let first = before == 0;
@@ -363,11 +373,11 @@ impl TwoFactorStore for SqlStore {
         advance_step(&mut *self.writer.acquire().await.map_err(map_err)?, user_id, step).await
     }
 
-    async fn remove_method(&self, user_id: i64, method: &str, audit: &AuditEntry) -> StoreResult<i64> {
+    async fn remove_method(&self, user_id: i64, method: Method, audit: &AuditEntry) -> StoreResult<i64> {
         let mut tx = self.begin().await?;
         let r = sqlx::query("DELETE FROM two_factor_methods WHERE user_id = $1 AND method = $2")
             .bind(user_id)
-            .bind(method)
+            .bind(method.as_str())
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -402,17 +412,17 @@ impl TwoFactorStore for SqlStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn set_preferred_method(&self, user_id: i64, method: Option<&str>) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET preferred_method = $1 WHERE id = $2").bind(method).bind(user_id).execute(&self.writer).await.map_err(map_err)?;
+    async fn set_preferred_method(&self, user_id: i64, method: Option<Method>) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET preferred_method = $1 WHERE id = $2").bind(method.map(Method::as_str)).bind(user_id).execute(&self.writer).await.map_err(map_err)?;
         Ok(())
     }
 
-    async fn preferred_method(&self, user_id: i64) -> StoreResult<Option<String>> {
+    async fn preferred_method(&self, user_id: i64) -> StoreResult<Option<Method>> {
         let row = sqlx::query("SELECT preferred_method FROM users WHERE id = $1").bind(user_id).fetch_optional(&self.pool).await.map_err(map_err)?;
-        Ok(match row {
-            Some(r) => get(&r, "preferred_method")?,
-            None => None,
-        })
+        match row {
+            Some(r) => known_opt("users.preferred_method", get(&r, "preferred_method")?, Method::parse),
+            None => Ok(None),
+        }
     }
 
     async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {
@@ -436,16 +446,16 @@ impl TwoFactorStore for SqlStore {
         get(&row, "n")
     }
 
-    async fn issue_code(&self, user_id: i64, purpose: &str, c: &StoredCode) -> StoreResult<()> {
+    async fn issue_code(&self, user_id: i64, purpose: CodePurpose, c: &StoredCode) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO one_time_codes (user_id, purpose, code_hash, target, created_at, expires_at, used_at) \
              VALUES ($1, $2, $3, $4, $5, $6, NULL) \
              ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = $3, target = $4, created_at = $5, expires_at = $6, used_at = NULL",
         )
         .bind(user_id)
-        .bind(purpose)
+        .bind(purpose.as_str())
         .bind(c.code_hash.as_str())
-        .bind(c.target.as_deref())
+        .bind(c.target.as_ref().map(Channel::target))
         .bind(ts(c.created_at))
         .bind(ts(c.expires_at))
         .execute(&self.writer)
@@ -454,17 +464,17 @@ impl TwoFactorStore for SqlStore {
         Ok(())
     }
 
-    async fn code(&self, user_id: i64, purpose: &str) -> StoreResult<Option<StoredCode>> {
+    async fn code(&self, user_id: i64, purpose: CodePurpose) -> StoreResult<Option<StoredCode>> {
         let row = sqlx::query("SELECT code_hash, target, created_at, expires_at, used_at FROM one_time_codes WHERE user_id = $1 AND purpose = $2")
             .bind(user_id)
-            .bind(purpose)
+            .bind(purpose.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
         row.map(|r| {
             Ok(StoredCode {
                 code_hash: get(&r, "code_hash")?,
-                target: get(&r, "target")?,
+                target: known_opt("one_time_codes.target", get(&r, "target")?, Channel::from_target)?,
                 created_at: to_time(get(&r, "created_at")?),
                 expires_at: to_time(get(&r, "expires_at")?),
                 used_at: opt_time(&r, "used_at")?,
@@ -473,7 +483,7 @@ impl TwoFactorStore for SqlStore {
         .transpose()
     }
 
-    async fn consume_code(&self, user_id: i64, purpose: &str, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
+    async fn consume_code(&self, user_id: i64, purpose: CodePurpose, hash: &str, now: OffsetDateTime) -> StoreResult<bool> {
         spend_code(&mut *self.writer.acquire().await.map_err(map_err)?, user_id, purpose, hash, now).await
     }
 

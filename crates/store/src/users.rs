@@ -3,9 +3,11 @@
 //! methods, SSO providers, additional emails), read in bulk for that page: one query each.
 
 use async_trait::async_trait;
+use latchkey_core::flows::sso::Provider;
+use latchkey_core::two_factor::Method;
 
 use crate::records::{AdditionalEmail, User};
-use crate::sql::{get, map_err, opt_time, user_from_row, user_query, SqlStore};
+use crate::sql::{get, known, map_err, opt_time, user_from_row, user_query, SqlStore};
 use crate::StoreResult;
 
 #[async_trait]
@@ -14,9 +16,9 @@ pub trait UserListStore: Send + Sync {
     /// of the extension, the login name, the designated email or an additional email, in any case.
     async fn company_users(&self, company_id: i64, search: Option<&str>, limit: i64, offset: i64) -> StoreResult<Vec<User>>;
     /// `(user_id, method)` for every enabled method of those accounts of the company.
-    async fn methods_of_users(&self, company_id: i64, user_ids: &[i64]) -> StoreResult<Vec<(i64, String)>>;
+    async fn methods_of_users(&self, company_id: i64, user_ids: &[i64]) -> StoreResult<Vec<(i64, Method)>>;
     /// `(user_id, provider)` once for every provider those accounts of the company are linked to.
-    async fn sso_providers_of_users(&self, company_id: i64, user_ids: &[i64]) -> StoreResult<Vec<(i64, String)>>;
+    async fn sso_providers_of_users(&self, company_id: i64, user_ids: &[i64]) -> StoreResult<Vec<(i64, Provider)>>;
     /// `(user_id, email)` for every additional email of those accounts of the company, by address.
     async fn additional_emails_of_users(&self, company_id: i64, user_ids: &[i64]) -> StoreResult<Vec<(i64, AdditionalEmail)>>;
 }
@@ -68,8 +70,9 @@ impl SqlStore {
     }
 }
 
-fn user_and<T: crate::sql::Cell>(row: &sqlx::any::AnyRow, col: &str) -> StoreResult<(i64, T)> {
-    Ok((get(row, "user_id")?, get(row, col)?))
+/// `(user_id, value)` where `column` holds one of core's spellings; `named` is how an error names it.
+fn user_and<T>(row: &sqlx::any::AnyRow, column: &str, named: &str, parse: impl FnOnce(&str) -> Option<T>) -> StoreResult<(i64, T)> {
+    Ok((get(row, "user_id")?, known(named, &get::<String>(row, column)?, parse)?))
 }
 
 #[async_trait]
@@ -89,16 +92,16 @@ impl UserListStore for SqlStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn methods_of_users(&self, company_id: i64, user_ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
+    async fn methods_of_users(&self, company_id: i64, user_ids: &[i64]) -> StoreResult<Vec<(i64, Method)>> {
         let select = "SELECT m.user_id, m.method FROM two_factor_methods m JOIN users u ON u.id = m.user_id \
             WHERE u.company_id = $1 AND m.user_id IN ({ids}) ORDER BY m.user_id, m.method";
-        self.per_user(select, company_id, user_ids, |r| user_and(r, "method")).await
+        self.per_user(select, company_id, user_ids, |r| user_and(r, "method", "two_factor_methods.method", Method::parse)).await
     }
 
-    async fn sso_providers_of_users(&self, company_id: i64, user_ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
+    async fn sso_providers_of_users(&self, company_id: i64, user_ids: &[i64]) -> StoreResult<Vec<(i64, Provider)>> {
         let select = "SELECT DISTINCT l.user_id, l.provider FROM sso_links l JOIN users u ON u.id = l.user_id \
             WHERE u.company_id = $1 AND l.user_id IN ({ids}) ORDER BY l.user_id, l.provider";
-        self.per_user(select, company_id, user_ids, |r| user_and(r, "provider")).await
+        self.per_user(select, company_id, user_ids, |r| user_and(r, "provider", "sso_links.provider", Provider::parse)).await
     }
 
     async fn additional_emails_of_users(&self, company_id: i64, user_ids: &[i64]) -> StoreResult<Vec<(i64, AdditionalEmail)>> {

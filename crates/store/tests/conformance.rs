@@ -3,6 +3,10 @@
 use std::sync::Arc;
 
 use latchkey_core::flows::email_link::{EmailLink, LinkPurpose};
+use latchkey_core::flows::sign_in::FlowState;
+use latchkey_core::flows::sso::Provider;
+use latchkey_core::two_factor::one_time_code::{Channel, CodePurpose};
+use latchkey_core::two_factor::{Method, TwoFactorMode, E164};
 use latchkey_core::secret::{random_handle, Token};
 use latchkey_core::throttle::ThrottlePolicy;
 use latchkey_core::{CompanyDomain, Email, Extension, LoginName, Role, UserState};
@@ -108,7 +112,7 @@ conformance!(
     first_methods_racing_write_one_set_of_recovery_codes,
 );
 
-conformance!(raw: audit_events_cannot_be_rewritten);
+conformance!(raw: audit_events_cannot_be_rewritten, a_row_holding_an_unknown_spelling_is_an_error_naming_it);
 
 fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap()
@@ -349,7 +353,7 @@ async fn futures_join<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>)
 }
 
 fn totp_method(at: OffsetDateTime) -> StoredMethod {
-    StoredMethod { method: "totp".into(), detail: None, totp_sealed: Some("sealed".into()), totp_key_id: Some("k1".into()), totp_last_step: None, enabled_at: at }
+    StoredMethod { method: Method::Totp, detail: None, totp_sealed: Some("sealed".into()), totp_key_id: Some("k1".into()), totp_last_step: None, enabled_at: at }
 }
 
 fn codes(prefix: &str) -> Vec<String> {
@@ -362,9 +366,9 @@ async fn two_factor_policy_round_trips(store: Arc<dyn Store>) {
     assert!(!default.enabled, "2FA is a pilot feature, off until the operator turns it on");
     let p = TwoFactorPolicy {
         enabled: true,
-        mode: "required".into(),
-        allowed_methods: vec!["totp".into(), "email".into()],
-        default_method: Some("email".into()),
+        mode: TwoFactorMode::Required,
+        allowed_methods: vec![Method::Totp, Method::Email],
+        default_method: Some(Method::Email),
         default_method_locked: true,
         password_min_length: 12,
     };
@@ -381,16 +385,16 @@ async fn the_first_method_brings_recovery_codes_and_the_last_takes_them(store: A
     assert!(store.enable_method(u.id, &totp_method(t0()), &codes("a"), &audit("2fa_enabled")).await.unwrap());
     assert!(store.totp_enrollment(u.id).await.unwrap().is_none(), "confirming ends the pending enrolment");
     assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
-    let sms = StoredMethod { method: "sms".into(), detail: Some("+15145550100".into()), totp_sealed: None, totp_key_id: None, totp_last_step: None, enabled_at: t0() };
+    let sms = StoredMethod { method: Method::Sms, detail: Some("+15145550100".into()), totp_sealed: None, totp_key_id: None, totp_last_step: None, enabled_at: t0() };
     assert!(!store.enable_method(u.id, &sms, &codes("b"), &audit("2fa_enabled")).await.unwrap(), "not the first method");
     sign_in_flow(&*store, &u, "f1", t0()).await;
     assert_eq!(store.complete_sign_in_flow("f1", u.id, &recovery(&u, "b-hash-0"), t0()).await.unwrap(), FlowCompletion::FactorSpent, "the second method brought no new codes");
     assert_eq!(store.methods_of_user(u.id).await.unwrap().iter().map(|m| m.method.as_str()).collect::<Vec<_>>(), vec!["sms", "totp"]);
-    assert_eq!(store.remove_method(u.id, "sms", &audit("2fa_disabled")).await.unwrap(), 1);
+    assert_eq!(store.remove_method(u.id, Method::Sms, &audit("2fa_disabled")).await.unwrap(), 1);
     assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
-    assert_eq!(store.remove_method(u.id, "totp", &audit("2fa_disabled")).await.unwrap(), 0);
+    assert_eq!(store.remove_method(u.id, Method::Totp, &audit("2fa_disabled")).await.unwrap(), 0);
     assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 0, "no method, no recovery codes");
-    assert!(matches!(store.remove_method(u.id, "totp", &audit("2fa_disabled")).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.remove_method(u.id, Method::Totp, &audit("2fa_disabled")).await, Err(StoreError::NotFound)));
 }
 
 async fn twenty_racing_uses_of_one_totp_step_succeed_once(store: Arc<dyn Store>) {
@@ -429,18 +433,19 @@ async fn twenty_racing_uses_of_one_recovery_code_succeed_once(store: Arc<dyn Sto
 async fn one_time_codes_work_once_expire_and_are_replaced(store: Arc<dyn Store>) {
     let c = company(&*store, "organization.com").await;
     let u = active_user(&*store, &c, "101").await;
-    let code = |hash: &str, at: OffsetDateTime| StoredCode { code_hash: hash.into(), target: Some("+15145550100".into()), created_at: at, expires_at: at + Duration::minutes(10), used_at: None };
-    store.issue_code(u.id, "sign_in_sms", &code("h1", t0())).await.unwrap();
-    assert!(!store.consume_code(u.id, "sign_in_sms", "wrong", t0()).await.unwrap());
-    assert!(!store.consume_code(u.id, "sign_in_email", "h1", t0()).await.unwrap(), "codes are per purpose");
-    assert!(store.consume_code(u.id, "sign_in_sms", "h1", t0()).await.unwrap());
-    assert!(!store.consume_code(u.id, "sign_in_sms", "h1", t0()).await.unwrap(), "once");
-    store.issue_code(u.id, "sign_in_sms", &code("h2", t0())).await.unwrap();
-    store.issue_code(u.id, "sign_in_sms", &code("h3", t0())).await.unwrap();
-    assert!(!store.consume_code(u.id, "sign_in_sms", "h2", t0()).await.unwrap(), "a new code replaces the old");
-    assert_eq!(store.code(u.id, "sign_in_sms").await.unwrap().unwrap().code_hash, "h3");
-    assert!(!store.consume_code(u.id, "sign_in_sms", "h3", t0() + Duration::minutes(10)).await.unwrap(), "expired after 10 minutes");
-    assert!(store.consume_code(u.id, "sign_in_sms", "h3", t0() + Duration::minutes(9)).await.unwrap());
+    let code = |hash: &str, at: OffsetDateTime| StoredCode { code_hash: hash.into(), target: Some(Channel::Sms(E164::parse("+15145550100").unwrap())), created_at: at, expires_at: at + Duration::minutes(10), used_at: None };
+    store.issue_code(u.id, CodePurpose::SignInSms, &code("h1", t0())).await.unwrap();
+    assert!(!store.consume_code(u.id, CodePurpose::SignInSms, "wrong", t0()).await.unwrap());
+    assert!(!store.consume_code(u.id, CodePurpose::SignInEmail, "h1", t0()).await.unwrap(), "codes are per purpose");
+    assert!(store.consume_code(u.id, CodePurpose::SignInSms, "h1", t0()).await.unwrap());
+    assert!(!store.consume_code(u.id, CodePurpose::SignInSms, "h1", t0()).await.unwrap(), "once");
+    store.issue_code(u.id, CodePurpose::SignInSms, &code("h2", t0())).await.unwrap();
+    store.issue_code(u.id, CodePurpose::SignInSms, &code("h3", t0())).await.unwrap();
+    assert!(!store.consume_code(u.id, CodePurpose::SignInSms, "h2", t0()).await.unwrap(), "a new code replaces the old");
+    let live = store.code(u.id, CodePurpose::SignInSms).await.unwrap().unwrap();
+    assert_eq!((live.code_hash.as_str(), live.target), ("h3", Some(Channel::Sms(E164::parse("+15145550100").unwrap()))), "read back as sent");
+    assert!(!store.consume_code(u.id, CodePurpose::SignInSms, "h3", t0() + Duration::minutes(10)).await.unwrap(), "expired after 10 minutes");
+    assert!(store.consume_code(u.id, CodePurpose::SignInSms, "h3", t0() + Duration::minutes(9)).await.unwrap());
 }
 
 async fn a_sign_in_flow_completes_once(store: Arc<dyn Store>) {
@@ -450,7 +455,7 @@ async fn a_sign_in_flow_completes_once(store: Arc<dyn Store>) {
     store.enable_method(u.id, &totp_method(t0()), &[], &audit("2fa_enabled")).await.unwrap();
     sign_in_flow(&*store, &u, "f1", t0()).await;
     sign_in_flow(&*store, &u, "f2", t0()).await;
-    assert_eq!(store.sign_in_flow("f1").await.unwrap().unwrap().state, "second_factor");
+    assert_eq!(store.sign_in_flow("f1").await.unwrap().unwrap().state, FlowState::SecondFactor);
     let done = FlowCompletion::Completed { recovery_codes_left: None };
     assert_eq!(store.complete_sign_in_flow("f1", other.id, &FactorSpend::TotpStep(1000), t0()).await.unwrap(), FlowCompletion::FlowGone, "another user's flow");
     assert_eq!(store.complete_sign_in_flow("f1", u.id, &FactorSpend::TotpStep(1000), t0()).await.unwrap(), done);
@@ -464,7 +469,7 @@ async fn a_sign_in_flow_completes_once(store: Arc<dyn Store>) {
 /// A live sign-in flow of `user`, named by `id`, waiting for its second factor until 10 minutes
 /// after `at`.
 async fn sign_in_flow(store: &dyn Store, user: &User, id: &str, at: OffsetDateTime) {
-    let flow = SignInFlow { user_id: user.id, state: "second_factor".into(), created_at: at, expires_at: at + Duration::minutes(10), completed_at: None };
+    let flow = SignInFlow { user_id: user.id, state: FlowState::SecondFactor, created_at: at, expires_at: at + Duration::minutes(10), completed_at: None };
     store.create_sign_in_flow(id, &flow).await.unwrap();
 }
 
@@ -535,18 +540,18 @@ async fn totp_steps_racing_on_one_flow_spend_only_the_winners(store: Arc<dyn Sto
 async fn an_sms_and_an_email_code_racing_on_one_flow_spend_one(store: Arc<dyn Store>) {
     let c = company(&*store, "organization.com").await;
     let u = active_user(&*store, &c, "101").await;
-    for purpose in ["sign_in_sms", "sign_in_email"] {
-        let code = StoredCode { code_hash: format!("{purpose}-hash"), target: None, created_at: t0(), expires_at: t0() + Duration::minutes(10), used_at: None };
+    let purposes = [CodePurpose::SignInSms, CodePurpose::SignInEmail];
+    for purpose in purposes {
+        let code = StoredCode { code_hash: format!("{}-hash", purpose.as_str()), target: None, created_at: t0(), expires_at: t0() + Duration::minutes(10), used_at: None };
         store.issue_code(u.id, purpose, &code).await.unwrap();
     }
     sign_in_flow(&*store, &u, "f1", t0()).await;
-    let purposes = ["sign_in_sms", "sign_in_email"];
-    let spend = |p: &str| FactorSpend::Code { purpose: p.into(), hash: format!("{p}-hash") };
+    let spend = |p: &CodePurpose| FactorSpend::Code { purpose: *p, hash: format!("{}-hash", p.as_str()) };
     let outcomes = race(&store, purposes.iter().map(|p| ("f1".to_owned(), u.id, spend(p))).collect()).await;
     assert_eq!(count(&outcomes, FlowCompletion::Completed { recovery_codes_left: None }), 1, "{outcomes:?}");
     let loser = purposes[outcomes.iter().position(|o| *o == FlowCompletion::FlowGone).expect("one lost the flow")];
     assert!(store.code(u.id, loser).await.unwrap().unwrap().used_at.is_none(), "the losing code is unused");
-    assert!(store.consume_code(u.id, loser, &format!("{loser}-hash"), t0()).await.unwrap());
+    assert!(store.consume_code(u.id, loser, &format!("{}-hash", loser.as_str()), t0()).await.unwrap());
 }
 
 async fn send_counts_are_atomic(store: Arc<dyn Store>) {
@@ -561,8 +566,8 @@ async fn an_office_manager_reset_clears_every_factor(store: Arc<dyn Store>) {
     let c = company(&*store, "organization.com").await;
     let u = active_user(&*store, &c, "101").await;
     store.enable_method(u.id, &totp_method(t0()), &codes("r"), &audit("2fa_enabled")).await.unwrap();
-    store.set_preferred_method(u.id, Some("totp")).await.unwrap();
-    assert_eq!(store.preferred_method(u.id).await.unwrap().as_deref(), Some("totp"));
+    store.set_preferred_method(u.id, Some(Method::Totp)).await.unwrap();
+    assert_eq!(store.preferred_method(u.id).await.unwrap(), Some(Method::Totp));
     store.begin_totp_enrollment(u.id, "pending", "k1", t0()).await.unwrap();
     store.reset_two_factor(u.id, &AuditEntry { company_id: Some(c.id), ..audit("2fa_reset") }).await.unwrap();
     assert!(store.methods_of_user(u.id).await.unwrap().is_empty());
@@ -592,9 +597,9 @@ async fn a_changed_designated_email_is_unverified_until_its_code_comes_back(stor
     assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
 }
 
-async fn sso_company(store: &dyn Store, domain: &str, providers: &[&str]) -> Company {
+async fn sso_company(store: &dyn Store, domain: &str, providers: &[Provider]) -> Company {
     let c = company(store, domain).await;
-    let settings = SsoSettings { enabled: true, providers: providers.iter().map(|p| p.to_string()).collect(), mfa_sufficient: vec![] };
+    let settings = SsoSettings { enabled: true, providers: providers.to_vec(), mfa_sufficient: vec![] };
     store.set_sso_settings(c.id, &settings, &AuditEntry { company_id: Some(c.id), ..audit("sso_settings_changed") }).await.unwrap();
     c
 }
@@ -606,9 +611,9 @@ async fn active_with_email(store: &dyn Store, company: &Company, ext: &str, emai
 }
 
 async fn sso_candidates_are_verified_active_accounts_of_companies_with_the_provider(store: Arc<dyn Store>) {
-    let google = sso_company(&*store, "a.com", &["google", "microsoft"]).await;
-    assert_eq!(store.sso_settings(google.id).await.unwrap().providers, vec!["google", "microsoft"]);
-    let ms_only = sso_company(&*store, "b.com", &["microsoft"]).await;
+    let google = sso_company(&*store, "a.com", &[Provider::Google, Provider::Microsoft]).await;
+    assert_eq!(store.sso_settings(google.id).await.unwrap().providers, vec![Provider::Google, Provider::Microsoft]);
+    let ms_only = sso_company(&*store, "b.com", &[Provider::Microsoft]).await;
     let off = company(&*store, "c.com").await;
     assert_eq!(store.sso_settings(off.id).await.unwrap(), SsoSettings::default());
     let a1 = active_with_email(&*store, &google, "101", "Alice@Example.com").await;
@@ -620,52 +625,51 @@ async fn sso_candidates_are_verified_active_accounts_of_companies_with_the_provi
     store.set_user_state(disabled.id, UserState::Disabled, &audit("user_disabled")).await.unwrap();
 
     let key = Email::parse("ALICE@example.com").unwrap().key();
-    let found = store.users_with_verified_email("google", &key).await.unwrap();
+    let found = store.users_with_verified_email(Provider::Google, &key).await.unwrap();
     assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), vec![a1.id]);
-    assert_eq!(store.users_with_verified_email("microsoft", &key).await.unwrap().len(), 2, "a.com and b.com enable Microsoft");
-    assert!(store.users_with_verified_email("goo", &key).await.unwrap().is_empty(), "a provider name matches whole");
+    assert_eq!(store.users_with_verified_email(Provider::Microsoft, &key).await.unwrap().len(), 2, "a.com and b.com enable Microsoft");
     // The pilot switch off hides the company even with providers listed.
-    let settings = SsoSettings { enabled: false, providers: vec!["google".into()], mfa_sufficient: vec![] };
+    let settings = SsoSettings { enabled: false, providers: vec![Provider::Google], mfa_sufficient: vec![] };
     store.set_sso_settings(google.id, &settings, &audit("sso_settings_changed")).await.unwrap();
-    assert!(store.users_with_verified_email("google", &key).await.unwrap().is_empty());
+    assert!(store.users_with_verified_email(Provider::Google, &key).await.unwrap().is_empty());
     let missing = store.set_sso_settings(999_999, &settings, &audit("x")).await;
     assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
 }
 
 async fn sso_links_are_kept_per_identity_and_account(store: Arc<dyn Store>) {
-    let c = sso_company(&*store, "a.com", &["google"]).await;
+    let c = sso_company(&*store, "a.com", &[Provider::Google]).await;
     let u1 = active_with_email(&*store, &c, "101", "shared@example.com").await;
     let u2 = active_with_email(&*store, &c, "102", "shared@example.com").await;
     let linked = |user: i64| AuditEntry { company_id: Some(c.id), target_user_id: Some(user), ..audit("sso_linked") };
-    store.add_sso_link(u1.id, "google", "sub-1", Some("shared@example.com"), t0(), &linked(u1.id)).await.unwrap();
-    store.add_sso_link(u1.id, "google", "sub-1", Some("new@example.com"), t0(), &linked(u1.id)).await.unwrap();
-    store.add_sso_link(u2.id, "google", "sub-1", None, t0(), &linked(u2.id)).await.unwrap();
+    store.add_sso_link(u1.id, Provider::Google, "sub-1", Some("shared@example.com"), t0(), &linked(u1.id)).await.unwrap();
+    store.add_sso_link(u1.id, Provider::Google, "sub-1", Some("new@example.com"), t0(), &linked(u1.id)).await.unwrap();
+    store.add_sso_link(u2.id, Provider::Google, "sub-1", None, t0(), &linked(u2.id)).await.unwrap();
     let ids = |v: Vec<User>| v.iter().map(|u| u.id).collect::<Vec<_>>();
-    assert_eq!(ids(store.users_linked_to("google", "sub-1").await.unwrap()), vec![u1.id, u2.id]);
-    assert!(store.users_linked_to("microsoft", "sub-1").await.unwrap().is_empty());
+    assert_eq!(ids(store.users_linked_to(Provider::Google, "sub-1").await.unwrap()), vec![u1.id, u2.id]);
+    assert!(store.users_linked_to(Provider::Microsoft, "sub-1").await.unwrap().is_empty());
     let links = store.sso_links_of_user(u1.id).await.unwrap();
     assert_eq!(links.len(), 1, "linking again keeps one link");
     assert_eq!(links[0].email.as_deref(), Some("new@example.com"));
     assert_eq!(links[0].last_used_at, None);
-    store.touch_sso_link(u1.id, "google", "sub-1", t0() + Duration::hours(1)).await.unwrap();
+    store.touch_sso_link(u1.id, Provider::Google, "sub-1", t0() + Duration::hours(1)).await.unwrap();
     assert_eq!(store.sso_links_of_user(u1.id).await.unwrap()[0].last_used_at, Some(t0() + Duration::hours(1)));
 
     assert!(!store.remove_sso_link(u2.id, links[0].id, &audit("sso_unlinked")).await.unwrap(), "only the owner removes a link");
     assert!(store.remove_sso_link(u1.id, links[0].id, &audit("sso_unlinked")).await.unwrap());
-    assert_eq!(ids(store.users_linked_to("google", "sub-1").await.unwrap()), vec![u2.id]);
+    assert_eq!(ids(store.users_linked_to(Provider::Google, "sub-1").await.unwrap()), vec![u2.id]);
     let kinds: Vec<String> = store.audit_of_company(c.id, 10).await.unwrap().iter().map(|a| a.kind.to_owned()).collect();
     assert!(kinds.contains(&"sso_linked".to_owned()));
 
-    assert_eq!(store.sso_choice("google", "sub-1").await.unwrap(), None);
-    store.remember_sso_choice("google", "sub-1", u1.id, t0()).await.unwrap();
-    store.remember_sso_choice("google", "sub-1", u2.id, t0()).await.unwrap();
-    assert_eq!(store.sso_choice("google", "sub-1").await.unwrap(), Some(u2.id), "the latest choice is remembered");
+    assert_eq!(store.sso_choice(Provider::Google, "sub-1").await.unwrap(), None);
+    store.remember_sso_choice(Provider::Google, "sub-1", u1.id, t0()).await.unwrap();
+    store.remember_sso_choice(Provider::Google, "sub-1", u2.id, t0()).await.unwrap();
+    assert_eq!(store.sso_choice(Provider::Google, "sub-1").await.unwrap(), Some(u2.id), "the latest choice is remembered");
 }
 
 async fn an_sso_attempt_is_taken_once_by_its_own_browser(store: Arc<dyn Store>) {
     let attempt = SsoAttempt {
         state_hash: "state-hash".into(),
-        provider: "google".into(),
+        provider: Provider::Google,
         browser_hash: "browser-a".into(),
         nonce: "nonce".into(),
         pkce_verifier: "verifier".into(),
@@ -682,7 +686,7 @@ async fn an_sso_attempt_is_taken_once_by_its_own_browser(store: Arc<dyn Store>) 
 async fn a_waiting_sso_identity_finishes_once(store: Arc<dyn Store>) {
     let pending = PendingSso {
         id_hash: "pending-hash".into(),
-        provider: "microsoft".into(),
+        provider: Provider::Microsoft,
         subject: "sub".into(),
         email: Some("a@example.com".into()),
         trusted_email: None,
@@ -706,7 +710,7 @@ async fn a_waiting_sso_identity_tied_to_a_flow_is_taken_once_while_the_flow_live
     let u = active_user(&*store, &c, "101").await;
     let pending = |id: &str| PendingSso {
         id_hash: id.into(),
-        provider: "google".into(),
+        provider: Provider::Google,
         subject: "sub".into(),
         email: None,
         trusted_email: None,
@@ -743,7 +747,7 @@ async fn add_email(store: &dyn Store, user: &User, address: &str) -> Token {
 }
 
 async fn an_additional_email_is_added_once_and_verified_by_its_link_once(store: Arc<dyn Store>) {
-    let c = sso_company(&*store, "organization.com", &["google"]).await;
+    let c = sso_company(&*store, "organization.com", &[Provider::Google]).await;
     let u = active_with_email(&*store, &c, "101", "boss@example.com").await;
     let token = add_email(&*store, &u, "Assistant@Example.com").await;
     let listed = store.additional_emails(u.id).await.unwrap();
@@ -752,7 +756,7 @@ async fn an_additional_email_is_added_once_and_verified_by_its_link_once(store: 
     assert_eq!((link.user_id, link.sent_to.as_deref(), link.link.purpose), (u.id, Some("Assistant@Example.com"), LinkPurpose::EmailConfirmation));
     assert_eq!(store.audit_of_company(c.id, 1).await.unwrap()[0].kind, "additional_email_added", "written with the email");
     let key = email("assistant@example.com").key();
-    assert!(store.users_with_verified_email("google", &key).await.unwrap().is_empty(), "unverified: goes to linking");
+    assert!(store.users_with_verified_email(Provider::Google, &key).await.unwrap().is_empty(), "unverified: goes to linking");
 
     // The same address again, in any case, or the designated email: refused, nothing written.
     let events = store.audit_of_company(c.id, 100).await.unwrap().len();
@@ -775,7 +779,7 @@ async fn an_additional_email_is_added_once_and_verified_by_its_link_once(store: 
     assert_eq!(store.additional_emails(u.id).await.unwrap()[0].verified_at, Some(at));
     assert_eq!(store.confirm_additional_email(&token.hash(), at, &audit("x")).await.unwrap(), Err(ConsumeError::LinkNotUsable), "once");
     assert_eq!(store.link_by_token(&token.hash()).await.unwrap().unwrap().link.used_at, Some(at));
-    let found = store.users_with_verified_email("google", &key).await.unwrap();
+    let found = store.users_with_verified_email(Provider::Google, &key).await.unwrap();
     assert_eq!(found.iter().map(|x| x.id).collect::<Vec<_>>(), vec![u.id], "verified: signs in by SSO");
     let event = &store.audit_of_company(c.id, 1).await.unwrap()[0];
     assert_eq!((event.kind.as_str(), event.target_user_id), ("additional_email_confirmed", Some(u.id)));
@@ -967,20 +971,21 @@ async fn the_users_list_pages_in_extension_order_within_one_company(store: Arc<d
 }
 
 async fn what_the_users_list_shows_is_read_for_a_page_of_accounts(store: Arc<dyn Store>) {
-    let c = sso_company(&*store, "organization.com", &["google", "microsoft"]).await;
+    let c = sso_company(&*store, "organization.com", &[Provider::Google, Provider::Microsoft]).await;
     let other = company(&*store, "other.org").await;
     let a = active_with_email(&*store, &c, "101", "a@example.com").await;
     let b = active_with_email(&*store, &c, "102", "b@example.com").await;
     let (quiet, _) = invite(&*store, &c, "103", "c@example.com").await;
     let stranger = active_with_email(&*store, &other, "101", "s@example.com").await;
-    for (u, methods) in [(&a, vec!["totp", "email"]), (&b, vec!["sms"]), (&stranger, vec!["totp"])] {
+    for (u, methods) in [(&a, vec![Method::Totp, Method::Email]), (&b, vec![Method::Sms]), (&stranger, vec![Method::Totp])] {
         for (i, m) in methods.into_iter().enumerate() {
-            let method = StoredMethod { method: m.into(), detail: None, ..totp_method(t0()) };
-            let first = if i == 0 { codes(m) } else { Vec::new() };
+            let method = StoredMethod { method: m, detail: None, ..totp_method(t0()) };
+            let first = if i == 0 { codes(m.as_str()) } else { Vec::new() };
             store.enable_method(u.id, &method, &first, &audit("2fa_enabled")).await.unwrap();
         }
     }
-    for (u, provider, subject) in [(&a, "google", "g-1"), (&a, "google", "g-2"), (&a, "microsoft", "m-1"), (&b, "microsoft", "m-2"), (&stranger, "google", "g-3")] {
+    use Provider::{Google, Microsoft};
+    for (u, provider, subject) in [(&a, Google, "g-1"), (&a, Google, "g-2"), (&a, Microsoft, "m-1"), (&b, Microsoft, "m-2"), (&stranger, Google, "g-3")] {
         store.add_sso_link(u.id, provider, subject, None, t0(), &audit("sso_linked")).await.unwrap();
     }
     add_email(&*store, &a, "z-desk@example.com").await;
@@ -990,10 +995,9 @@ async fn what_the_users_list_shows_is_read_for_a_page_of_accounts(store: Arc<dyn
 
     let page = [a.id, b.id, quiet.id, stranger.id];
     let methods = store.methods_of_users(c.id, &page).await.unwrap();
-    let expected = |rows: &[(i64, &str)]| rows.iter().map(|(id, v)| (*id, v.to_string())).collect::<Vec<_>>();
-    assert_eq!(methods, expected(&[(a.id, "email"), (a.id, "totp"), (b.id, "sms")]), "another company's account is never read");
+    assert_eq!(methods, [(a.id, Method::Email), (a.id, Method::Totp), (b.id, Method::Sms)], "another company's account is never read");
     let providers = store.sso_providers_of_users(c.id, &page).await.unwrap();
-    assert_eq!(providers, expected(&[(a.id, "google"), (a.id, "microsoft"), (b.id, "microsoft")]), "each provider once");
+    assert_eq!(providers, [(a.id, Google), (a.id, Microsoft), (b.id, Microsoft)], "each provider once");
     let emails = store.additional_emails_of_users(c.id, &page).await.unwrap();
     assert_eq!(
         emails,
@@ -1002,7 +1006,7 @@ async fn what_the_users_list_shows_is_read_for_a_page_of_accounts(store: Arc<dyn
             (a.id, AdditionalEmail { email: "z-desk@example.com".into(), verified_at: None }),
         ]
     );
-    assert_eq!(store.methods_of_users(c.id, &[b.id]).await.unwrap(), expected(&[(b.id, "sms")]), "only the accounts asked for");
+    assert_eq!(store.methods_of_users(c.id, &[b.id]).await.unwrap(), [(b.id, Method::Sms)], "only the accounts asked for");
     assert!(store.methods_of_users(c.id, &[]).await.unwrap().is_empty());
     assert!(store.sso_providers_of_users(c.id, &[]).await.unwrap().is_empty());
     assert!(store.additional_emails_of_users(c.id, &[]).await.unwrap().is_empty());
@@ -1133,6 +1137,94 @@ async fn audit_events_cannot_be_rewritten(store: Arc<dyn Store>, url: &str) {
     assert_eq!((event.kind.as_str(), event.created_at), ("sign_in_failed", t0()), "the event is as it was written");
 }
 
+/// Asserts `$read` failed as a corrupt row: a backend error naming the column and the value.
+macro_rules! assert_corrupt {
+    ($read:expr, $column:expr, $value:expr) => {{
+        let read = $read;
+        match &read {
+            Err(StoreError::Backend(message)) => {
+                assert!(message.contains($column) && message.contains($value), "{message}: names {} and {}", $column, $value)
+            }
+            other => panic!("{} should be a corrupt row, got {other:?}", stringify!($read)),
+        }
+    }};
+}
+
+/// The store writes only core's spellings. A row holding anything else (written around the
+/// store) is a corrupt row: every read of it fails naming the column and the value, and it is
+/// never read as some other method, provider or state. A provider list still matches only whole
+/// names.
+async fn a_row_holding_an_unknown_spelling_is_an_error_naming_it(store: Arc<dyn Store>, url: &str) {
+    use sqlx::Connection;
+    let c = sso_company(&*store, "a.com", &[Provider::Google]).await;
+    let u = active_with_email(&*store, &c, "101", "alice@example.com").await;
+    store.enable_method(u.id, &totp_method(t0()), &codes("r"), &audit("2fa_enabled")).await.unwrap();
+    store.set_preferred_method(u.id, Some(Method::Totp)).await.unwrap();
+    store.add_sso_link(u.id, Provider::Google, "g-1", None, t0(), &audit("sso_linked")).await.unwrap();
+    sign_in_flow(&*store, &u, "f1", t0()).await;
+    let code = StoredCode { code_hash: "h".into(), target: Some(Channel::Email("alice@example.com".into())), created_at: t0(), expires_at: t0() + Duration::minutes(10), used_at: None };
+    store.issue_code(u.id, CodePurpose::SignInEmail, &code).await.unwrap();
+    let pending = PendingSso {
+        id_hash: "pending".into(),
+        provider: Provider::Google,
+        subject: "g-2".into(),
+        email: None,
+        trusted_email: None,
+        browser_hash: "browser".into(),
+        created_at: t0(),
+        expires_at: t0() + Duration::minutes(10),
+    };
+    store.create_pending_sso(&pending).await.unwrap();
+    let attempt = SsoAttempt {
+        state_hash: "state".into(),
+        provider: Provider::Google,
+        browser_hash: "browser".into(),
+        nonce: "nonce".into(),
+        pkce_verifier: "verifier".into(),
+        created_at: t0(),
+        expires_at: t0() + Duration::minutes(10),
+    };
+    store.begin_sso_attempt(&attempt).await.unwrap();
+    let key = email("alice@example.com").key();
+    assert_eq!(store.users_with_verified_email(Provider::Google, &key).await.unwrap().len(), 1);
+
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    for (table, set) in [
+        ("two_factor_methods", "method = 'fax'"),
+        ("users", "preferred_method = 'pigeon'"),
+        ("sso_links", "provider = 'okta'"),
+        ("sign_in_flows", "state = 'enroll'"),
+        ("one_time_codes", "target = 'fax:123'"),
+        ("sso_pending", "provider = 'okta'"),
+        ("sso_attempts", "provider = 'okta'"),
+    ] {
+        sqlx::query(&format!("UPDATE {table} SET {set}")).execute(&mut conn).await.unwrap();
+    }
+    sqlx::query("UPDATE companies SET two_factor_mode = 'sometimes' WHERE id = $1").bind(c.id).execute(&mut conn).await.unwrap();
+
+    assert_corrupt!(store.methods_of_user(u.id).await, "two_factor_methods.method", "fax");
+    assert_corrupt!(store.methods_of_users(c.id, &[u.id]).await, "two_factor_methods.method", "fax");
+    assert_corrupt!(store.preferred_method(u.id).await, "users.preferred_method", "pigeon");
+    assert_corrupt!(store.sso_links_of_user(u.id).await, "sso_links.provider", "okta");
+    assert_corrupt!(store.sso_providers_of_users(c.id, &[u.id]).await, "sso_links.provider", "okta");
+    assert_corrupt!(store.sign_in_flow("f1").await, "sign_in_flows.state", "enroll");
+    assert_corrupt!(store.code(u.id, CodePurpose::SignInEmail).await, "one_time_codes.target", "fax:123");
+    assert_corrupt!(store.pending_sso("pending", "browser", t0()).await, "sso_pending.provider", "okta");
+    assert_corrupt!(store.take_sso_attempt("state", "browser", t0()).await, "sso_attempts.provider", "okta");
+    assert_corrupt!(store.two_factor_policy(c.id).await, "companies.two_factor_mode", "sometimes");
+    assert_corrupt!(store.account_overview(u.id).await, "companies.two_factor_mode", "sometimes");
+
+    sqlx::query("UPDATE companies SET two_factor_mode = 'optional', allowed_methods = 'totp,fax', sso_providers = 'xgoogle,googlex' WHERE id = $1")
+        .bind(c.id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_corrupt!(store.two_factor_policy(c.id).await, "companies.allowed_methods", "fax");
+    assert_corrupt!(store.sso_settings(c.id).await, "companies.sso_providers", "xgoogle");
+    assert!(store.users_with_verified_email(Provider::Google, &key).await.unwrap().is_empty(), "a provider name matches whole");
+    assert!(store.users_linked_to(Provider::Google, "g-1").await.unwrap().is_empty(), "a provider name matches whole");
+}
+
 fn new_session(user: &User, token: &Token, at: OffsetDateTime) -> NewSession {
     NewSession {
         token_hash: token.hash(),
@@ -1147,7 +1239,7 @@ fn new_session(user: &User, token: &Token, at: OffsetDateTime) -> NewSession {
 
 /// The one-statement overview must say exactly what the separate reads say, on both stores.
 async fn the_account_overview_reads_what_each_part_reads(store: Arc<dyn Store>) {
-    let c = sso_company(&*store, "a.com", &["google", "microsoft"]).await;
+    let c = sso_company(&*store, "a.com", &[Provider::Google, Provider::Microsoft]).await;
     let u = active_user(&*store, &c, "101").await;
     let bare = store.account_overview(u.id).await.unwrap();
     assert!(
@@ -1167,7 +1259,7 @@ async fn the_account_overview_reads_what_each_part_reads(store: Arc<dyn Store>) 
         .await
         .unwrap();
     let sms = StoredMethod {
-        method: "sms".into(),
+        method: Method::Sms,
         detail: Some("+447700900123".into()),
         totp_sealed: None,
         totp_key_id: None,
@@ -1183,8 +1275,8 @@ async fn the_account_overview_reads_what_each_part_reads(store: Arc<dyn Store>) 
         .complete_sign_in_flow("f1", u.id, &recovery(&u, "r-hash-3"), t0())
         .await
         .unwrap();
-    store.set_preferred_method(u.id, Some("sms")).await.unwrap();
-    for (provider, subject) in [("microsoft", "m-1"), ("google", "g-1")] {
+    store.set_preferred_method(u.id, Some(Method::Sms)).await.unwrap();
+    for (provider, subject) in [(Provider::Microsoft, "m-1"), (Provider::Google, "g-1")] {
         store
             .add_sso_link(
                 u.id,
@@ -1251,7 +1343,7 @@ async fn the_account_overview_reads_what_each_part_reads(store: Arc<dyn Store>) 
         o.company_two_factor,
         store.two_factor_policy(c.id).await.unwrap()
     );
-    assert_eq!(o.preferred_method.as_deref(), Some("sms"));
+    assert_eq!(o.preferred_method, Some(Method::Sms));
     assert_eq!(o.sso_links, store.sso_links_of_user(u.id).await.unwrap());
     assert_eq!(o.sso_links.len(), 2);
     assert!(matches!(
@@ -1413,7 +1505,7 @@ async fn first_methods_racing_write_one_set_of_recovery_codes(store: Arc<dyn Sto
     for i in 0..10 {
         let store = store.clone();
         let method = StoredMethod {
-            method: ["totp", "sms", "email"][i % 3].into(),
+            method: Method::ALL[i % 3],
             ..totp_method(t0())
         };
         let set = codes(&format!("set{i}"));

@@ -59,6 +59,28 @@ pub fn requirement(company: &CompanyTwoFactor, enabled: &[Method], preferred: Op
     }
 }
 
+/// Where a stored sign-in flow stands: the password was right and the second factor is awaited.
+/// The store keeps it as [`FlowState::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowState {
+    SecondFactor,
+}
+
+impl FlowState {
+    pub const ALL: [FlowState; 1] = [FlowState::SecondFactor];
+
+    /// The spelling the store keeps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowState::SecondFactor => "second_factor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+}
+
 /// The facts the password step learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordFacts {
@@ -200,6 +222,15 @@ mod tests {
         assert_eq!(requirement(&only_totp, &[Sms], None), SecondFactorRequirement::Enroll { allowed: vec![Totp] });
         let facts = PasswordFacts { account: Some(UserState::Active), password_matches: true, second_factor: requirement(&only_totp, &[Sms, Totp], None) };
         assert_eq!(after_password(&facts), Ok(SignInState::SecondFactor { methods: vec![Totp], default: Totp }));
+    }
+
+    #[test]
+    fn a_flow_state_keeps_its_stored_spelling() {
+        assert_eq!(FlowState::SecondFactor.as_str(), "second_factor");
+        for f in FlowState::ALL {
+            assert_eq!(FlowState::parse(f.as_str()), Some(f));
+        }
+        assert_eq!(FlowState::parse("enroll"), None);
     }
 
     #[test]

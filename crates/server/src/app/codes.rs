@@ -43,12 +43,12 @@ impl Latchkey {
         let code = OneTimeCode::generate();
         let stored = StoredCode {
             code_hash: code.hash().as_str().to_owned(),
-            target: Some(channel.target()),
+            target: Some(channel.clone()),
             created_at: now,
             expires_at: OneTimeCode::expires_at(now),
             used_at: None,
         };
-        self.store.issue_code(user.id, purpose.as_str(), &stored).await?;
+        self.store.issue_code(user.id, purpose, &stored).await?;
         let delivered = match channel {
             Channel::Sms(number) => {
                 let sms = OutgoingSms { to: number.as_str().to_owned(), body: message_for_code(&user.company_name, code.expose(), sms_wording(purpose)) };
@@ -107,17 +107,17 @@ impl Latchkey {
     pub(super) async fn accept_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<Channel, AppError> {
         let stored = self.check_code(user, purpose, presented, ctx).await?;
         // The single use: of two requests racing with the same code, one row update wins.
-        if !self.store.consume_code(user.id, purpose.as_str(), &stored.code_hash, self.now()).await? {
+        if !self.store.consume_code(user.id, purpose, &stored.code_hash, self.now()).await? {
             return Err(AppError::from_flow(ErrorKind::Unauthorized, &CodeError::Used));
         }
-        stored.target.as_deref().and_then(Channel::from_target).ok_or_else(AppError::internal)
+        stored.target.ok_or_else(AppError::internal)
     }
 
     /// Checks a presented code for `purpose` without spending it: the live code it matches, or
     /// the refusal `accept_code` describes.
     pub(super) async fn check_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<StoredCode, AppError> {
         self.ensure_not_locked(user).await?;
-        let stored = self.store.code(user.id, purpose.as_str()).await?;
+        let stored = self.store.code(user.id, purpose).await?;
         let Some(stored) = stored else {
             // Nothing was sent: still a guess to count, or a script could probe for free.
             return Err(self.wrong_code(user, "There is no code to check: send a code first.", ctx).await);

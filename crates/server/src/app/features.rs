@@ -10,8 +10,8 @@ use super::{Actor, AppError, Latchkey, RequestContext};
 pub struct PilotFeatures {
     pub two_factor: bool,
     pub sso_enabled: bool,
-    /// `google`, `microsoft`: sorted, once each.
-    pub sso_providers: Vec<String>,
+    /// Sorted by name, once each.
+    pub sso_providers: Vec<Provider>,
 }
 
 impl Latchkey {
@@ -39,8 +39,8 @@ impl Latchkey {
             self.set_two_factor_feature(&company.domain, two_factor, actor, ctx).await?;
             now.two_factor = two_factor;
         }
-        let mut wanted: Vec<String> = providers.iter().map(|p| p.as_str().to_owned()).collect();
-        wanted.sort();
+        let mut wanted = providers.clone();
+        wanted.sort_by_key(|p| p.as_str());
         wanted.dedup();
         if now.sso_enabled != sso_enabled || now.sso_providers != wanted {
             let settings = self.replace_sso_feature(&company.domain, sso_enabled, &providers, actor, ctx).await?;

@@ -116,7 +116,7 @@ impl Latchkey {
                 let stored = self.store.methods_of_user(user.id).await?;
                 let number = stored
                     .iter()
-                    .find(|m| m.method == Method::Sms.as_str())
+                    .find(|m| m.method == Method::Sms)
                     .and_then(|m| m.detail.as_deref())
                     .and_then(|d| E164::parse(d).ok())
                     .ok_or_else(method_unavailable)?;
@@ -136,7 +136,7 @@ impl Latchkey {
     pub(super) async fn sign_in_code_to_spend(&self, user: &User, method: Method, code: &str, ctx: &RequestContext) -> Result<FactorSpend, AppError> {
         let purpose = if method == Method::Sms { CodePurpose::SignInSms } else { CodePurpose::SignInEmail };
         let stored = self.check_code(user, purpose, code, ctx).await?;
-        Ok(FactorSpend::Code { purpose: purpose.as_str().to_owned(), hash: stored.code_hash })
+        Ok(FactorSpend::Code { purpose, hash: stored.code_hash })
     }
 
     /// C6 point 7: a verification code for changes to 2FA. It goes to the designated email, or
@@ -161,13 +161,12 @@ impl Latchkey {
             return Err(AppError::field("code", "Enter the 6-digit verification code, or a code from your authenticator app."));
         };
         let now = self.now();
-        if let Some(stored) = self.store.code(user.id, CodePurpose::Verification.as_str()).await? {
-            let channel = stored.target.as_deref().and_then(Channel::from_target);
-            let from_staying = !(removing == Some(Method::Sms) && matches!(channel, Some(Channel::Sms(_))));
+        if let Some(stored) = self.store.code(user.id, CodePurpose::Verification).await? {
+            let from_staying = !(removing == Some(Method::Sms) && matches!(stored.target, Some(Channel::Sms(_))));
             let hash = TokenHash::from_stored(stored.code_hash.clone());
             if from_staying
                 && one_time_code::check(&hash, stored.expires_at, stored.used_at.is_some(), &code, now).is_ok()
-                && self.store.consume_code(user.id, CodePurpose::Verification.as_str(), hash.as_str(), now).await?
+                && self.store.consume_code(user.id, CodePurpose::Verification, hash.as_str(), now).await?
             {
                 return Ok(());
             }
@@ -196,14 +195,14 @@ impl Latchkey {
         self.confirm_change(user, code, Some(method), ctx).await?;
         let mut audit = self.audit("two_factor_removed", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = method.as_str().into();
-        let left = self.store.remove_method(user.id, method.as_str(), &audit).await?;
-        if self.store.preferred_method(user.id).await?.as_deref() == Some(method.as_str()) {
+        let left = self.store.remove_method(user.id, method, &audit).await?;
+        if self.store.preferred_method(user.id).await? == Some(method) {
             self.store.set_preferred_method(user.id, None).await?;
         }
         let change = if left == 0 {
             "Two-factor authentication was turned off: its last method and the recovery codes were removed".to_owned()
         } else {
-            format!("The {} method was removed from two-factor authentication", method_label(method.as_str()))
+            format!("The {} method was removed from two-factor authentication", method_label(method))
         };
         self.send(templates::security_notice(&user.designated_email, &user.company_name, &user.login_name, "Two-factor authentication method removed", &change, self.now()))
             .await;
@@ -239,7 +238,7 @@ fn method_unavailable() -> AppError {
 
 fn new_method(app: &Latchkey, method: Method) -> StoredMethod {
     StoredMethod {
-        method: method.as_str().into(),
+        method,
         detail: None,
         totp_sealed: None,
         totp_key_id: None,

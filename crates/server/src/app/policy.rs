@@ -29,9 +29,9 @@ impl Latchkey {
         let company = self.company(domain).await?;
         let current = self.store.two_factor_policy(company.id).await?;
         let rules = SecurityRules {
-            mode: TwoFactorMode::parse(&current.mode).unwrap_or_default(),
-            allowed: current.allowed_methods.iter().filter_map(|m| Method::parse(m)).collect(),
-            default_method: current.default_method.as_deref().and_then(Method::parse),
+            mode: current.mode,
+            allowed: current.allowed_methods,
+            default_method: current.default_method,
             default_locked: current.default_method_locked,
             password_min_length: Some(min_length),
         };
@@ -47,10 +47,9 @@ impl Latchkey {
             return Err(AppError::validation(errors));
         }
         let mut policy = self.store.two_factor_policy(company.id).await?;
-        let allowed_sorted: Vec<Method> = Method::ALL.into_iter().filter(|m| rules.allowed.contains(m)).collect();
-        policy.mode = rules.mode.as_str().into();
-        policy.allowed_methods = allowed_sorted.iter().map(|m| m.as_str().to_owned()).collect();
-        policy.default_method = rules.default_method.map(|m| m.as_str().to_owned());
+        policy.mode = rules.mode;
+        policy.allowed_methods = Method::ALL.into_iter().filter(|m| rules.allowed.contains(m)).collect();
+        policy.default_method = rules.default_method;
         policy.default_method_locked = rules.default_locked;
         if let Some(n) = rules.password_min_length {
             policy.password_min_length = n;
@@ -59,8 +58,8 @@ impl Latchkey {
         audit.detail = format!(
             "two_factor={} allowed={} default={} locked={} password_min_length={}",
             policy.mode,
-            policy.allowed_methods.join(","),
-            policy.default_method.as_deref().unwrap_or("-"),
+            policy.allowed_methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+            policy.default_method.map_or("-", Method::as_str),
             policy.default_method_locked,
             policy.password_min_length
         );

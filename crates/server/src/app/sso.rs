@@ -14,7 +14,7 @@ impl Latchkey {
     pub async fn set_sso_feature(&self, domain: &str, enabled: bool, providers: &[Provider], actor: Actor, ctx: &RequestContext) -> Result<SsoSettings, AppError> {
         let company = self.company(domain).await?;
         let mut settings = self.store.sso_settings(company.id).await?;
-        let named: Vec<String> = if providers.is_empty() { Provider::ALL.iter() } else { providers.iter() }.map(|p| p.as_str().to_owned()).collect();
+        let named: Vec<Provider> = if providers.is_empty() { Provider::ALL.to_vec() } else { providers.to_vec() };
         if enabled {
             settings.enabled = true;
             for p in named {
@@ -37,19 +37,24 @@ impl Latchkey {
         let company = self.company(domain).await?;
         let mut settings = self.store.sso_settings(company.id).await?;
         settings.enabled = enabled;
-        settings.providers = providers.iter().map(|p| p.as_str().to_owned()).collect();
+        settings.providers = providers.to_vec();
         settings.mfa_sufficient.retain(|p| settings.providers.contains(p));
         self.save_sso_feature(company.id, settings, actor, ctx).await
     }
 
     async fn save_sso_feature(&self, company_id: i64, mut settings: SsoSettings, actor: Actor, ctx: &RequestContext) -> Result<SsoSettings, AppError> {
-        settings.providers.sort();
+        settings.providers.sort_by_key(|p| p.as_str());
         settings.providers.dedup();
         let mut audit = self.audit("sso_feature_changed", Some(company_id), actor, None, ctx);
-        audit.detail = format!("enabled={} providers={}", settings.enabled, settings.providers.join(","));
+        audit.detail = format!("enabled={} providers={}", settings.enabled, names(&settings.providers));
         self.store.set_sso_settings(company_id, &settings, &audit).await?;
         Ok(settings)
     }
+}
+
+/// Providers as the audit log spells a list of them: `google,microsoft`.
+pub(super) fn names(providers: &[Provider]) -> String {
+    providers.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",")
 }
 
 impl Latchkey {
@@ -65,9 +70,9 @@ impl Latchkey {
         let Some(link) = link else {
             return Err(AppError::new(ErrorKind::NotFound, "link_not_found", "There is no such linked sign-in on your account."));
         };
-        let provider = Provider::parse(&link.provider).map_or("single sign-on", Provider::label);
+        let provider = link.provider.label();
         let mut audit = self.audit("sso_unlinked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
-        audit.detail = format!("{} {}", link.provider, link.email.as_deref().unwrap_or(""));
+        audit.detail = format!("{} {}", link.provider.as_str(), link.email.as_deref().unwrap_or(""));
         if !self.store.remove_sso_link(user.id, link_id, &audit).await? {
             return Err(AppError::new(ErrorKind::NotFound, "link_not_found", "There is no such linked sign-in on your account."));
         }

@@ -27,7 +27,7 @@ impl Latchkey {
         let mut settings = self.store.sso_settings(company.id).await?;
         settings.mfa_sufficient = mfa_sufficient_within(&settings, providers)?;
         let mut audit = self.audit("sso_policy_changed", Some(company.id), actor, None, ctx);
-        audit.detail = format!("mfa_sufficient={}", settings.mfa_sufficient.join(","));
+        audit.detail = format!("mfa_sufficient={}", super::sso::names(&settings.mfa_sufficient));
         self.store.set_sso_settings(company.id, &settings, &audit).await?;
         Ok(settings)
     }
@@ -41,22 +41,22 @@ impl Latchkey {
 }
 
 /// The requested providers, sorted and once each, when every one is enabled for the company.
-fn mfa_sufficient_within(settings: &SsoSettings, requested: &[String]) -> Result<Vec<String>, AppError> {
-    let mut chosen: Vec<String> = Vec::new();
+fn mfa_sufficient_within(settings: &SsoSettings, requested: &[String]) -> Result<Vec<Provider>, AppError> {
+    let mut chosen: Vec<Provider> = Vec::new();
     for name in requested {
         let provider = Provider::parse(name.trim()).ok_or_else(|| {
             AppError::field_refused("mfa_sufficient", "unknown_provider", format!("{name:?} is not a provider: use google or microsoft."))
         })?;
-        if !settings.allows(provider.as_str()) {
+        if !settings.allows(provider) {
             return Err(AppError::field_refused(
                 "mfa_sufficient",
                 "provider_not_enabled",
                 format!("Sign-in with {} is not enabled for this company; the operator enables providers.", provider.label()),
             ));
         }
-        chosen.push(provider.as_str().to_owned());
+        chosen.push(provider);
     }
-    chosen.sort();
+    chosen.sort_by_key(|p| p.as_str());
     chosen.dedup();
     Ok(chosen)
 }
@@ -65,8 +65,8 @@ fn mfa_sufficient_within(settings: &SsoSettings, requested: &[String]) -> Result
 mod tests {
     use super::*;
 
-    fn settings(enabled: bool, providers: &[&str]) -> SsoSettings {
-        SsoSettings { enabled, providers: providers.iter().map(|p| p.to_string()).collect(), mfa_sufficient: vec![] }
+    fn settings(enabled: bool, providers: &[Provider]) -> SsoSettings {
+        SsoSettings { enabled, providers: providers.to_vec(), mfa_sufficient: vec![] }
     }
 
     fn names(n: &[&str]) -> Vec<String> {
@@ -75,14 +75,14 @@ mod tests {
 
     #[test]
     fn mfa_sufficient_is_a_subset_of_the_enabled_providers() {
-        let both = settings(true, &["google", "microsoft"]);
-        assert_eq!(mfa_sufficient_within(&both, &names(&["microsoft", "google", "google"])).unwrap(), names(&["google", "microsoft"]));
-        assert_eq!(mfa_sufficient_within(&both, &[]).unwrap(), Vec::<String>::new());
-        let google = settings(true, &["google"]);
+        let both = settings(true, &[Provider::Google, Provider::Microsoft]);
+        assert_eq!(mfa_sufficient_within(&both, &names(&["microsoft", "google", "google"])).unwrap(), [Provider::Google, Provider::Microsoft]);
+        assert_eq!(mfa_sufficient_within(&both, &[]).unwrap(), Vec::<Provider>::new());
+        let google = settings(true, &[Provider::Google]);
         let refused = mfa_sufficient_within(&google, &names(&["microsoft"])).unwrap_err();
         assert_eq!(refused.kind, crate::app::ErrorKind::Invalid);
         assert!(refused.fields.get("mfa_sufficient")[0].contains("Office 365"), "{:?}", refused.fields);
         assert!(mfa_sufficient_within(&google, &names(&["okta"])).is_err());
-        assert!(mfa_sufficient_within(&settings(false, &["google"]), &names(&["google"])).is_err(), "the pilot is off");
+        assert!(mfa_sufficient_within(&settings(false, &[Provider::Google]), &names(&["google"])).is_err(), "the pilot is off");
     }
 }

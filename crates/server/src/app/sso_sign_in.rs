@@ -94,7 +94,7 @@ impl Latchkey {
         let now = self.now();
         let attempt = SsoAttempt {
             state_hash: state_hash.as_str().to_owned(),
-            provider: provider.as_str().to_owned(),
+            provider,
             browser_hash: hash(browser).as_str().to_owned(),
             nonce: request.nonce,
             pkce_verifier: format!("{}:{}", sealed.key_id, sealed.blob),
@@ -112,7 +112,7 @@ impl Latchkey {
         let now = self.now();
         // Taken (used up) before anything else: a replayed or second callback finds nothing.
         let attempt = self.store.take_sso_attempt(hash(state).as_str(), hash(browser).as_str(), now).await?;
-        let attempt = attempt.filter(|a| a.provider == provider.as_str()).ok_or_else(bad_state)?;
+        let attempt = attempt.filter(|a| a.provider == provider).ok_or_else(bad_state)?;
         if let Some(error) = answer.error {
             tracing::info!(provider = provider.as_str(), error = %error.chars().take(64).collect::<String>(), "the provider refused the sign-in");
             return Err(sso_error(ErrorKind::Malformed, "sso_denied", &format!("{} did not sign you in. You can try again or sign in with your password.", provider.label())));
@@ -152,12 +152,12 @@ impl Latchkey {
 
     /// The accounts an identity may sign in to, per C7: its links, else its trusted email.
     async fn sso_outcome(&self, provider: Provider, subject: &str, trusted_email: Option<&str>) -> Result<SsoOutcome, AppError> {
-        let linked = self.store.users_linked_to(provider.as_str(), subject).await?;
+        let linked = self.store.users_linked_to(provider, subject).await?;
         let matched = match trusted_email {
-            Some(email) if linked.is_empty() => self.store.users_with_verified_email(provider.as_str(), email).await?,
+            Some(email) if linked.is_empty() => self.store.users_with_verified_email(provider, email).await?,
             _ => Vec::new(),
         };
-        let remembered = self.store.sso_choice(provider.as_str(), subject).await?;
+        let remembered = self.store.sso_choice(provider, subject).await?;
         Ok(resolve(candidates(linked), candidates(matched), remembered))
     }
 
@@ -173,7 +173,7 @@ impl Latchkey {
         self.store
             .create_pending_sso(&PendingSso {
                 id_hash: token.hash().as_str().to_owned(),
-                provider: identity.provider.as_str().to_owned(),
+                provider: identity.provider,
                 subject: identity.subject.clone(),
                 email: identity.email.clone(),
                 trusted_email,
@@ -192,9 +192,9 @@ impl Latchkey {
     /// An identity that resolved to `user`: the company's second-factor rule, unless the office
     /// manager counts that provider's MFA as enough.
     async fn sso_sign_in(&self, user: User, provider: Provider, subject: &str, ctx: &RequestContext) -> Result<SignInOutcome, AppError> {
-        self.store.touch_sso_link(user.id, provider.as_str(), subject, self.now()).await?;
+        self.store.touch_sso_link(user.id, provider, subject, self.now()).await?;
         let settings = self.store.sso_settings(user.company_id).await?;
-        let sufficient = settings.mfa_sufficient.iter().any(|p| p == provider.as_str());
+        let sufficient = settings.mfa_sufficient.contains(&provider);
         let next = after_sso(&self.second_factor_requirement(&user).await?, sufficient);
         metrics::counter!("latchkey_sso_sign_ins_total", "provider" => provider.as_str()).increment(1);
         self.continue_sign_in(user, next, provider.as_str(), ctx).await
@@ -203,7 +203,7 @@ impl Latchkey {
     /// The waiting identity for the chooser or the link page, with the accounts offered now.
     pub async fn sso_waiting(&self, token: &str, browser: &str) -> Result<WaitingIdentity, AppError> {
         let pending = self.live_pending(token, browser).await?;
-        let provider = Provider::parse(&pending.provider).ok_or_else(AppError::internal)?;
+        let provider = pending.provider;
         let outcome = self.sso_outcome(provider, &pending.subject, pending.trusted_email.as_deref()).await?;
         let (candidates, preselected) = match outcome {
             SsoOutcome::Choose { candidates, preselected } => (candidates, preselected),
@@ -223,7 +223,7 @@ impl Latchkey {
     /// and pre-selected next time.
     pub async fn sso_choose(&self, token: &str, user_id: i64, browser: &str, ctx: &RequestContext) -> Result<SignInOutcome, AppError> {
         let pending = self.live_pending(token, browser).await?;
-        let provider = Provider::parse(&pending.provider).ok_or_else(AppError::internal)?;
+        let provider = pending.provider;
         let outcome = self.sso_outcome(provider, &pending.subject, pending.trusted_email.as_deref()).await?;
         if !choice_allowed(&outcome, user_id) {
             return Err(sso_error(ErrorKind::Invalid, "account_not_offered", "Choose one of the accounts shown."));
@@ -232,7 +232,7 @@ impl Latchkey {
             return Err(expired());
         }
         let user = self.store.user_by_id(user_id).await?.ok_or_else(AppError::internal)?;
-        self.store.remember_sso_choice(provider.as_str(), &pending.subject, user_id, self.now()).await?;
+        self.store.remember_sso_choice(provider, &pending.subject, user_id, self.now()).await?;
         self.sso_sign_in(user, provider, &pending.subject, ctx).await
     }
 
@@ -246,7 +246,7 @@ impl Latchkey {
             SignInOutcome::SignedIn(s) | SignInOutcome::EnrollmentRequired { session: s, .. } => s.user.clone(),
             SignInOutcome::SecondFactor { flow, .. } => self.live_flow(flow.expose()).await?.1,
         };
-        if !self.store.sso_settings(user.company_id).await?.allows(&pending.provider) {
+        if !self.store.sso_settings(user.company_id).await?.allows(pending.provider) {
             self.undo_sign_in(&outcome).await?;
             return Err(sso_error(
                 ErrorKind::Forbidden,
@@ -288,10 +288,10 @@ impl Latchkey {
     }
 
     async fn add_link(&self, user: &User, pending: &PendingSso, ctx: &RequestContext) -> Result<(), AppError> {
-        let provider = Provider::parse(&pending.provider).ok_or_else(AppError::internal)?;
+        let provider = pending.provider;
         let mut audit = self.audit("sso_linked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = format!("{} {}", provider.as_str(), pending.email.as_deref().unwrap_or(""));
-        self.store.add_sso_link(user.id, provider.as_str(), &pending.subject, pending.email.as_deref(), self.now(), &audit).await?;
+        self.store.add_sso_link(user.id, provider, &pending.subject, pending.email.as_deref(), self.now(), &audit).await?;
         let who = pending.email.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
         self.send(templates::security_notice(
             &user.designated_email,

@@ -7,7 +7,7 @@
 //! spending it and completing the flow are one transaction in the store, so a request that loses
 //! the flow to another keeps its code unspent.
 
-use latchkey_core::flows::sign_in::{requirement, CompanyTwoFactor, SecondFactorRequirement};
+use latchkey_core::flows::sign_in::{requirement, CompanyTwoFactor, FlowState, SecondFactorRequirement};
 use latchkey_core::flows::UserFacing;
 use latchkey_core::secret::{Token, TokenHash};
 use latchkey_core::seal::Sealed;
@@ -15,7 +15,7 @@ use latchkey_core::throttle::retry_after;
 use latchkey_core::two_factor::one_time_code::CodeError;
 use latchkey_core::two_factor::recovery::{self, RecoveryCodes};
 use latchkey_core::two_factor::totp::{self, TotpSecret};
-use latchkey_core::two_factor::{qr, Method, TwoFactorMode};
+use latchkey_core::two_factor::{qr, Method};
 use latchkey_core::LoginName;
 use latchkey_store::{AccountOverview, FactorSpend, FlowCompletion, SignInFlow, SignInStart, StoredMethod, TwoFactorPolicy, User};
 
@@ -47,19 +47,12 @@ pub struct SecondFactorChallenge {
 /// How long the set-up page keeps showing the same pending secret.
 const PENDING_TOTP_MINUTES: i64 = 30;
 
-/// Sign-in flows are named in URLs by a token; the store keeps its hash.
-const FLOW_STATE: &str = "second_factor";
-
-fn methods_of(policy: &TwoFactorPolicy) -> Vec<Method> {
-    policy.allowed_methods.iter().filter_map(|m| Method::parse(m)).collect()
-}
-
 fn company_rules(policy: &TwoFactorPolicy) -> CompanyTwoFactor {
     CompanyTwoFactor {
         feature_enabled: policy.enabled,
-        mode: TwoFactorMode::parse(&policy.mode).unwrap_or(TwoFactorMode::Off),
-        allowed: methods_of(policy),
-        default_method: policy.default_method.as_deref().and_then(Method::parse),
+        mode: policy.mode,
+        allowed: policy.allowed_methods.clone(),
+        default_method: policy.default_method,
         default_locked: policy.default_method_locked,
     }
 }
@@ -90,7 +83,7 @@ impl Latchkey {
     }
 
     pub async fn user_methods(&self, user_id: i64) -> Result<Vec<Method>, AppError> {
-        Ok(self.store.methods_of_user(user_id).await?.iter().filter_map(|m| Method::parse(&m.method)).collect())
+        Ok(self.store.methods_of_user(user_id).await?.iter().map(|m| m.method).collect())
     }
 
     pub(super) async fn second_factor_requirement(&self, user: &User) -> Result<SecondFactorRequirement, AppError> {
@@ -99,16 +92,17 @@ impl Latchkey {
             return Ok(SecondFactorRequirement::NotNeeded);
         }
         let methods = self.user_methods(user.id).await?;
-        let preferred = self.store.preferred_method(user.id).await?.as_deref().and_then(Method::parse);
+        let preferred = self.store.preferred_method(user.id).await?;
         Ok(requirement(&company, &methods, preferred))
     }
 
+    /// Sign-in flows are named in URLs by a token; the store keeps its hash.
     pub(super) async fn start_second_factor_flow(&self, user: &User) -> Result<Token, AppError> {
         let flow = Token::generate();
         let now = self.now();
         let record = SignInFlow {
             user_id: user.id,
-            state: FLOW_STATE.into(),
+            state: FlowState::SecondFactor,
             created_at: now,
             expires_at: now + time::Duration::minutes(self.config.two_factor.flow_minutes),
             completed_at: None,
@@ -200,7 +194,7 @@ impl Latchkey {
             Err(e) => return Err(self.wrong_code(user, &e.message(), ctx).await),
         };
         let method = StoredMethod {
-            method: Method::Totp.as_str().into(),
+            method: Method::Totp,
             detail: None,
             totp_sealed: Some(blob),
             totp_key_id: Some(key_id),
@@ -216,7 +210,7 @@ impl Latchkey {
         let codes = RecoveryCodes::generate();
         let hashes: Vec<String> = codes.hashes().iter().map(|h| h.as_str().to_owned()).collect();
         let mut audit = self.audit("two_factor_enrolled", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
-        audit.detail = method.method.clone();
+        audit.detail = method.method.as_str().to_owned();
         let first = self.store.enable_method(user.id, method, &hashes, &audit).await?;
         self.store.throttle_clear(&self.limits.second_factor_per_user.key(user.id)).await?;
         self.send(templates::security_notice(
@@ -224,7 +218,7 @@ impl Latchkey {
             &user.company_name,
             &user.login_name,
             "Two-factor authentication method added",
-            &format!("The {} method was added to two-factor authentication", method_label(&method.method)),
+            &format!("The {} method was added to two-factor authentication", method_label(method.method)),
             self.now(),
         ))
         .await;
@@ -328,7 +322,7 @@ impl Latchkey {
     /// The methods a sign-in flow of `user` accepts, given the user's `stored` methods.
     async fn verifiable_methods(&self, user: &User, stored: &[StoredMethod]) -> Result<Vec<Method>, AppError> {
         let company = self.company_two_factor(user.company_id).await?;
-        let enabled: Vec<Method> = stored.iter().filter_map(|m| Method::parse(&m.method)).collect();
+        let enabled: Vec<Method> = stored.iter().map(|m| m.method).collect();
         // The preference only picks the pre-selected method, not which ones are accepted.
         match requirement(&company, &enabled, None) {
             SecondFactorRequirement::Verify { methods, .. } => Ok(methods),
@@ -354,7 +348,7 @@ impl Latchkey {
 
     /// Checks `code` against the authenticator app among the user's `methods`, spending nothing.
     fn totp_check(&self, user: &User, methods: &[StoredMethod], code: &str) -> Result<TotpCheck, AppError> {
-        let Some(stored) = methods.iter().find(|m| m.method == Method::Totp.as_str()) else {
+        let Some(stored) = methods.iter().find(|m| m.method == Method::Totp) else {
             return Ok(TotpCheck::NotSetUp);
         };
         let (Some(blob), Some(key_id)) = (&stored.totp_sealed, &stored.totp_key_id) else {
@@ -390,12 +384,12 @@ impl Latchkey {
     }
 }
 
-pub(super) fn method_label(method: &str) -> &'static str {
+/// How the security notices name a method.
+pub(super) fn method_label(method: Method) -> &'static str {
     match method {
-        "totp" => "authenticator app",
-        "sms" => "text message (SMS)",
-        "email" => "email code",
-        _ => "second factor",
+        Method::Totp => "authenticator app",
+        Method::Sms => "text message (SMS)",
+        Method::Email => "email code",
     }
 }
 
@@ -435,16 +429,16 @@ impl Latchkey {
         if !self.user_methods(user.id).await?.contains(&method) {
             return Err(AppError::field("method", "Set up this method first."));
         }
-        if self.store.preferred_method(user.id).await?.as_deref() == Some(method.as_str()) {
+        if self.store.preferred_method(user.id).await? == Some(method) {
             return Ok(());
         }
-        self.store.set_preferred_method(user.id, Some(method.as_str())).await?;
+        self.store.set_preferred_method(user.id, Some(method)).await?;
         self.send(templates::security_notice(
             &user.designated_email,
             &user.company_name,
             &user.login_name,
             "Default two-factor method changed",
-            &format!("The default two-factor method became the {}", method_label(method.as_str())),
+            &format!("The default two-factor method became the {}", method_label(method)),
             self.now(),
         ))
         .await;

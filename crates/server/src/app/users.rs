@@ -1,6 +1,7 @@
 //! The office manager's users (C8): the list, with what each account signs in with, and the
 //! changes an office manager makes to one account: disable, enable, a new designated email.
 
+use latchkey_core::flows::sso::Provider;
 use latchkey_core::two_factor::Method;
 use latchkey_core::{Email, FieldErrors, UserState};
 use latchkey_store::{AdditionalEmail, User};
@@ -13,8 +14,8 @@ pub struct UserSummary {
     pub user: User,
     /// In the order the seeds list them.
     pub methods: Vec<Method>,
-    /// The providers (`google`, `microsoft`) linked to the account.
-    pub sso_providers: Vec<String>,
+    /// The providers linked to the account, by name.
+    pub sso_providers: Vec<Provider>,
     pub additional_emails: Vec<AdditionalEmail>,
 }
 
@@ -108,10 +109,10 @@ impl Latchkey {
         let providers = self.store.sso_providers_of_users(company_id, &ids).await?;
         let emails = self.store.additional_emails_of_users(company_id, &ids).await?;
         let summary = |user: User| {
-            let enabled: Vec<&String> = of(&methods, user.id).collect();
+            let enabled: Vec<&Method> = of(&methods, user.id).collect();
             UserSummary {
-                methods: Method::ALL.into_iter().filter(|m| enabled.iter().any(|e| e.as_str() == m.as_str())).collect(),
-                sso_providers: of(&providers, user.id).cloned().collect(),
+                methods: Method::ALL.into_iter().filter(|m| enabled.contains(&m)).collect(),
+                sso_providers: of(&providers, user.id).copied().collect(),
                 additional_emails: of(&emails, user.id).cloned().collect(),
                 user,
             }

@@ -62,7 +62,7 @@ pub struct SsoFeatureBody {
 }
 
 fn features_body(f: PilotFeatures) -> FeaturesBody {
-    FeaturesBody { two_factor: f.two_factor, sso: SsoFeatureBody { enabled: f.sso_enabled, providers: f.sso_providers } }
+    FeaturesBody { two_factor: f.two_factor, sso: SsoFeatureBody { enabled: f.sso_enabled, providers: f.sso_providers.iter().map(|p| p.as_str().to_owned()).collect() } }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -4,6 +4,7 @@
 
 use std::process::{Command, Stdio};
 
+use latchkey_core::flows::sso::Provider;
 use latchkey_core::Role;
 use latchkey_server::app::Actor;
 use reqwest::{Method, StatusCode};
@@ -85,7 +86,7 @@ pub async fn wait_for_subject(s: &TestServer, needle: &str) -> bool {
 
 /// Links a provider identity straight in the store (the sign-in trip itself is tested against a
 /// real provider in sso_sign_in.rs); returns the link's id.
-pub async fn sso_link(s: &TestServer, login: &str, provider: &str, subject: &str, email: &str) -> i64 {
+pub async fn sso_link(s: &TestServer, login: &str, provider: Provider, subject: &str, email: &str) -> i64 {
     let user = s.app.store.user_by_login_name(&latchkey_core::LoginName::parse(login).unwrap()).await.unwrap().unwrap();
     let audit = latchkey_store::AuditEntry {
         company_id: Some(user.company_id),

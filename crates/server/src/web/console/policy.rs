@@ -110,8 +110,8 @@ async fn show(web: &Web, member: &ConsoleUser, notice: Option<&'static str>, err
 }
 
 fn policy_page(frame: ConsoleFrame, notice: Option<&'static str>, policy: &TwoFactorPolicy, sso: &SsoSettings, errors: Errors) -> PolicyPage {
-    let mode = TwoFactorMode::parse(&policy.mode).unwrap_or_default();
-    let default = policy.default_method.as_deref().and_then(Method::parse);
+    let mode = policy.mode;
+    let default = policy.default_method;
     PolicyPage {
         frame,
         notice,
@@ -129,7 +129,7 @@ fn policy_page(frame: ConsoleFrame, notice: Option<&'static str>, policy: &TwoFa
             .map(|m| MethodOption {
                 value: m.as_str(),
                 label: method_label(m),
-                allowed: policy.allowed_methods.iter().any(|a| a == m.as_str()),
+                allowed: policy.allowed_methods.contains(&m),
                 is_default: default == Some(m),
             })
             .collect(),
@@ -148,8 +148,8 @@ fn policy_page(frame: ConsoleFrame, notice: Option<&'static str>, policy: &TwoFa
         sso_enabled: sso.enabled && !sso.providers.is_empty(),
         providers: Provider::ALL
             .into_iter()
-            .filter(|p| sso.allows(p.as_str()))
-            .map(|p| ProviderOption { value: p.as_str(), label: p.label(), mfa_sufficient: sso.mfa_sufficient.iter().any(|m| m == p.as_str()) })
+            .filter(|p| sso.allows(*p))
+            .map(|p| ProviderOption { value: p.as_str(), label: p.label(), mfa_sufficient: sso.mfa_sufficient.contains(&p) })
             .collect(),
         sso_errors: errors.sso,
     }
@@ -274,9 +274,9 @@ pub struct PolicyBody {
 
 fn policy_body(p: &latchkey_store::TwoFactorPolicy) -> PolicyBody {
     PolicyBody {
-        two_factor: TwoFactorMode::parse(&p.mode).unwrap_or_default(),
-        allowed_methods: p.allowed_methods.iter().filter_map(|m| Method::parse(m)).collect(),
-        default_method: p.default_method.as_deref().and_then(Method::parse),
+        two_factor: p.mode,
+        allowed_methods: p.allowed_methods.clone(),
+        default_method: p.default_method,
         default_method_locked: p.default_method_locked,
         two_factor_enabled: p.enabled,
         password_min_length: Some(p.password_min_length),
@@ -324,7 +324,8 @@ pub struct SsoSettingsBody {
 }
 
 fn sso_body(s: SsoSettings) -> SsoSettingsBody {
-    SsoSettingsBody { enabled: s.enabled, providers: s.providers, mfa_sufficient: s.mfa_sufficient }
+    let names = |providers: &[Provider]| providers.iter().map(|p| p.as_str().to_owned()).collect();
+    SsoSettingsBody { enabled: s.enabled, providers: names(&s.providers), mfa_sufficient: names(&s.mfa_sufficient) }
 }
 
 #[utoipa::path(get, path = "/api/v1/companies/{domain}/sso", tag = "office manager", params(("domain" = String, Path,)),

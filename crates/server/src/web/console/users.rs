@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use latchkey_core::flows::sso::Provider;
 use latchkey_core::{FieldErrors, Role, UserState};
 use serde::Deserialize;
 
@@ -50,10 +49,6 @@ fn status_badge(state: UserState) -> (&'static str, &'static str) {
     }
 }
 
-fn provider_label(provider: &str) -> &'static str {
-    Provider::parse(provider).map_or("Single sign-on", |p| p.label())
-}
-
 impl From<&UserSummary> for UserRow {
     fn from(s: &UserSummary) -> Self {
         let u = &s.user;
@@ -68,7 +63,7 @@ impl From<&UserSummary> for UserRow {
             designated_email: u.designated_email.clone(),
             email_verified: u.designated_email_verified_at.is_some(),
             methods: s.methods.iter().map(|m| method_label(*m)).collect(),
-            sso: s.sso_providers.iter().map(|p| provider_label(p)).collect(),
+            sso: s.sso_providers.iter().map(|p| p.label()).collect(),
             last_sign_in: u.last_sign_in_at.map(human_time).unwrap_or_else(|| "Never".into()),
         }
     }

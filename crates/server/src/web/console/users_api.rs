@@ -68,7 +68,7 @@ impl From<UserSummary> for UserBody {
             email_verified: u.designated_email_verified_at.is_some(),
             emails: s.additional_emails.into_iter().map(EmailEntry::from).collect(),
             two_factor_methods: s.methods.iter().map(|m| m.as_str().to_owned()).collect(),
-            sso_providers: s.sso_providers,
+            sso_providers: s.sso_providers.iter().map(|p| p.as_str().to_owned()).collect(),
             last_sign_in_at: u.last_sign_in_at.map(rfc3339),
             created_at: rfc3339(u.created_at),
         }

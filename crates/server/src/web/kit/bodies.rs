@@ -74,5 +74,5 @@ pub struct SsoLinkInfo {
 }
 
 pub fn sso_link_info(l: latchkey_store::SsoLink) -> SsoLinkInfo {
-    SsoLinkInfo { id: l.id, provider: l.provider, email: l.email, linked_at: rfc3339(l.linked_at), last_used_at: l.last_used_at.map(rfc3339) }
+    SsoLinkInfo { id: l.id, provider: l.provider.as_str().to_owned(), email: l.email, linked_at: rfc3339(l.linked_at), last_used_at: l.last_used_at.map(rfc3339) }
 }

@@ -121,7 +121,7 @@ async fn sso_rows(web: &Web, u: &latchkey_store::User) -> Result<(Vec<SsoLinkRow
         .iter()
         .map(|l| SsoLinkRow {
             id: l.id,
-            provider: latchkey_core::flows::sso::Provider::parse(&l.provider).map_or("Single sign-on", |p| p.label()),
+            provider: l.provider.label(),
             email: l.email.clone().unwrap_or_default(),
             linked_at: human_time(l.linked_at),
             last_used_at: l.last_used_at.map(human_time).unwrap_or_else(|| "never".into()),
@@ -131,7 +131,7 @@ async fn sso_rows(web: &Web, u: &latchkey_store::User) -> Result<(Vec<SsoLinkRow
         .app
         .sso_providers()
         .into_iter()
-        .filter(|p| settings.allows(p.as_str()))
+        .filter(|p| settings.allows(*p))
         .map(|p| p.label())
         .collect();
     Ok((rows, offered))
@@ -167,7 +167,7 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
     let stored = web.app.store.methods_of_user(u.id).await?;
     let recovery_codes_left = if stored.is_empty() { None } else { Some(web.app.store.recovery_codes_left(u.id).await?) };
     let company = web.app.company_two_factor(u.company_id).await?;
-    let find = |m: Method| stored.iter().find(|s| s.method == m.as_str());
+    let find = |m: Method| stored.iter().find(|s| s.method == m);
     // The company's allowed methods, and any the user still has from before it narrowed them.
     let shown: Vec<Method> = Method::ALL.into_iter().filter(|m| company.allowed.contains(m) || find(*m).is_some()).collect();
     let preferred = web.app.store.preferred_method(u.id).await?;
@@ -180,7 +180,7 @@ async fn account_view(web: &Web, current: &Current, notice: Option<&'static str>
         method_rows: shown.iter().map(|m| method_row(*m, find(*m))).collect(),
         preferred_options: enabled
             .iter()
-            .map(|m| MethodChoice { value: m.as_str(), label: method_label(*m), checked: preferred.as_deref() == Some(m.as_str()) })
+            .map(|m| MethodChoice { value: m.as_str(), label: method_label(*m), checked: preferred == Some(*m) })
             .collect(),
         locked_default: company.default_method.filter(|_| company.default_locked).map(method_label),
         recovery_codes_left,
@@ -331,7 +331,7 @@ pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Jso
     let methods = overview.methods;
     let recovery_codes_left = if methods.is_empty() { None } else { Some(overview.recovery_codes_left) };
     let two_factor_available = company.available();
-    let preferred_method = overview.preferred_method;
+    let preferred_method = overview.preferred_method.map(|m| m.as_str().to_owned());
     let links = overview.sso_links;
     let emails = overview.additional_emails;
     Ok(Json(Me {
@@ -348,8 +348,8 @@ pub async fn me(State(web): WebState, SignedIn(current): SignedIn) -> Result<Jso
             .map(|m| SecondFactorInfo {
                 // A phone number is shown masked, even to its owner: a stolen session should not
                 // learn the number to port or swap.
-                detail: if m.method == "sms" { m.detail.as_deref().map(latchkey_core::two_factor::E164::mask) } else { m.detail },
-                method: m.method,
+                detail: if m.method == Method::Sms { m.detail.as_deref().map(latchkey_core::two_factor::E164::mask) } else { m.detail },
+                method: m.method.as_str().to_owned(),
                 enabled_at: rfc3339(m.enabled_at),
             })
             .collect(),
