@@ -51,6 +51,16 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How verifying the designated email with a code ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailVerification {
+    Verified,
+    /// The designated email is no longer the address the code went to; the code stays unspent.
+    EmailChanged,
+    /// The code was spent already (a racing request).
+    ProofSpent,
+}
+
 /// What a store's connections are doing at one moment, for `/metrics`: an operator sees a leak
 /// (a count that never goes back to zero on an idle node) before users do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -163,7 +173,19 @@ pub trait Store: AccountStore + TwoFactorStore + SsoStore + EmailStore + ApiToke
     async fn change_designated_email(&self, user_id: i64, email: &Email, audit: &AuditEntry) -> StoreResult<()>;
     /// Marks the designated email verified, only if it is still `email` (it may have been changed
     /// since the code was sent). Returns whether it was.
-    async fn mark_email_verified(&self, user_id: i64, email: &str, now: OffsetDateTime) -> StoreResult<bool>;
+    async fn mark_email_verified(&self, user_id: i64, email: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        Ok(self.verify_designated_email(user_id, email, now, None, None).await? == EmailVerification::Verified)
+    }
+    /// [`mark_email_verified`](Self::mark_email_verified) once `proof` (the code sent to `email`) is
+    /// spent, with its audit entry — one transaction: nothing is written unless it is `Verified`.
+    async fn verify_designated_email(
+        &self,
+        user_id: i64,
+        email: &str,
+        now: OffsetDateTime,
+        proof: Option<Proof<'_>>,
+        audit: Option<&AuditEntry>,
+    ) -> StoreResult<EmailVerification>;
 }
 
 /// Opens the store a URL names: `sqlite://…` (or a bare path) or `postgres://…`.

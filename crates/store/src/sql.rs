@@ -905,15 +905,35 @@ impl Store for SqlStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn mark_email_verified(&self, user_id: i64, email: &str, now: OffsetDateTime) -> StoreResult<bool> {
+    async fn verify_designated_email(
+        &self,
+        user_id: i64,
+        email: &str,
+        now: OffsetDateTime,
+        proof: Option<crate::Proof<'_>>,
+        audit: Option<&AuditEntry>,
+    ) -> StoreResult<crate::EmailVerification> {
+        let mut tx = self.begin().await?;
+        // The code proves the address it went to: if the office manager changed the designated
+        // email meanwhile, the new one is not verified by it (and the code is not spent).
         let r = sqlx::query("UPDATE users SET designated_email_verified_at = $1 WHERE id = $2 AND designated_email = $3")
             .bind(ts(now))
             .bind(user_id)
             .bind(email)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(crate::EmailVerification::EmailChanged);
+        }
+        if !crate::two_factor::spend_proof(&mut *tx, user_id, proof).await? {
+            return Ok(crate::EmailVerification::ProofSpent);
+        }
+        if let Some(audit) = audit {
+            insert_audit(&mut *tx, audit).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(crate::EmailVerification::Verified)
     }
 }
 

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use latchkey_core::flows::sso::Provider;
 use time::OffsetDateTime;
 
+use crate::exec::{Arg, Exec};
 use crate::records::{AuditEntry, User};
 use crate::sql::{get, insert_audit, known, known_list, list_text, map_err, opt_time, to_time, ts, user_from_row, user_query, SqlStore};
 use crate::{StoreError, StoreResult};
@@ -72,6 +73,9 @@ pub struct PendingSso {
     pub expires_at: OffsetDateTime,
 }
 
+/// Makes the audit entry of a link from the waiting identity it links (its detail names it).
+pub type AuditOf<'a> = dyn Fn(&PendingSso) -> AuditEntry + Send + Sync + 'a;
+
 #[async_trait]
 pub trait SsoStore: Send + Sync {
     async fn sso_settings(&self, company_id: i64) -> StoreResult<SsoSettings>;
@@ -89,11 +93,16 @@ pub trait SsoStore: Send + Sync {
     /// Ties a live waiting identity of that browser to the sign-in flow (of `user_id`) that must
     /// complete before the link is made; false when it is no longer live.
     async fn attach_pending_sso_to_flow(&self, id_hash: &str, browser_hash: &str, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<bool>;
-    /// Ends, once, the waiting identity tied to a completed sign-in flow of `user_id`. Its own
-    /// expiry no longer counts: it was live when tied to the flow, and the flow that just completed
-    /// bounds it. Otherwise a second factor entered late in the flow is spent on a sign-in without
-    /// the link it was entered for.
-    async fn take_pending_sso_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<Option<PendingSso>>;
+    /// Ends a live waiting identity of that browser once and links it to `user_id`, with the audit
+    /// entry `audit_for` makes of it — one transaction. `None` when it was used, expired or not
+    /// this browser's (nothing written).
+    async fn link_pending_sso(&self, id_hash: &str, browser_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>>;
+    /// Ends, once, the waiting identity tied to a completed sign-in flow of `user_id` and links it,
+    /// with its audit entry — one transaction, so a cut cannot use the identity up unlinked. Its
+    /// own expiry no longer counts: it was live when tied to the flow, and the flow that just
+    /// completed bounds it. Otherwise a second factor entered late in the flow is spent on a
+    /// sign-in without the link it was entered for.
+    async fn link_identity_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>>;
 
     /// Active accounts linked to the identity, in companies that enabled `provider`.
     async fn users_linked_to(&self, provider: Provider, subject: &str) -> StoreResult<Vec<User>>;
@@ -126,6 +135,27 @@ fn pending_from_row(r: &sqlx::any::AnyRow) -> StoreResult<PendingSso> {
 
 /// `c.sso_providers` holds `provider` as a whole item of its comma-separated list.
 const PROVIDER_ENABLED: &str = "c.sso_enabled = 1 AND (',' || c.sso_providers || ',') LIKE ('%,' || $1 || ',%')";
+
+const PENDING_COLUMNS: &str = "id_hash, provider, subject, email, trusted_email, browser_hash, created_at, expires_at";
+
+/// Stores (or keeps) a link with its audit entry, inside the caller's transaction.
+async fn insert_link(
+    exec: &mut impl Exec,
+    user_id: i64,
+    provider: Provider,
+    subject: &str,
+    email: Option<&str>,
+    now: OffsetDateTime,
+    audit: &AuditEntry,
+) -> StoreResult<()> {
+    exec.run(
+        "INSERT INTO sso_links (user_id, provider, subject, email, linked_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (provider, subject, user_id) DO UPDATE SET email = $4",
+        &[Arg::Int(user_id), Arg::Text(provider.as_str()), Arg::Text(subject), Arg::OptText(email), Arg::Int(ts(now))],
+    )
+    .await?;
+    insert_audit(exec, audit).await
+}
 
 #[async_trait]
 impl SsoStore for SqlStore {
@@ -263,7 +293,24 @@ impl SsoStore for SqlStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn take_pending_sso_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime) -> StoreResult<Option<PendingSso>> {
+    async fn link_pending_sso(&self, id_hash: &str, browser_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE sso_pending SET used_at = $1 WHERE id_hash = $2 AND browser_hash = $3 AND used_at IS NULL AND expires_at > $1 RETURNING {PENDING_COLUMNS}"
+        ))
+        .bind(ts(now))
+        .bind(id_hash)
+        .bind(browser_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(pending) = row.as_ref().map(pending_from_row).transpose()? else { return Ok(None) };
+        insert_link(&mut *tx, user_id, pending.provider, &pending.subject, pending.email.as_deref(), now, &audit_for(&pending)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(pending))
+    }
+
+    async fn link_identity_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>> {
         // Nearly every completed sign-in has none: on SQLite a read on the calling thread says so
         // without waiting for the one writer. An identity is tied to its flow before the flow can
         // be completed, so one that is there is seen; the take below stays the atomic one.
@@ -273,17 +320,20 @@ impl SsoStore for SqlStore {
                 return Ok(None);
             }
         }
-        let row = sqlx::query(
-            "UPDATE sso_pending SET used_at = $1 WHERE flow_hash = $2 AND user_id = $3 AND used_at IS NULL \
-             RETURNING id_hash, provider, subject, email, trusted_email, browser_hash, created_at, expires_at",
-        )
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE sso_pending SET used_at = $1 WHERE flow_hash = $2 AND user_id = $3 AND used_at IS NULL RETURNING {PENDING_COLUMNS}"
+        ))
         .bind(ts(now))
         .bind(flow_hash)
         .bind(user_id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
-        row.as_ref().map(pending_from_row).transpose()
+        let Some(pending) = row.as_ref().map(pending_from_row).transpose()? else { return Ok(None) };
+        insert_link(&mut *tx, user_id, pending.provider, &pending.subject, pending.email.as_deref(), now, &audit_for(&pending)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(pending))
     }
 
     async fn users_linked_to(&self, provider: Provider, subject: &str) -> StoreResult<Vec<User>> {
@@ -316,19 +366,7 @@ impl SsoStore for SqlStore {
 
     async fn add_sso_link(&self, user_id: i64, provider: Provider, subject: &str, email: Option<&str>, now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO sso_links (user_id, provider, subject, email, linked_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (provider, subject, user_id) DO UPDATE SET email = $4",
-        )
-        .bind(user_id)
-        .bind(provider.as_str())
-        .bind(subject)
-        .bind(email)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        insert_audit(&mut *tx, audit).await?;
+        insert_link(&mut *tx, user_id, provider, subject, email, now, audit).await?;
         tx.commit().await.map_err(map_err)
     }
 

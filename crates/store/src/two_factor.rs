@@ -13,6 +13,8 @@ use latchkey_core::two_factor::one_time_code::{Channel, CodePurpose};
 use latchkey_core::two_factor::{Method, TwoFactorMode};
 use time::OffsetDateTime;
 
+use latchkey_core::secret::TokenHash;
+
 use crate::records::{AuditEntry, NewSession};
 use crate::exec::{finish_now, Arg, Exec, Lite};
 use crate::sql::{get, insert_audit, insert_session, known, known_list, known_opt, list_text, map_err, opt_time, to_time, ts, Cells, SqlStore};
@@ -81,6 +83,33 @@ pub enum FactorSpend {
     Code { purpose: CodePurpose, hash: String },
 }
 
+/// A second factor that confirms a change to the account's methods (enrolling by a sent code,
+/// removing a method, new recovery codes, verifying the designated email). It is spent in the
+/// change's own transaction: the change happens only if the proof was still unspent, and a request
+/// cut off before the commit leaves both undone.
+#[derive(Debug, Clone, Copy)]
+pub struct Proof<'a> {
+    pub factor: &'a FactorSpend,
+    pub at: OffsetDateTime,
+}
+
+/// A confirmed method to enable, and what its confirmation writes beside it.
+#[derive(Debug, Clone, Copy)]
+pub struct Enabling<'a> {
+    pub method: &'a StoredMethod,
+    /// Become the user's recovery codes when this is the first method.
+    pub first_recovery_codes: &'a [String],
+    /// The sent code that confirmed it; `None` for the authenticator app, whose confirming step
+    /// is kept in `method` (and cannot sign in right after).
+    pub proof: Option<Proof<'a>>,
+    /// The session restricted to enrolment that enabled it: a full one from now on, which
+    /// completes the sign-in that required the method.
+    pub promote_session: Option<&'a TokenHash>,
+    /// The account's wrong-code count, cleared by the right code.
+    pub wrong_code_key: Option<&'a str>,
+    pub audit: &'a AuditEntry,
+}
+
 /// What a sign-in completed by its second factor writes beside the flow and the factor.
 #[derive(Debug, Clone)]
 pub struct SignInStart {
@@ -114,19 +143,36 @@ pub trait TwoFactorStore: Send + Sync {
     /// Enables (or replaces) a method in one transaction. When it is the user's first method and
     /// `first_recovery_codes` is given, those code hashes become the user's recovery codes.
     /// Returns whether it was the first method.
-    async fn enable_method(&self, user_id: i64, method: &StoredMethod, first_recovery_codes: &[String], audit: &AuditEntry) -> StoreResult<bool>;
+    async fn enable_method(&self, user_id: i64, method: &StoredMethod, first_recovery_codes: &[String], audit: &AuditEntry) -> StoreResult<bool> {
+        let enabling = Enabling { method, first_recovery_codes, proof: None, promote_session: None, wrong_code_key: None, audit };
+        Ok(self.enable_confirmed_method(user_id, &enabling).await? == Some(true))
+    }
+    /// [`enable_method`](Self::enable_method) with all its confirmation writes: the proof spent,
+    /// the restricted session promoted, the wrong-code count cleared — one transaction. `None`
+    /// when the proof was spent already (nothing written); else whether it was the first method.
+    async fn enable_confirmed_method(&self, user_id: i64, enabling: &Enabling<'_>) -> StoreResult<Option<bool>>;
     /// Accepts `step` only if it is later than the last accepted one: the atomic check-and-advance
     /// that makes a TOTP code single use on every node.
     async fn advance_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool>;
     /// Removes a method; when none is left, the recovery codes go too. Returns how many remain.
-    async fn remove_method(&self, user_id: i64, method: Method, audit: &AuditEntry) -> StoreResult<i64>;
+    async fn remove_method(&self, user_id: i64, method: Method, audit: &AuditEntry) -> StoreResult<i64> {
+        Ok(self.remove_confirmed_method(user_id, method, None, audit).await?.unwrap_or(0))
+    }
+    /// [`remove_method`](Self::remove_method) once `proof` is spent, in the same transaction; a
+    /// preference for the method goes with it. `None` when the proof was spent already.
+    async fn remove_confirmed_method(&self, user_id: i64, method: Method, proof: Option<Proof<'_>>, audit: &AuditEntry) -> StoreResult<Option<i64>>;
     /// The office manager's reset: methods, pending enrolment, recovery codes and preference go.
     async fn reset_two_factor(&self, user_id: i64, audit: &AuditEntry) -> StoreResult<()>;
     async fn set_preferred_method(&self, user_id: i64, method: Option<Method>) -> StoreResult<()>;
     async fn preferred_method(&self, user_id: i64) -> StoreResult<Option<Method>>;
 
     /// Recovery codes are spent only by completing a sign-in: see `complete_sign_in_flow`.
-    async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()>;
+    async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {
+        self.replace_confirmed_recovery_codes(user_id, hashes, now, None, audit).await.map(|_| ())
+    }
+    /// [`replace_recovery_codes`](Self::replace_recovery_codes) once `proof` is spent, in the same
+    /// transaction. `false` when the proof was spent already (the old codes stay).
+    async fn replace_confirmed_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, proof: Option<Proof<'_>>, audit: &AuditEntry) -> StoreResult<bool>;
     async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<i64>;
 
     /// Stores a new SMS/email code for `purpose`; the previous one of that purpose stops working.
@@ -244,6 +290,16 @@ async fn spend_factor(exec: &mut impl Exec, user_id: i64, factor: &FactorSpend, 
     })
 }
 
+/// Spends the proof of a change inside the change's transaction; `true` when there was none to
+/// spend. A `false` is answered by returning before anything else is written: the caller's
+/// transaction is dropped uncommitted.
+pub(crate) async fn spend_proof(exec: &mut impl Exec, user_id: i64, proof: Option<Proof<'_>>) -> StoreResult<bool> {
+    match proof {
+        None => Ok(true),
+        Some(p) => Ok(matches!(spend_factor(exec, user_id, p.factor, p.at).await?, FlowCompletion::Completed { .. })),
+    }
+}
+
 #[async_trait]
 impl TwoFactorStore for SqlStore {
     async fn two_factor_policy(&self, company_id: i64) -> StoreResult<TwoFactorPolicy> {
@@ -318,8 +374,13 @@ impl TwoFactorStore for SqlStore {
         row.map(|r| Ok((get(&r, "totp_sealed")?, get(&r, "totp_key_id")?, to_time(get(&r, "created_at")?)))).transpose()
     }
 
-    async fn enable_method(&self, user_id: i64, m: &StoredMethod, first_recovery_codes: &[String], audit: &AuditEntry) -> StoreResult<bool> {
+    async fn enable_confirmed_method(&self, user_id: i64, e: &Enabling<'_>) -> StoreResult<Option<bool>> {
+        let (m, first_recovery_codes, audit) = (e.method, e.first_recovery_codes, e.audit);
         let mut tx = self.begin().await?;
+        // The proof first: a code spent by a racing request leaves nothing written.
+        if !spend_proof(&mut *tx, user_id, e.proof).await? {
+            return Ok(None);
+        }
         // The account's row first: on PostgreSQL two first methods confirmed at once would each
         // count none and each write a set of recovery codes. With the row held, the second waits
         // and counts the first. (SQLite's `BEGIN IMMEDIATE` already serialises them.)
@@ -364,17 +425,31 @@ impl TwoFactorStore for SqlStore {
                     .map_err(map_err)?;
             }
         }
+        if let Some(session) = e.promote_session {
+            sqlx::query("UPDATE sessions SET kind = 'full' WHERE id_hash = $1 AND user_id = $2 AND kind = 'restricted'")
+                .bind(session.as_str())
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        if let Some(key) = e.wrong_code_key {
+            sqlx::query("DELETE FROM throttle WHERE key = $1").bind(key).execute(&mut *tx).await.map_err(map_err)?;
+        }
         insert_audit(&mut *tx, audit).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(first)
+        Ok(Some(first))
     }
 
     async fn advance_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool> {
         advance_step(&mut *self.writer.acquire().await.map_err(map_err)?, user_id, step).await
     }
 
-    async fn remove_method(&self, user_id: i64, method: Method, audit: &AuditEntry) -> StoreResult<i64> {
+    async fn remove_confirmed_method(&self, user_id: i64, method: Method, proof: Option<Proof<'_>>, audit: &AuditEntry) -> StoreResult<Option<i64>> {
         let mut tx = self.begin().await?;
+        if !spend_proof(&mut *tx, user_id, proof).await? {
+            return Ok(None);
+        }
         let r = sqlx::query("DELETE FROM two_factor_methods WHERE user_id = $1 AND method = $2")
             .bind(user_id)
             .bind(method.as_str())
@@ -391,10 +466,17 @@ impl TwoFactorStore for SqlStore {
         if left == 0 {
             sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
             sqlx::query("UPDATE users SET preferred_method = NULL WHERE id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
+        } else {
+            sqlx::query("UPDATE users SET preferred_method = NULL WHERE id = $1 AND preferred_method = $2")
+                .bind(user_id)
+                .bind(method.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
         insert_audit(&mut *tx, audit).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(left)
+        Ok(Some(left))
     }
 
     async fn reset_two_factor(&self, user_id: i64, audit: &AuditEntry) -> StoreResult<()> {
@@ -425,8 +507,11 @@ impl TwoFactorStore for SqlStore {
         }
     }
 
-    async fn replace_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, audit: &AuditEntry) -> StoreResult<()> {
+    async fn replace_confirmed_recovery_codes(&self, user_id: i64, hashes: &[String], now: OffsetDateTime, proof: Option<Proof<'_>>, audit: &AuditEntry) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
+        if !spend_proof(&mut *tx, user_id, proof).await? {
+            return Ok(false);
+        }
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
         for hash in hashes {
             sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)")
@@ -438,7 +523,8 @@ impl TwoFactorStore for SqlStore {
                 .map_err(map_err)?;
         }
         insert_audit(&mut *tx, audit).await?;
-        tx.commit().await.map_err(map_err)
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<i64> {

@@ -92,6 +92,7 @@ conformance!(
     an_sso_attempt_is_taken_once_by_its_own_browser,
     a_waiting_sso_identity_finishes_once,
     a_waiting_sso_identity_tied_to_a_flow_is_taken_once_while_the_flow_lives,
+    a_waiting_sso_identity_is_linked_once_in_its_browser,
     an_additional_email_is_added_once_and_verified_by_its_link_once,
     removing_an_additional_email_kills_its_confirmation_link,
     an_expired_confirmation_link_verifies_nothing,
@@ -723,10 +724,40 @@ async fn a_waiting_sso_identity_tied_to_a_flow_is_taken_once_while_the_flow_live
     assert!(store.attach_pending_sso_to_flow("tied", "browser-a", "flow-1", u.id, t0() + Duration::minutes(6)).await.unwrap());
     assert!(!store.attach_pending_sso_to_flow("late", "browser-a", "flow-2", u.id, t0() + Duration::minutes(10)).await.unwrap(), "too late to tie");
     let after = t0() + Duration::minutes(12);
-    assert_eq!(store.take_pending_sso_of_flow("flow-2", u.id, after).await.unwrap(), None);
-    assert_eq!(store.take_pending_sso_of_flow("flow-1", u.id + 1, after).await.unwrap(), None, "another user's");
-    assert_eq!(store.take_pending_sso_of_flow("flow-1", u.id, after).await.unwrap(), Some(pending("tied")), "the flow, not its own expiry, bounds it");
-    assert_eq!(store.take_pending_sso_of_flow("flow-1", u.id, after).await.unwrap(), None, "once");
+    let linked = |p: &PendingSso| AuditEntry { detail: format!("{} {}", p.provider.as_str(), p.subject), ..audit("sso_linked") };
+    assert_eq!(store.link_identity_of_flow("flow-2", u.id, after, &linked).await.unwrap(), None);
+    assert_eq!(store.link_identity_of_flow("flow-1", u.id + 1, after, &linked).await.unwrap(), None, "another user's");
+    assert!(store.sso_links_of_user(u.id).await.unwrap().is_empty());
+    assert_eq!(store.link_identity_of_flow("flow-1", u.id, after, &linked).await.unwrap(), Some(pending("tied")), "the flow, not its own expiry, bounds it");
+    let links = store.sso_links_of_user(u.id).await.unwrap();
+    assert_eq!((links.len(), links[0].provider, links[0].subject.as_str()), (1, Provider::Google, "sub"), "taken and linked together");
+    assert_eq!(store.link_identity_of_flow("flow-1", u.id, after, &linked).await.unwrap(), None, "once");
+}
+
+/// Linking from the link page ends the waiting identity and stores the link in one transaction:
+/// once, in the browser that started it, while it lives.
+async fn a_waiting_sso_identity_is_linked_once_in_its_browser(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    let pending = PendingSso {
+        id_hash: "pending-hash".into(),
+        provider: Provider::Microsoft,
+        subject: "sub".into(),
+        email: Some("a@example.com".into()),
+        trusted_email: None,
+        browser_hash: "browser-a".into(),
+        created_at: t0(),
+        expires_at: t0() + Duration::minutes(10),
+    };
+    store.create_pending_sso(&pending).await.unwrap();
+    let linked = |_: &PendingSso| audit("sso_linked");
+    assert_eq!(store.link_pending_sso("pending-hash", "browser-b", u.id, t0(), &linked).await.unwrap(), None, "another browser's");
+    assert_eq!(store.link_pending_sso("pending-hash", "browser-a", u.id, t0() + Duration::minutes(10), &linked).await.unwrap(), None, "expired");
+    assert!(store.sso_links_of_user(u.id).await.unwrap().is_empty(), "nothing written for a refused link");
+    assert_eq!(store.link_pending_sso("pending-hash", "browser-a", u.id, t0(), &linked).await.unwrap(), Some(pending.clone()));
+    assert_eq!(store.sso_links_of_user(u.id).await.unwrap()[0].email.as_deref(), Some("a@example.com"));
+    assert_eq!(store.link_pending_sso("pending-hash", "browser-a", u.id, t0(), &linked).await.unwrap(), None, "once");
+    assert_eq!(store.pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), None);
 }
 
 fn confirmation_link(at: OffsetDateTime) -> (Token, NewLink) {

@@ -171,13 +171,4 @@ impl Latchkey {
     pub fn session_hash(token: &str) -> TokenHash {
         Token::from_client(token).hash()
     }
-
-    /// A method was just enrolled: a session restricted to enrolment becomes a full one, which
-    /// completes the sign-in that required it.
-    pub async fn finish_enrolment(&self, token: &str, session: &latchkey_store::Session) -> Result<(), AppError> {
-        if session.restricted {
-            self.store.promote_session(&Self::session_hash(token)).await?;
-        }
-        Ok(())
-    }
 }

@@ -6,10 +6,10 @@
 //! email), per mobile number and per company (SMS pumping: a script making Latchkey text premium
 //! numbers it controls).
 
-use latchkey_core::flows::UserFacing;
+use latchkey_core::flows::second_factor::{self, SentCode, Spend};
 use latchkey_core::secret::TokenHash;
-use latchkey_core::two_factor::one_time_code::{self, Channel, CodeError, CodePurpose, OneTimeCode};
-use latchkey_store::{StoredCode, User};
+use latchkey_core::two_factor::one_time_code::{Channel, CodePurpose, OneTimeCode};
+use latchkey_store::{FactorSpend, StoredCode, User};
 
 use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates::{self, EmailCodePurpose};
@@ -101,33 +101,22 @@ impl Latchkey {
         Ok(())
     }
 
-    /// Checks a presented code for `purpose` and consumes it; returns the channel it was sent
-    /// over. A wrong code counts against the account's second-factor lock; a typo (not six
-    /// digits), an expired or a used code say so without counting.
-    pub(super) async fn accept_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<Channel, AppError> {
-        let stored = self.check_code(user, purpose, presented, ctx).await?;
-        // The single use: of two requests racing with the same code, one row update wins.
-        if !self.store.consume_code(user.id, purpose, &stored.code_hash, self.now()).await? {
-            return Err(AppError::from_flow(ErrorKind::Unauthorized, &CodeError::Used));
-        }
-        stored.target.ok_or_else(AppError::internal)
-    }
-
-    /// Checks a presented code for `purpose` without spending it: the live code it matches, or
-    /// the refusal `accept_code` describes.
-    pub(super) async fn check_code(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<StoredCode, AppError> {
+    /// Judges a presented code for `purpose` with core's handler, spending nothing: what to spend
+    /// in the transaction of the change it confirms, and the channel the code went over. A wrong
+    /// code counts against the account's second-factor lock; a typo (not six digits), an expired
+    /// or a used code say so without counting.
+    pub(super) async fn code_proof(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<(FactorSpend, Option<Channel>), AppError> {
         self.ensure_not_locked(user).await?;
         let stored = self.store.code(user.id, purpose).await?;
-        let Some(stored) = stored else {
-            // Nothing was sent: still a guess to count, or a script could probe for free.
-            return Err(self.wrong_code(user, "There is no code to check: send a code first.", ctx).await);
-        };
-        let hash = TokenHash::from_stored(stored.code_hash.clone());
-        match one_time_code::check(&hash, stored.expires_at, stored.used_at.is_some(), presented, self.now()) {
-            Ok(()) => Ok(stored),
-            Err(CodeError::Malformed) => Err(AppError::field("code", CodeError::Malformed.message())),
-            Err(CodeError::Wrong) => Err(self.wrong_code(user, &CodeError::Wrong.message(), ctx).await),
-            Err(e) => Err(AppError::from_flow(ErrorKind::Unauthorized, &e)),
+        match second_factor::sent_code(purpose, stored.as_ref().map(sent_code_of).as_ref(), presented, self.now()) {
+            Ok(Spend::Code { purpose, hash }) => Ok((FactorSpend::Code { purpose, hash: hash.as_str().to_owned() }, stored.and_then(|s| s.target))),
+            Ok(_) => Err(AppError::internal()),
+            Err(refusal) => Err(self.refused(user, refusal, ctx).await),
         }
     }
+}
+
+/// A stored code as core's handlers judge it.
+pub(super) fn sent_code_of(stored: &StoredCode) -> SentCode {
+    SentCode { hash: TokenHash::from_stored(stored.code_hash.clone()), expires_at: stored.expires_at, used: stored.used_at.is_some() }
 }

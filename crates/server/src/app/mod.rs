@@ -2,18 +2,20 @@
 //! alike. Each method runs one step of a core flow: read what it needs from the store, ask core
 //! for the next state, write it in one transaction, then send the email it calls for.
 
+mod account_security;
 mod accounts;
 mod activation;
 mod audit;
 mod auth;
 mod codes;
 mod emails;
+mod enrolment;
 mod error;
 mod features;
-mod methods;
 mod policy;
 mod profile;
 mod recovery;
+mod second_factor;
 mod sso;
 mod sso_sign_in;
 mod sso_admin;
@@ -32,7 +34,7 @@ pub use policy::SecurityRules;
 pub use features::PilotFeatures;
 pub use sso_admin::EmailReview;
 pub use tokens::{CreatedApiToken, API_TOKEN_PREFIX};
-pub use two_factor::{SecondFactorChallenge, TotpEnrollment};
+pub use enrolment::{EnrollingSession, TotpEnrollment};
 pub use users::{DesignatedEmailChange, UserPage, UserSearch, UserSummary};
 
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use latchkey_core::flows::sign_in::after_sso;
 use latchkey_core::flows::sso::{choice_allowed, resolve, Candidate, Provider, ProviderIdentity, SsoOutcome};
 use latchkey_core::seal::Sealed;
 use latchkey_core::secret::{Token, TokenHash};
-use latchkey_store::{PendingSso, SsoAttempt, User};
+use latchkey_store::{AuditEntry, PendingSso, SsoAttempt, User};
 
 use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext, SignInOutcome, SignedIn};
 use crate::mail::templates;
@@ -261,11 +261,13 @@ impl Latchkey {
                 }
             }
             _ => {
-                if !self.store.finish_pending_sso(&pending.id_hash, &pending.browser_hash, self.now()).await? {
+                // The identity ends and its link is stored in one transaction.
+                let linked = self.store.link_pending_sso(&pending.id_hash, &pending.browser_hash, user.id, self.now(), &|p| self.link_audit(&user, p, ctx)).await?;
+                let Some(pending) = linked else {
                     self.undo_sign_in(&outcome).await?;
                     return Err(expired());
-                }
-                self.add_link(&user, &pending, ctx).await?;
+                };
+                self.tell_linked(&user, &pending).await;
             }
         }
         Ok(outcome)
@@ -279,30 +281,33 @@ impl Latchkey {
         Ok(())
     }
 
-    /// Called when a second-factor sign-in flow completes: the identity waiting on it is linked.
+    /// Called when a second-factor sign-in flow completes: the identity waiting on it is linked,
+    /// taken and stored in one transaction.
     pub(super) async fn link_waiting_identity(&self, flow_hash: &TokenHash, user: &User, ctx: &RequestContext) -> Result<(), AppError> {
-        if let Some(pending) = self.store.take_pending_sso_of_flow(flow_hash.as_str(), user.id, self.now()).await? {
-            self.add_link(user, &pending, ctx).await?;
+        let linked = self.store.link_identity_of_flow(flow_hash.as_str(), user.id, self.now(), &|p| self.link_audit(user, p, ctx)).await?;
+        if let Some(pending) = linked {
+            self.tell_linked(user, &pending).await;
         }
         Ok(())
     }
 
-    async fn add_link(&self, user: &User, pending: &PendingSso, ctx: &RequestContext) -> Result<(), AppError> {
-        let provider = pending.provider;
+    fn link_audit(&self, user: &User, pending: &PendingSso, ctx: &RequestContext) -> AuditEntry {
         let mut audit = self.audit("sso_linked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
-        audit.detail = format!("{} {}", provider.as_str(), pending.email.as_deref().unwrap_or(""));
-        self.store.add_sso_link(user.id, provider, &pending.subject, pending.email.as_deref(), self.now(), &audit).await?;
+        audit.detail = format!("{} {}", pending.provider.as_str(), pending.email.as_deref().unwrap_or(""));
+        audit
+    }
+
+    async fn tell_linked(&self, user: &User, pending: &PendingSso) {
         let who = pending.email.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
         self.send(templates::security_notice(
             &user.designated_email,
             &user.company_name,
             &user.login_name,
             "Single sign-on link added",
-            &format!("Sign-in with {}{who} was linked", provider.label()),
+            &format!("Sign-in with {}{who} was linked", pending.provider.label()),
             self.now(),
         ))
         .await;
-        Ok(())
     }
 }
 

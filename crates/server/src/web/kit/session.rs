@@ -79,6 +79,13 @@ pub struct Current {
     pub user: User,
 }
 
+impl Current {
+    /// This session as enrolment needs it: a restricted one is promoted with the method it enables.
+    pub fn enrolling(&self) -> crate::app::EnrollingSession {
+        crate::app::EnrollingSession::of(&self.token, self.session.restricted)
+    }
+}
+
 /// Every session extractor starts here; the session it finds is what a [`super::SessionForm`] of
 /// the same request binds its CSRF token to.
 pub struct MaybeSignedIn(pub Option<Current>);

@@ -70,8 +70,8 @@ struct TotpSetupFields {
 csrf_forms!(TotpSetupFields);
 
 async fn totp_setup_submit(State(web): WebState, Client(ctx): Client, EnrollingForm(current, f): EnrollingForm<TotpSetupFields>) -> Response {
-    match web.app.confirm_totp(&current.user, &f.code, &f.current_password, &ctx).await {
-        Ok(codes) => enrolled(&web, &current, codes, "two-factor").await,
+    match web.app.confirm_totp(&current.user, &current.enrolling(), &f.code, &f.current_password, &ctx).await {
+        Ok(codes) => enrolled(&current, codes, "two-factor"),
         Err(e) if e.status().is_client_error() => totp_setup_view(&web, &current, Some(e)).await,
         Err(e) => error_page(&e),
     }
@@ -107,8 +107,8 @@ pub struct TotpConfirmBody {
     responses((status = 200, body = Enrolled), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn totp_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<TotpConfirmBody>) -> Result<Json<Enrolled>, AppError> {
-    let codes = web.app.confirm_totp(&current.user, &b.code, &b.current_password, &ctx).await?;
-    enrolled_json(&web, &current, codes).await
+    let codes = web.app.confirm_totp(&current.user, &current.enrolling(), &b.code, &b.current_password, &ctx).await?;
+    Ok(enrolled_json(codes))
 }
 
 // `/me/2fa/totp`, `/sms` and `/email` have routes of their own (their POSTs), which take the

@@ -101,8 +101,8 @@ async fn email_send(State(web): WebState, Client(ctx): Client, EnrollingForm(cur
 }
 
 async fn email_confirm_submit(State(web): WebState, Client(ctx): Client, EnrollingForm(current, f): EnrollingForm<CodeFields>) -> Response {
-    match web.app.confirm_email_method(&current.user, &f.code, &ctx).await {
-        Ok(codes) => enrolled(&web, &current, codes, "two-factor-email").await,
+    match web.app.confirm_email_method(&current.user, &current.enrolling(), &f.code, &ctx).await {
+        Ok(codes) => enrolled(&current, codes, "two-factor-email"),
         Err(e) => email_step(&web, &current, true).outcome(Err(e)),
     }
 }
@@ -120,8 +120,8 @@ pub async fn email_start(State(web): WebState, Client(ctx): Client, Enrolling(cu
     responses((status = 200, body = Enrolled), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn email_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<CodeBody>) -> Result<Json<Enrolled>, AppError> {
-    let codes = web.app.confirm_email_method(&current.user, &b.code, &ctx).await?;
-    enrolled_json(&web, &current, codes).await
+    let codes = web.app.confirm_email_method(&current.user, &current.enrolling(), &b.code, &ctx).await?;
+    Ok(enrolled_json(codes))
 }
 
 /// Removes email codes, as `DELETE /api/v1/me/2fa/{method}`.

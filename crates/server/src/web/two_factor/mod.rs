@@ -186,12 +186,9 @@ fn recovery_codes_page(login_name: &str, codes: Vec<String>, done: &str) -> Resp
     render(StatusCode::OK, &page, None)
 }
 
-/// A method was turned on: a restricted session becomes a full one; the first method shows its
-/// recovery codes, later ones go back to My Account with the notice `done`.
-async fn enrolled(web: &Web, current: &Current, codes: Option<Vec<String>>, done: &str) -> Response {
-    if let Err(e) = web.app.finish_enrolment(&current.token, &current.session).await {
-        return error_page(&e);
-    }
+/// A method was turned on (a restricted session became a full one with it): the first method
+/// shows its recovery codes, later ones go back to My Account with the notice `done`.
+fn enrolled(current: &Current, codes: Option<Vec<String>>, done: &str) -> Response {
     match codes {
         Some(codes) => recovery_codes_page(&current.user.login_name, codes, done),
         None => Redirect::to(&format!("/account?done={done}")).into_response(),
@@ -211,10 +208,9 @@ pub struct Enrolled {
     recovery_codes: Option<Vec<String>>,
 }
 
-/// Completing an enrolment turns a session restricted to enrolment into a full one.
-async fn enrolled_json(web: &Web, current: &Current, codes: Option<Vec<String>>) -> Result<Json<Enrolled>, AppError> {
-    web.app.finish_enrolment(&current.token, &current.session).await?;
-    Ok(Json(Enrolled { recovery_codes: codes }))
+/// A method was turned on (a restricted session became a full one with it).
+fn enrolled_json(codes: Option<Vec<String>>) -> Json<Enrolled> {
+    Json(Enrolled { recovery_codes: codes })
 }
 
 /// Removes a method after a verification code (or a code from a method that stays).

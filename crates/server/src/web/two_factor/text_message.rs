@@ -54,8 +54,8 @@ async fn sms_send(State(web): WebState, Client(ctx): Client, EnrollingForm(curre
 }
 
 async fn sms_confirm_submit(State(web): WebState, Client(ctx): Client, EnrollingForm(current, f): EnrollingForm<CodeFields>) -> Response {
-    match web.app.confirm_sms(&current.user, &f.code, &ctx).await {
-        Ok(codes) => enrolled(&web, &current, codes, "two-factor-sms").await,
+    match web.app.confirm_sms(&current.user, &current.enrolling(), &f.code, &ctx).await {
+        Ok(codes) => enrolled(&current, codes, "two-factor-sms"),
         Err(e) => sms_step(&web, &current, "", true).outcome(Err(e)),
     }
 }
@@ -79,8 +79,8 @@ pub async fn sms_start(State(web): WebState, Client(ctx): Client, Enrolling(curr
     responses((status = 200, body = Enrolled), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn sms_confirm(State(web): WebState, Client(ctx): Client, Enrolling(current): Enrolling, ApiJson(b): ApiJson<CodeBody>) -> Result<Json<Enrolled>, AppError> {
-    let codes = web.app.confirm_sms(&current.user, &b.code, &ctx).await?;
-    enrolled_json(&web, &current, codes).await
+    let codes = web.app.confirm_sms(&current.user, &current.enrolling(), &b.code, &ctx).await?;
+    Ok(enrolled_json(codes))
 }
 
 /// Removes SMS codes, as `DELETE /api/v1/me/2fa/{method}`.
