@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use latchkey_core::{Role, SystemClock};
 use latchkey_core::flows::sso::Provider;
 use latchkey_server::app::{rfc3339, Actor, RequestContext};
@@ -72,24 +72,21 @@ enum CompanyCommand {
     },
     List,
     /// Turn a pilot feature on for a company (`sso`: both providers unless `--provider` names some).
-    Enable {
-        #[arg(long)]
-        domain: String,
-        #[arg(long, value_parser = ["two-factor", "sso"])]
-        feature: String,
-        /// With `--feature sso`: `google` or `microsoft`; repeat for both.
-        #[arg(long, value_parser = ["google", "microsoft"])]
-        provider: Vec<String>,
-    },
+    Enable(FeatureSwitch),
     /// Turn a pilot feature off for a company (`sso` with `--provider`: just that provider).
-    Disable {
-        #[arg(long)]
-        domain: String,
-        #[arg(long, value_parser = ["two-factor", "sso"])]
-        feature: String,
-        #[arg(long, value_parser = ["google", "microsoft"])]
-        provider: Vec<String>,
-    },
+    Disable(FeatureSwitch),
+}
+
+// What `company enable` and `company disable` take: which feature of which company.
+#[derive(Args)]
+struct FeatureSwitch {
+    #[arg(long)]
+    domain: String,
+    #[arg(long, value_parser = ["two-factor", "sso"])]
+    feature: String,
+    /// With `--feature sso`: `google` or `microsoft`; repeat for both.
+    #[arg(long, value_parser = ["google", "microsoft"])]
+    provider: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -184,8 +181,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(command) => token_command(config, command, &ctx).await,
-        Command::Company(CompanyCommand::Enable { domain, feature, provider }) => switch_feature(config, &domain, &feature, &provider, true, &ctx).await,
-        Command::Company(CompanyCommand::Disable { domain, feature, provider }) => switch_feature(config, &domain, &feature, &provider, false, &ctx).await,
+        Command::Company(CompanyCommand::Enable(s)) => switch_feature(config, &s, true, &ctx).await,
+        Command::Company(CompanyCommand::Disable(s)) => switch_feature(config, &s, false, &ctx).await,
         Command::User(UserCommand::Create { company, extension, email, role }) => {
             let role: Role = role.parse().map_err(|e: latchkey_core::account::InvalidName| anyhow::anyhow!(e.0))?;
             let outbox = config.smtp.is_none();
@@ -205,7 +202,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 /// The operator's pilot switches; clap checks the names.
-async fn switch_feature(config: Config, domain: &str, feature: &str, providers: &[String], on: bool, ctx: &RequestContext) -> anyhow::Result<()> {
+async fn switch_feature(config: Config, switch: &FeatureSwitch, on: bool, ctx: &RequestContext) -> anyhow::Result<()> {
+    let FeatureSwitch { domain, feature, provider: providers } = switch;
     let app = latchkey_server::open(config, Arc::new(SystemClock)).await?;
     let state = if on { "enabled" } else { "disabled" };
     if feature == "sso" {

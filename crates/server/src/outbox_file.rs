@@ -51,6 +51,27 @@ fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 
+#[cfg(test)]
+mod tests {
+    use super::file_name;
+
+    /// For both outboxes' endings: the email one (`eml`) and the text one (`sms.json`).
+    #[test]
+    fn file_names_sort_by_time_and_differ_within_a_millisecond() {
+        for extension in ["eml", "sms.json"] {
+            let name = |t| file_name(t, extension);
+            let t = time::macros::datetime!(2026-11-23 09:45:01.123 UTC);
+            let a = name(t);
+            assert!(a.starts_with("20261123T094501.123Z-"), "{a}");
+            assert!(a.ends_with(&format!(".{extension}")), "{a}");
+            assert_eq!(a.len(), format!("20261123T094501.123Z-1a2b3c4d.{extension}").len());
+            assert_ne!(a, name(t));
+            assert!(name(t + time::Duration::milliseconds(1)) > name(t));
+            assert!(name(t + time::Duration::seconds(1)) > name(t + time::Duration::milliseconds(999)));
+        }
+    }
+}
+
 /// What the outboxes' tests share: the files an outbox holds, and the log lines a send wrote.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -91,7 +91,7 @@ impl AccountStore for SqlStore {
         if let Some(pg) = &self.pg_reads {
             return pg.optional(&sql, &[Arg::Text(token.as_str())], session_and_user).await;
         }
-        let row = sqlx::query(&sql).bind(token.as_str()).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let row = self.row_by_token(&sql, token).await?;
         row.as_ref().map(session_and_user).transpose()
     }
 

@@ -409,6 +409,19 @@ const REPLACE_DESIGNATED_LINKS: &str = "UPDATE email_links SET replaced_at = $1 
 const INSERT_LINK: &str = "INSERT INTO email_links (token_hash, user_id, purpose, created_at, expires_at) \
     VALUES ($1, $2, $3, $4, $5)";
 
+/// Stores a new welcome or reset link of the user, inside the caller's transaction.
+async fn insert_link(exec: &mut impl Exec, user_id: i64, link: &NewLink) -> StoreResult<()> {
+    let args = [
+        Arg::Text(link.token_hash.as_str()),
+        Arg::Int(user_id),
+        Arg::Text(link.purpose().as_str()),
+        Arg::Int(ts(link.link.created_at)),
+        Arg::Int(ts(link.link.expires_at)),
+    ];
+    exec.run(INSERT_LINK, &args).await?;
+    Ok(())
+}
+
 /// The single-use step: only a valid link of that purpose matches, and only once. A link sent to
 /// an additional email works only while that very address is still on the account.
 const CONSUME_LINK: &str = "UPDATE email_links SET used_at = $1 \
@@ -416,7 +429,35 @@ const CONSUME_LINK: &str = "UPDATE email_links SET used_at = $1 \
     AND (email IS NULL OR EXISTS (SELECT 1 FROM user_emails e WHERE e.id = email_links.user_email_id AND e.email = email_links.email)) \
     RETURNING user_id";
 
+/// A credential a signed-in user replaces, and what else goes with it.
+enum Credential<'a> {
+    /// A new password also ends every session of the user but this one.
+    Password { keep_session: &'a TokenHash },
+    Pin,
+}
+
 impl SqlStore {
+    /// The one row of `sql`, a read whose only parameter is the hash of a link's or a session's
+    /// token; `None` when no row has it.
+    pub(crate) async fn row_by_token(&self, sql: &str, token: &TokenHash) -> StoreResult<Option<AnyRow>> {
+        sqlx::query(sql).bind(token.as_str()).fetch_optional(&self.pool).await.map_err(map_err)
+    }
+
+    /// Replaces the user's password or PIN hash with `hash` and writes `audit`, in one transaction.
+    async fn replace_credential(&self, user_id: i64, credential: Credential<'_>, hash: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let update = match credential {
+            Credential::Password { .. } => "UPDATE users SET password_hash = $1 WHERE id = $2",
+            Credential::Pin => "UPDATE users SET pin_hash = $1 WHERE id = $2",
+        };
+        tx.run(update, &[Arg::Text(hash), Arg::Int(user_id)]).await?;
+        if let Credential::Password { keep_session } = credential {
+            tx.run("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2", &[Arg::Int(user_id), Arg::Text(keep_session.as_str())]).await?;
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
     pub(crate) async fn consume_and<F>(
         &self,
         token: &TokenHash,
@@ -540,15 +581,7 @@ impl Store for SqlStore {
         .await
         .map_err(map_err)?;
         let id: i64 = get(&row, "id")?;
-        sqlx::query(INSERT_LINK)
-            .bind(welcome.token_hash.as_str())
-            .bind(id)
-            .bind(welcome.purpose().as_str())
-            .bind(ts(welcome.link.created_at))
-            .bind(ts(welcome.link.expires_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        insert_link(&mut *tx, id, welcome).await?;
         insert_audit(&mut *tx, &AuditEntry { target_user_id: Some(id), ..audit.clone() }).await?;
         let user = sqlx::query(&user_query("u.id = $1")).bind(id).fetch_one(&mut *tx).await.map_err(map_err)?;
         let user = user_from_row(&user)?;
@@ -602,28 +635,14 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        sqlx::query(INSERT_LINK)
-            .bind(link.token_hash.as_str())
-            .bind(user_id)
-            .bind(link.purpose().as_str())
-            .bind(ts(link.link.created_at))
-            .bind(ts(link.link.expires_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        insert_link(&mut *tx, user_id, link).await?;
         insert_audit(&mut *tx, audit).await?;
         tx.commit().await.map_err(map_err)
     }
 
     async fn link_by_token(&self, token: &TokenHash) -> StoreResult<Option<StoredLink>> {
-        let row = sqlx::query(
-            "SELECT user_id, purpose, created_at, expires_at, used_at, replaced_at, email FROM email_links WHERE token_hash = $1",
-        )
-        .bind(token.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let Some(row) = row else { return Ok(None) };
+        let sql = "SELECT user_id, purpose, created_at, expires_at, used_at, replaced_at, email FROM email_links WHERE token_hash = $1";
+        let Some(row) = self.row_by_token(sql, token).await? else { return Ok(None) };
         let purpose: String = get(&row, "purpose")?;
         let purpose = LinkPurpose::parse(&purpose).ok_or_else(|| StoreError::Backend(format!("unknown link purpose {purpose}")))?;
         Ok(Some(StoredLink {
@@ -681,33 +700,11 @@ impl Store for SqlStore {
     }
 
     async fn change_password(&self, user_id: i64, password_hash: &str, keep_session: &TokenHash, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(password_hash)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
-            .bind(user_id)
-            .bind(keep_session.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        insert_audit(&mut *tx, audit).await?;
-        tx.commit().await.map_err(map_err)
+        self.replace_credential(user_id, Credential::Password { keep_session }, password_hash, audit).await
     }
 
     async fn change_pin(&self, user_id: i64, pin_hash: &str, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE users SET pin_hash = $1 WHERE id = $2")
-            .bind(pin_hash)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        insert_audit(&mut *tx, audit).await?;
-        tx.commit().await.map_err(map_err)
+        self.replace_credential(user_id, Credential::Pin, pin_hash, audit).await
     }
 
     async fn upgrade_password_hash(&self, user_id: i64, old_hash: &str, new_hash: &str) -> StoreResult<()> {
@@ -728,13 +725,8 @@ impl Store for SqlStore {
     }
 
     async fn session_by_token(&self, token: &TokenHash) -> StoreResult<Option<Session>> {
-        let row = sqlx::query(
-            "SELECT handle, user_id, kind, created_at, last_seen_at, client_ip, user_agent FROM sessions WHERE id_hash = $1",
-        )
-        .bind(token.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let sql = "SELECT handle, user_id, kind, created_at, last_seen_at, client_ip, user_agent FROM sessions WHERE id_hash = $1";
+        let row = self.row_by_token(sql, token).await?;
         row.map(|r| session_from_row(&r)).transpose()
     }
 
@@ -862,15 +854,7 @@ impl Store for SqlStore {
 
     async fn set_user_state(&self, user_id: i64, state: UserState, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let r = sqlx::query("UPDATE users SET state = $1 WHERE id = $2")
-            .bind(state.as_str())
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        update_user(&mut *tx, "UPDATE users SET state = $1 WHERE id = $2", &[Arg::Text(state.as_str()), Arg::Int(user_id)]).await?;
         if state == UserState::Disabled {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
         }
@@ -890,16 +874,8 @@ impl Store for SqlStore {
 
     async fn change_designated_email(&self, user_id: i64, email: &Email, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let r = sqlx::query("UPDATE users SET designated_email = $1, designated_email_key = $2, designated_email_verified_at = NULL WHERE id = $3")
-            .bind(email.as_str())
-            .bind(email.key())
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        let sql = "UPDATE users SET designated_email = $1, designated_email_key = $2, designated_email_verified_at = NULL WHERE id = $3";
+        update_user(&mut *tx, sql, &[Arg::Text(email.as_str()), Arg::Text(&email.key()), Arg::Int(user_id)]).await?;
         sqlx::query(REPLACE_DESIGNATED_LINKS).bind(ts(audit.at)).bind(user_id).execute(&mut *tx).await.map_err(map_err)?;
         insert_audit(&mut *tx, audit).await?;
         tx.commit().await.map_err(map_err)
@@ -934,6 +910,15 @@ impl Store for SqlStore {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(crate::EmailVerification::Verified)
+    }
+}
+
+/// Runs `sql`, an UPDATE of the user's row, inside the caller's transaction; `NotFound` when there
+/// is no such user.
+async fn update_user(exec: &mut impl Exec, sql: &str, args: &[Arg<'_>]) -> StoreResult<()> {
+    match exec.run(sql, args).await? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
     }
 }
 

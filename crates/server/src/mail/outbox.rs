@@ -67,29 +67,12 @@ fn links_in(text: &str) -> Vec<&str> {
 const EXTENSION: &str = "eml";
 
 #[cfg(test)]
-fn file_name(now: OffsetDateTime) -> String {
-    crate::outbox_file::file_name(now, EXTENSION)
-}
-
-#[cfg(test)]
 mod tests {
     use mail_parser::{MessageParser, PartType};
 
     use super::*;
     use crate::mail::templates::{self, LinkEntry, LinkKind};
     use crate::outbox_file::testing::{capture_logs, files as eml_files};
-
-    #[test]
-    fn file_names_sort_by_time_and_differ_within_a_millisecond() {
-        let t = time::macros::datetime!(2026-11-23 09:45:01.123 UTC);
-        let a = file_name(t);
-        assert!(a.starts_with("20261123T094501.123Z-"), "{a}");
-        assert!(a.ends_with(".eml"));
-        assert_eq!(a.len(), "20261123T094501.123Z-1a2b3c4d.eml".len());
-        assert_ne!(a, file_name(t));
-        assert!(file_name(t + time::Duration::milliseconds(1)) > file_name(t));
-        assert!(file_name(t + time::Duration::seconds(1)) > file_name(t + time::Duration::milliseconds(999)));
-    }
 
     #[test]
     fn links_are_found_in_the_text_part() {

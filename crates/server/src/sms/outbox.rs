@@ -58,26 +58,10 @@ impl SmsGateway for OutboxSms {
 const EXTENSION: &str = "sms.json";
 
 #[cfg(test)]
-fn file_name(now: OffsetDateTime) -> String {
-    crate::outbox_file::file_name(now, EXTENSION)
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use crate::outbox_file::testing::{capture_logs, files};
     use crate::sms::{message_for_code, SmsPurpose};
-
-    #[test]
-    fn file_names_sort_by_time_and_differ_within_a_millisecond() {
-        let t = time::macros::datetime!(2026-11-23 09:45:01.123 UTC);
-        let a = file_name(t);
-        assert!(a.starts_with("20261123T094501.123Z-"), "{a}");
-        assert!(a.ends_with(".sms.json"));
-        assert_eq!(a.len(), "20261123T094501.123Z-1a2b3c4d.sms.json".len());
-        assert_ne!(a, file_name(t));
-        assert!(file_name(t + time::Duration::milliseconds(1)) > file_name(t));
-    }
 
     #[tokio::test]
     async fn writes_one_parseable_json_file_per_message() {

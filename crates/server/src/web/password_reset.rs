@@ -30,19 +30,69 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/api/v1/login-name/forgot", post(login_name_forgot))
 }
 
-// ---------------------------------------------------------------- forgot password
+// ---------------------------------------------------------------- the two "forgot" pages
+
+/// What differs between the forgot-password and the forgot-login-name page: their words and their
+/// one field. Both send an email and say so alike, known address or not.
+struct ForgotForm {
+    title: &'static str,
+    lead: &'static str,
+    action: &'static str,
+    /// The field's name, label, input type and autocomplete.
+    field: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    autocomplete: &'static str,
+    /// The other of the two pages, linked below the form.
+    other_href: &'static str,
+    other_label: &'static str,
+}
+
+const FORGOT_PASSWORD: ForgotForm = ForgotForm {
+    title: "Forgot password",
+    lead: "Enter your designated email or your login name. We will email a password reset link; it works for 3 hours.",
+    action: "/forgot-password",
+    field: "account",
+    label: "Designated email or login name",
+    kind: "text",
+    autocomplete: "username",
+    other_href: "/forgot-login-name",
+    other_label: "Forgot login name?",
+};
+
+const FORGOT_LOGIN_NAME: ForgotForm = ForgotForm {
+    title: "Forgot login name",
+    lead: "Enter the email linked to your extension. We will email you the login names that use it.",
+    action: "/forgot-login-name",
+    field: "email",
+    label: "Email",
+    kind: "email",
+    autocomplete: "email",
+    other_href: "/forgot-password",
+    other_label: "Forgot password?",
+};
 
 #[derive(Template)]
-#[template(path = "pages/forgot_password.html")]
-struct ForgotPasswordPage<'a> {
+#[template(path = "pages/forgot.html")]
+struct ForgotPage<'a> {
+    form: &'static ForgotForm,
     csrf: String,
     value: &'a str,
     errors: FieldErrors,
 }
 
+/// A "forgot" page with a fresh CSRF token: empty, or as it was sent (the value cut to 300
+/// characters) with what was wrong.
+fn forgot_page(web: &Web, headers: &HeaderMap, form: &'static ForgotForm, status: StatusCode, value: &str, errors: FieldErrors) -> Response {
+    let binding = CsrfBinding::of(web, headers, None);
+    let value: String = value.chars().take(300).collect();
+    render(status, &ForgotPage { form, csrf: binding.token(web), value: &value, errors }, binding.set_cookie)
+}
+
+// ---------------------------------------------------------------- forgot password
+
 async fn forgot_password_page(State(web): WebState, headers: HeaderMap) -> Response {
-    let binding = CsrfBinding::of(&web, &headers, None);
-    render(StatusCode::OK, &ForgotPasswordPage { csrf: binding.token(&web), value: "", errors: FieldErrors::new() }, binding.set_cookie)
+    forgot_page(&web, &headers, &FORGOT_PASSWORD, StatusCode::OK, "", FieldErrors::new())
 }
 
 #[derive(Deserialize)]
@@ -89,9 +139,7 @@ async fn forgot_password_submit(State(web): WebState, headers: HeaderMap, Client
         Err(e) => {
             let mut errors = FieldErrors::new();
             errors.add("account", "Enter your designated email or your login name (like 101@organization.com).");
-            let binding = CsrfBinding::of(&web, &headers, None);
-            let value: String = value.chars().take(300).collect();
-            render(e.status(), &ForgotPasswordPage { csrf: binding.token(&web), value: &value, errors }, binding.set_cookie)
+            forgot_page(&web, &headers, &FORGOT_PASSWORD, e.status(), value, errors)
         }
     }
 }
@@ -152,27 +200,14 @@ async fn reset_password_submit(
 
 // ---------------------------------------------------------------- forgot login name
 
-#[derive(Template)]
-#[template(path = "pages/forgot_login_name.html")]
-struct ForgotLoginPage<'a> {
-    csrf: String,
-    value: &'a str,
-    errors: FieldErrors,
-}
-
 async fn forgot_login_page(State(web): WebState, headers: HeaderMap) -> Response {
-    let binding = CsrfBinding::of(&web, &headers, None);
-    render(StatusCode::OK, &ForgotLoginPage { csrf: binding.token(&web), value: "", errors: FieldErrors::new() }, binding.set_cookie)
+    forgot_page(&web, &headers, &FORGOT_LOGIN_NAME, StatusCode::OK, "", FieldErrors::new())
 }
 
 async fn forgot_login_submit(State(web): WebState, headers: HeaderMap, AnonymousForm(f): AnonymousForm<ForgotLoginFields>) -> Response {
     match web.app.forgot_login_name(&f.email) {
         Ok(()) => notice_page(StatusCode::OK, "Check your email", "If accounts use this email, we sent it the list of their login names.", "/sign-in", "Back to sign in"),
-        Err(e) => {
-            let binding = CsrfBinding::of(&web, &headers, None);
-            let value: String = f.email.chars().take(300).collect();
-            render(e.status(), &ForgotLoginPage { csrf: binding.token(&web), value: &value, errors: e.fields.clone() }, binding.set_cookie)
-        }
+        Err(e) => forgot_page(&web, &headers, &FORGOT_LOGIN_NAME, e.status(), &f.email, e.fields.clone()),
     }
 }
 
