@@ -144,14 +144,17 @@ pub trait Store: AccountStore + TwoFactorStore + SsoStore + EmailStore + ApiToke
     async fn create_session(&self, session: &NewSession, audit: &AuditEntry) -> StoreResult<()>;
     async fn session_by_token(&self, token: &TokenHash) -> StoreResult<Option<Session>>;
     async fn touch_session(&self, token: &TokenHash, now: OffsetDateTime) -> StoreResult<()>;
-    /// Turns a restricted (enrolment-only) session into a full one; false when it was not restricted.
-    async fn promote_session(&self, token: &TokenHash) -> StoreResult<bool>;
     async fn sessions_of_user(&self, user_id: i64) -> StoreResult<Vec<Session>>;
-    /// Ends one session of the user by its handle; false when the user has no such session.
-    async fn delete_session_by_handle(&self, user_id: i64, handle: &str) -> StoreResult<bool>;
+    /// Ends one session of the user by its handle, with its audit entry, in one transaction; false
+    /// when the user has no such session (nothing written).
+    async fn delete_session_by_handle(&self, user_id: i64, handle: &str, audit: &AuditEntry) -> StoreResult<bool>;
+    /// Ends a session without an audit entry: an expired one, or one a refused step must not leave.
     async fn delete_session(&self, token: &TokenHash) -> StoreResult<()>;
-    /// Ends every session of the user but `keep`; returns how many ended.
-    async fn delete_other_sessions(&self, user_id: i64, keep: &TokenHash) -> StoreResult<u64>;
+    /// Sign-out: ends the session and writes its audit entry in one transaction.
+    async fn end_session(&self, token: &TokenHash, audit: &AuditEntry) -> StoreResult<()>;
+    /// Ends every session of the user but `keep`, with the audit entry `audit_for` makes of how
+    /// many ended, in one transaction; returns how many ended.
+    async fn delete_other_sessions(&self, user_id: i64, keep: &TokenHash, audit_for: &(dyn Fn(u64) -> AuditEntry + Send + Sync + '_)) -> StoreResult<u64>;
     /// Removes sessions whose idle or absolute time is over (housekeeping, not correctness).
     async fn delete_expired_sessions(&self, idle_before: OffsetDateTime, created_before: OffsetDateTime) -> StoreResult<u64>;
 

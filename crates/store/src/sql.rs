@@ -730,15 +730,6 @@ impl Store for SqlStore {
         row.map(|r| session_from_row(&r)).transpose()
     }
 
-    async fn promote_session(&self, token: &TokenHash) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE sessions SET kind = 'full' WHERE id_hash = $1 AND kind = 'restricted'")
-            .bind(token.as_str())
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
-        Ok(r.rows_affected() == 1)
-    }
-
     async fn touch_session(&self, token: &TokenHash, now: OffsetDateTime) -> StoreResult<()> {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
             .bind(ts(now))
@@ -761,14 +752,20 @@ impl Store for SqlStore {
         rows.iter().map(session_from_row).collect()
     }
 
-    async fn delete_session_by_handle(&self, user_id: i64, handle: &str) -> StoreResult<bool> {
+    async fn delete_session_by_handle(&self, user_id: i64, handle: &str, audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
         let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND handle = $2")
             .bind(user_id)
             .bind(handle)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        Ok(r.rows_affected() > 0)
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     async fn delete_session(&self, token: &TokenHash) -> StoreResult<()> {
@@ -776,13 +773,23 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn delete_other_sessions(&self, user_id: i64, keep: &TokenHash) -> StoreResult<u64> {
+    async fn end_session(&self, token: &TokenHash, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(token.as_str()).execute(&mut *tx).await.map_err(map_err)?;
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_other_sessions(&self, user_id: i64, keep: &TokenHash, audit_for: &(dyn Fn(u64) -> AuditEntry + Send + Sync + '_)) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
         let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
             .bind(user_id)
             .bind(keep.as_str())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        insert_audit(&mut *tx, &audit_for(r.rows_affected())).await?;
+        tx.commit().await.map_err(map_err)?;
         Ok(r.rows_affected())
     }
 

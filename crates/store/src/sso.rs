@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use latchkey_core::flows::sso::Provider;
 use time::OffsetDateTime;
 
-use crate::exec::{Arg, Exec};
+use crate::exec::{bind, Arg, Exec};
 use crate::records::{AuditEntry, User};
 use crate::sql::{get, insert_audit, known, known_list, list_text, map_err, opt_time, to_time, ts, user_from_row, user_query, SqlStore};
 use crate::{StoreError, StoreResult};
@@ -96,15 +96,25 @@ pub trait SsoStore: Send + Sync {
     /// Ends a live waiting identity of that browser once and links it to `user_id`, with the audit
     /// entry `audit_for` makes of it — one transaction. `None` when it was used, expired or not
     /// this browser's (nothing written).
-    async fn link_pending_sso(&self, id_hash: &str, browser_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>>;
-    /// Ends, once, the waiting identity tied to a completed sign-in flow of `user_id` and links it,
-    /// with its audit entry — one transaction, so a cut cannot use the identity up unlinked. Its
-    /// own expiry no longer counts: it was live when tied to the flow, and the flow that just
-    /// completed bounds it. Otherwise a second factor entered late in the flow is spent on a
-    /// sign-in without the link it was entered for.
-    async fn link_identity_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>>;
+    async fn link_pending_sso(&self, id_hash: &str, browser_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>> {
+        let take = "UPDATE sso_pending SET used_at = $1 WHERE id_hash = $2 AND browser_hash = $3 AND used_at IS NULL AND expires_at > $1";
+        self.take_and_link(take, &[Arg::Int(ts(now)), Arg::Text(id_hash), Arg::Text(browser_hash)], user_id, now, audit_for).await
+    }
 
-    /// Active accounts linked to the identity, in companies that enabled `provider`.
+    async fn link_identity_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>> {
+        // Nearly every completed sign-in has none: on SQLite a read on the calling thread says so
+        // without waiting for the one writer. An identity is tied to its flow before the flow can
+        // be completed, so one that is there is seen; the take below stays the atomic one.
+        if let Some(inline) = &self.inline {
+            let waiting = "SELECT 1 AS n FROM sso_pending WHERE flow_hash = $1 AND user_id = $2 AND used_at IS NULL";
+            if inline.optional(waiting, rusqlite::params![flow_hash, user_id], |r| get::<i64>(r, "n"))?.is_none() {
+                return Ok(None);
+            }
+        }
+        let take = "UPDATE sso_pending SET used_at = $1 WHERE flow_hash = $2 AND user_id = $3 AND used_at IS NULL";
+        self.take_and_link(take, &[Arg::Int(ts(now)), Arg::Text(flow_hash), Arg::Int(user_id)], user_id, now, audit_for).await
+    }
+
     async fn users_linked_to(&self, provider: Provider, subject: &str) -> StoreResult<Vec<User>>;
     /// Active accounts whose *verified* designated or additional email is `email_key`, in companies
     /// that enabled `provider`.
@@ -135,6 +145,20 @@ fn pending_from_row(r: &sqlx::any::AnyRow) -> StoreResult<PendingSso> {
 
 /// `c.sso_providers` holds `provider` as a whole item of its comma-separated list.
 const PROVIDER_ENABLED: &str = "c.sso_enabled = 1 AND (',' || c.sso_providers || ',') LIKE ('%,' || $1 || ',%')";
+
+impl SqlStore {
+    /// Ends one waiting identity with `take` (an `UPDATE` of `sso_pending` that sets `used_at`)
+    /// and stores its link with the audit entry `audit_for` makes — one transaction.
+    async fn take_and_link(&self, take: &str, args: &[Arg<'_>], user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>> {
+        let mut tx = self.begin().await?;
+        let sql = format!("{take} RETURNING {PENDING_COLUMNS}");
+        let row = bind(sqlx::query(&sql), args).fetch_optional(&mut *tx).await.map_err(map_err)?;
+        let Some(pending) = row.as_ref().map(pending_from_row).transpose()? else { return Ok(None) };
+        insert_link(&mut *tx, user_id, pending.provider, &pending.subject, pending.email.as_deref(), now, &audit_for(&pending)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(pending))
+    }
+}
 
 const PENDING_COLUMNS: &str = "id_hash, provider, subject, email, trusted_email, browser_hash, created_at, expires_at";
 

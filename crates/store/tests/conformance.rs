@@ -93,6 +93,7 @@ conformance!(
     a_waiting_sso_identity_finishes_once,
     a_waiting_sso_identity_tied_to_a_flow_is_taken_once_while_the_flow_lives,
     a_waiting_sso_identity_is_linked_once_in_its_browser,
+    a_change_and_the_code_that_confirms_it_are_written_together,
     an_additional_email_is_added_once_and_verified_by_its_link_once,
     removing_an_additional_email_kills_its_confirmation_link,
     an_expired_confirmation_link_verifies_nothing,
@@ -299,18 +300,26 @@ async fn sessions_are_listed_and_revoked_per_user(store: Arc<dyn Store>) {
     let s = store.session_by_token(&mine.hash()).await.unwrap().unwrap();
     assert_eq!((s.user_id, s.restricted), (alice.id, false));
     assert!(store.session_by_token(&other.hash()).await.unwrap().unwrap().restricted);
-    assert!(store.promote_session(&other.hash()).await.unwrap());
+    let enrolling = |session| Enabling { method: &totp_method(t0()), first_recovery_codes: &[], proof: None, promote_session: Some(session), wrong_code_key: None, audit: &audit("2fa_enabled") };
+    assert_eq!(store.enable_confirmed_method(bob.id, &enrolling(&other.hash())).await.unwrap(), Some(true));
+    assert!(store.session_by_token(&other.hash()).await.unwrap().unwrap().restricted, "only the enrolling user's own session is promoted");
+    assert_eq!(store.enable_confirmed_method(alice.id, &enrolling(&other.hash())).await.unwrap(), Some(true));
     assert!(!store.session_by_token(&other.hash()).await.unwrap().unwrap().restricted, "enrolment turns it into a full session");
-    assert!(!store.promote_session(&other.hash()).await.unwrap(), "only once");
     store.touch_session(&mine.hash(), t0() + Duration::minutes(3)).await.unwrap();
     assert_eq!(store.session_by_token(&mine.hash()).await.unwrap().unwrap().last_seen_at, t0() + Duration::minutes(3));
     let bob_handle = store.session_by_token(&bobs.hash()).await.unwrap().unwrap().handle;
-    assert!(!store.delete_session_by_handle(alice.id, &bob_handle).await.unwrap(), "one user cannot end another's session");
-    assert_eq!(store.delete_other_sessions(alice.id, &mine.hash()).await.unwrap(), 1);
+    let revoked = AuditEntry { company_id: Some(c.id), ..audit("session_revoked") };
+    assert!(!store.delete_session_by_handle(alice.id, &bob_handle, &revoked).await.unwrap(), "one user cannot end another's session");
+    assert!(store.audit_of_company(c.id, 10).await.unwrap().iter().all(|a| a.kind != "session_revoked"), "no audit entry for nothing");
+    let others = |n: u64| AuditEntry { company_id: Some(c.id), detail: format!("{n} session(s)"), ..audit("other_sessions_revoked") };
+    assert_eq!(store.delete_other_sessions(alice.id, &mine.hash(), &others).await.unwrap(), 1);
+    let last = &store.audit_of_company(c.id, 1).await.unwrap()[0];
+    assert_eq!((last.kind.as_str(), last.detail.as_str()), ("other_sessions_revoked", "1 session(s)"), "written with the revoke");
     assert!(store.session_by_token(&other.hash()).await.unwrap().is_none());
     assert!(store.session_by_token(&bobs.hash()).await.unwrap().is_some());
     assert_eq!(store.delete_expired_sessions(t0() + Duration::minutes(1), t0() - Duration::days(1)).await.unwrap(), 1, "bob idle");
-    store.delete_session(&mine.hash()).await.unwrap();
+    store.end_session(&mine.hash(), &AuditEntry { company_id: Some(c.id), ..audit("sign_out") }).await.unwrap();
+    assert_eq!(store.audit_of_company(c.id, 1).await.unwrap()[0].kind, "sign_out", "the sign-out is audited with it");
     assert!(store.sessions_of_user(alice.id).await.unwrap().is_empty());
     assert!(store.user_by_id(alice.id).await.unwrap().unwrap().last_sign_in_at.is_some());
 }
@@ -555,6 +564,74 @@ async fn an_sms_and_an_email_code_racing_on_one_flow_spend_one(store: Arc<dyn St
     assert!(store.consume_code(u.id, loser, &format!("{}-hash", loser.as_str()), t0()).await.unwrap());
 }
 
+/// A change confirmed by a code spends the code in its own transaction: with the code spent
+/// already (a racing request), nothing of the change is written; with it live, both happen.
+async fn a_change_and_the_code_that_confirms_it_are_written_together(store: Arc<dyn Store>) {
+    let c = company(&*store, "organization.com").await;
+    let u = active_user(&*store, &c, "101").await;
+    let issue = |purpose: CodePurpose, hash: &str| {
+        let code = StoredCode { code_hash: hash.into(), target: None, created_at: t0(), expires_at: t0() + Duration::minutes(10), used_at: None };
+        let store = store.clone();
+        async move { store.issue_code(u.id, purpose, &code).await.unwrap() }
+    };
+    let code = |purpose: CodePurpose, hash: &str| FactorSpend::Code { purpose, hash: hash.into() };
+    let proof = |factor| Proof { factor, at: t0() };
+
+    // Enrolling SMS by its code; the wrong-code count goes with it.
+    issue(CodePurpose::EnrollSms, "sms-1").await;
+    let policy = ThrottlePolicy { max_failures: 1, window: Duration::minutes(15), lockout: Duration::minutes(15) };
+    store.throttle_fail("2fa:u", &policy, t0()).await.unwrap();
+    assert!(store.throttle_locked_until(&["2fa:u".into()], t0()).await.unwrap().is_some());
+    let sms = StoredMethod { method: Method::Sms, detail: Some("+15145550100".into()), ..totp_method(t0()) };
+    let sms_code = code(CodePurpose::EnrollSms, "sms-1");
+    let enabling = Enabling { method: &sms, first_recovery_codes: &codes("r"), proof: Some(proof(&sms_code)), promote_session: None, wrong_code_key: Some("2fa:u"), audit: &audit("2fa_enabled") };
+    assert_eq!(store.enable_confirmed_method(u.id, &enabling).await.unwrap(), Some(true));
+    assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10, "the first method brought its codes");
+    assert!(store.code(u.id, CodePurpose::EnrollSms).await.unwrap().unwrap().used_at.is_some());
+    assert_eq!(store.throttle_locked_until(&["2fa:u".into()], t0()).await.unwrap(), None);
+    store.remove_method(u.id, Method::Sms, &audit("2fa_disabled")).await.unwrap();
+    assert_eq!(store.enable_confirmed_method(u.id, &enabling).await.unwrap(), None, "a spent code enables nothing");
+    assert!(store.methods_of_user(u.id).await.unwrap().is_empty());
+    assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 0);
+
+    // Removing a method, and new recovery codes, by the verification code.
+    store.enable_method(u.id, &totp_method(t0()), &codes("r"), &audit("2fa_enabled")).await.unwrap();
+    store.enable_method(u.id, &sms, &[], &audit("2fa_enabled")).await.unwrap();
+    store.set_preferred_method(u.id, Some(Method::Sms)).await.unwrap();
+    issue(CodePurpose::Verification, "v-1").await;
+    let verification = code(CodePurpose::Verification, "v-1");
+    assert_eq!(store.remove_confirmed_method(u.id, Method::Sms, Some(proof(&verification)), &audit("2fa_disabled")).await.unwrap(), Some(1));
+    assert_eq!(store.preferred_method(u.id).await.unwrap(), None, "a preference for the method goes with it");
+    store.enable_method(u.id, &sms, &[], &audit("2fa_enabled")).await.unwrap();
+    assert_eq!(store.remove_confirmed_method(u.id, Method::Sms, Some(proof(&verification)), &audit("2fa_disabled")).await.unwrap(), None, "spent");
+    assert_eq!(store.methods_of_user(u.id).await.unwrap().len(), 2, "nothing removed");
+    assert!(!store.replace_confirmed_recovery_codes(u.id, &codes("n"), t0(), Some(proof(&verification)), &audit("recovery_codes_regenerated")).await.unwrap());
+    sign_in_flow(&*store, &u, "f1", t0()).await;
+    assert_eq!(store.complete_sign_in_flow("f1", u.id, &recovery(&u, "r-hash-0"), t0()).await.unwrap(), FlowCompletion::Completed { recovery_codes_left: Some(9) }, "the old set stayed");
+    // An authenticator step as the proof: spent once.
+    assert!(store.replace_confirmed_recovery_codes(u.id, &codes("n"), t0(), Some(proof(&FactorSpend::TotpStep(500))), &audit("recovery_codes_regenerated")).await.unwrap());
+    assert_eq!(store.recovery_codes_left(u.id).await.unwrap(), 10);
+    assert!(!store.replace_confirmed_recovery_codes(u.id, &codes("m"), t0(), Some(proof(&FactorSpend::TotpStep(500))), &audit("recovery_codes_regenerated")).await.unwrap());
+
+    // The designated email's verification: the address must still be the one the code went to.
+    let entry = AuditEntry { company_id: Some(c.id), ..audit("designated_email_changed") };
+    store.change_designated_email(u.id, &Email::parse("new@example.com").unwrap(), &entry).await.unwrap();
+    issue(CodePurpose::VerifyEmail, "e-1").await;
+    let email_code = code(CodePurpose::VerifyEmail, "e-1");
+    let verified = AuditEntry { company_id: Some(c.id), ..audit("email_verified") };
+    let verify = |address: &'static str| {
+        let (store, email_code, verified) = (store.clone(), email_code.clone(), verified.clone());
+        async move { store.verify_designated_email(u.id, address, t0(), Some(Proof { factor: &email_code, at: t0() }), Some(&verified)).await.unwrap() }
+    };
+    assert_eq!(verify("old@example.com").await, EmailVerification::EmailChanged);
+    assert!(store.code(u.id, CodePurpose::VerifyEmail).await.unwrap().unwrap().used_at.is_none(), "the code stays unspent");
+    assert_eq!(verify("new@example.com").await, EmailVerification::Verified);
+    assert_eq!(store.audit_of_company(c.id, 1).await.unwrap()[0].kind, "email_verified", "audited with it");
+    store.change_designated_email(u.id, &Email::parse("newer@example.com").unwrap(), &entry).await.unwrap();
+    assert_eq!(verify("newer@example.com").await, EmailVerification::ProofSpent);
+    assert!(store.user_by_id(u.id).await.unwrap().unwrap().designated_email_verified_at.is_none());
+}
+
 async fn send_counts_are_atomic(store: Arc<dyn Store>) {
     let tasks: Vec<_> = (0..10).map(|_| { let s = store.clone(); tokio::spawn(async move { s.count_send("sms:number:+15145550100", t0()).await.unwrap() }) }).collect();
     let mut counts = futures_join(tasks).await;
@@ -684,8 +761,9 @@ async fn an_sso_attempt_is_taken_once_by_its_own_browser(store: Arc<dyn Store>) 
     assert_eq!(store.take_sso_attempt("state-hash", "browser-a", t0()).await.unwrap(), None, "once");
 }
 
-async fn a_waiting_sso_identity_finishes_once(store: Arc<dyn Store>) {
-    let pending = PendingSso {
+/// A Microsoft identity waiting in `browser-a` for ten minutes from `t0`.
+fn waiting_identity() -> PendingSso {
+    PendingSso {
         id_hash: "pending-hash".into(),
         provider: Provider::Microsoft,
         subject: "sub".into(),
@@ -694,7 +772,11 @@ async fn a_waiting_sso_identity_finishes_once(store: Arc<dyn Store>) {
         browser_hash: "browser-a".into(),
         created_at: t0(),
         expires_at: t0() + Duration::minutes(10),
-    };
+    }
+}
+
+async fn a_waiting_sso_identity_finishes_once(store: Arc<dyn Store>) {
+    let pending = waiting_identity();
     store.create_pending_sso(&pending).await.unwrap();
     assert_eq!(store.pending_sso("pending-hash", "browser-a", t0()).await.unwrap(), Some(pending.clone()));
     assert_eq!(store.pending_sso("pending-hash", "browser-b", t0()).await.unwrap(), None);
@@ -739,16 +821,7 @@ async fn a_waiting_sso_identity_tied_to_a_flow_is_taken_once_while_the_flow_live
 async fn a_waiting_sso_identity_is_linked_once_in_its_browser(store: Arc<dyn Store>) {
     let c = company(&*store, "organization.com").await;
     let u = active_user(&*store, &c, "101").await;
-    let pending = PendingSso {
-        id_hash: "pending-hash".into(),
-        provider: Provider::Microsoft,
-        subject: "sub".into(),
-        email: Some("a@example.com".into()),
-        trusted_email: None,
-        browser_hash: "browser-a".into(),
-        created_at: t0(),
-        expires_at: t0() + Duration::minutes(10),
-    };
+    let pending = waiting_identity();
     store.create_pending_sso(&pending).await.unwrap();
     let linked = |_: &PendingSso| audit("sso_linked");
     assert_eq!(store.link_pending_sso("pending-hash", "browser-b", u.id, t0(), &linked).await.unwrap(), None, "another browser's");

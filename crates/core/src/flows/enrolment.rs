@@ -7,8 +7,8 @@
 //!     │                  └─ text / email: a code sent to the number or the designated email
 //!     └─ refused: 2FA off for the company, method not allowed, email codes before the email is verified
 //!
-//!   Enabled ──the first method──▶ recovery codes shown once; a session restricted to enrolment
-//!                                 becomes a full one (the sign-in that required 2FA completes)
+//!   Enabled ──▶ a session restricted to enrolment becomes a full one; the first method brings
+//!               recovery codes, shown once; the wrong-code count is cleared
 //!   Enabled ──remove / new recovery codes──▶ only with a proof from a method that stays
 //! ```
 //!
@@ -118,19 +118,21 @@ pub fn confirm_authenticator_app(secret: &TotpSecret, code: &str, now: OffsetDat
     totp::verify(secret, code, now, None).map_err(|e| Refusal::Wrong(e.message()))
 }
 
-/// What enabling a method brings with it.
+/// Enabled: what the enabling writes beside the method, all in one transaction with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AfterEnrolment {
-    /// The first method brings recovery codes, shown once.
-    pub show_recovery_codes: bool,
-    /// A session restricted to enrolment (the company requires 2FA) becomes a full one.
+pub struct Enabled {
+    /// A session restricted to enrolment (the company requires 2FA) becomes a full one: the
+    /// sign-in that required the method completes.
     pub promote_session: bool,
+    /// The account's wrong-code count is cleared: the right code proved the owner.
+    pub clear_wrong_codes: bool,
 }
 
-/// Enabled: what follows, given whether it was the account's first method (only the store's
-/// transaction can tell, racing confirmations included) and whether the session was restricted.
-pub fn after_enabled(first_method: bool, session_restricted: bool) -> AfterEnrolment {
-    AfterEnrolment { show_recovery_codes: first_method, promote_session: session_restricted }
+/// What enabling a method from a session (`restricted` or not) writes. The first method also
+/// brings recovery codes, shown once; only the store's transaction can tell which is first (two
+/// confirmations may race), so that part is decided there.
+pub fn enabled(session_restricted: bool) -> Enabled {
+    Enabled { promote_session: session_restricted, clear_wrong_codes: true }
 }
 
 /// Removing `method` from `enabled`: it must be set up, and where the company requires 2FA the last
@@ -222,9 +224,9 @@ mod tests {
     }
 
     #[test]
-    fn the_first_method_brings_codes_and_ends_the_restriction() {
-        assert_eq!(after_enabled(true, true), AfterEnrolment { show_recovery_codes: true, promote_session: true });
-        assert_eq!(after_enabled(false, false), AfterEnrolment { show_recovery_codes: false, promote_session: false });
+    fn enabling_ends_the_restriction_and_clears_the_wrong_codes() {
+        assert_eq!(enabled(true), Enabled { promote_session: true, clear_wrong_codes: true });
+        assert_eq!(enabled(false), Enabled { promote_session: false, clear_wrong_codes: true });
     }
 
     #[test]

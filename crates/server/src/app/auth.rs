@@ -163,9 +163,8 @@ impl Latchkey {
     }
 
     pub async fn sign_out(&self, token: &str, user: &User, ctx: &RequestContext) -> Result<(), AppError> {
-        self.store.delete_session(&Token::from_client(token).hash()).await?;
-        self.store.append_audit(&self.audit("sign_out", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx)).await?;
-        Ok(())
+        let audit = self.audit("sign_out", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        Ok(self.store.end_session(&Token::from_client(token).hash(), &audit).await?)
     }
 
     pub fn session_hash(token: &str) -> TokenHash {

@@ -180,7 +180,7 @@ impl Latchkey {
     }
 
     /// Pending → Enabled: the method, its proof spent, the first method's recovery codes and the
-    /// session's promotion in one transaction (core's `after_enabled`). Notifies the owner.
+    /// session's promotion in one transaction (core's `enabled`). Notifies the owner.
     async fn enable(
         &self,
         user: &User,
@@ -194,19 +194,19 @@ impl Latchkey {
         let mut audit = self.audit("two_factor_enrolled", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = method.method.as_str().to_owned();
         let wrong_code_key = self.limits.second_factor_per_user.key(user.id);
+        let writes = enrolment::enabled(session.restricted);
         let enabling = Enabling {
             method,
             first_recovery_codes: &hashes,
             proof: proof.map(|factor| Proof { factor, at: self.now() }),
-            promote_session: session.restricted.then_some(&session.hash),
-            wrong_code_key: Some(&wrong_code_key),
+            promote_session: writes.promote_session.then_some(&session.hash),
+            wrong_code_key: writes.clear_wrong_codes.then_some(wrong_code_key.as_str()),
             audit: &audit,
         };
         let Some(first) = self.store.enable_confirmed_method(user.id, &enabling).await? else {
             // A racing request spent the code first: it enabled the method.
             return Err(AppError::from_flow(ErrorKind::Unauthorized, &CodeError::Used));
         };
-        let after = enrolment::after_enabled(first, session.restricted);
         self.send(templates::security_notice(
             &user.designated_email,
             &user.company_name,
@@ -216,7 +216,8 @@ impl Latchkey {
             self.now(),
         ))
         .await;
-        Ok(after.show_recovery_codes.then(|| codes.displayed()))
+        // The first method brings recovery codes, shown once.
+        Ok(first.then(|| codes.displayed()))
     }
 
     fn new_method(&self, method: Method) -> StoredMethod {

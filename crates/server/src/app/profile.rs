@@ -77,18 +77,16 @@ impl Latchkey {
     }
 
     pub async fn revoke_session(&self, user: &User, handle: &str, ctx: &RequestContext) -> Result<(), AppError> {
-        if handle.len() > 64 || !self.store.delete_session_by_handle(user.id, handle).await? {
+        let audit = self.audit("session_revoked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        if handle.len() > 64 || !self.store.delete_session_by_handle(user.id, handle, &audit).await? {
             return Err(AppError::not_found());
         }
-        self.store.append_audit(&self.audit("session_revoked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx)).await?;
         Ok(())
     }
 
     pub async fn revoke_other_sessions(&self, user: &User, session_token: &str, ctx: &RequestContext) -> Result<u64, AppError> {
-        let n = self.store.delete_other_sessions(user.id, &Self::session_hash(session_token)).await?;
-        let mut audit = self.audit("other_sessions_revoked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
-        audit.detail = format!("{n} session(s)");
-        self.store.append_audit(&audit).await?;
-        Ok(n)
+        let audit = self.audit("other_sessions_revoked", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
+        let audit_for = |n: u64| AuditEntry { detail: format!("{n} session(s)"), ..audit.clone() };
+        Ok(self.store.delete_other_sessions(user.id, &Self::session_hash(session_token), &audit_for).await?)
     }
 }
