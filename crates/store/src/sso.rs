@@ -96,25 +96,15 @@ pub trait SsoStore: Send + Sync {
     /// Ends a live waiting identity of that browser once and links it to `user_id`, with the audit
     /// entry `audit_for` makes of it — one transaction. `None` when it was used, expired or not
     /// this browser's (nothing written).
-    async fn link_pending_sso(&self, id_hash: &str, browser_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>> {
-        let take = "UPDATE sso_pending SET used_at = $1 WHERE id_hash = $2 AND browser_hash = $3 AND used_at IS NULL AND expires_at > $1";
-        self.take_and_link(take, &[Arg::Int(ts(now)), Arg::Text(id_hash), Arg::Text(browser_hash)], user_id, now, audit_for).await
-    }
+    async fn link_pending_sso(&self, id_hash: &str, browser_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>>;
+    /// Ends, once, the waiting identity tied to a completed sign-in flow of `user_id` and links it,
+    /// with its audit entry — one transaction, so a cut cannot use the identity up unlinked. Its
+    /// own expiry no longer counts: it was live when tied to the flow, and the flow that just
+    /// completed bounds it. Otherwise a second factor entered late in the flow is spent on a
+    /// sign-in without the link it was entered for.
+    async fn link_identity_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>>;
 
-    async fn link_identity_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>> {
-        // Nearly every completed sign-in has none: on SQLite a read on the calling thread says so
-        // without waiting for the one writer. An identity is tied to its flow before the flow can
-        // be completed, so one that is there is seen; the take below stays the atomic one.
-        if let Some(inline) = &self.inline {
-            let waiting = "SELECT 1 AS n FROM sso_pending WHERE flow_hash = $1 AND user_id = $2 AND used_at IS NULL";
-            if inline.optional(waiting, rusqlite::params![flow_hash, user_id], |r| get::<i64>(r, "n"))?.is_none() {
-                return Ok(None);
-            }
-        }
-        let take = "UPDATE sso_pending SET used_at = $1 WHERE flow_hash = $2 AND user_id = $3 AND used_at IS NULL";
-        self.take_and_link(take, &[Arg::Int(ts(now)), Arg::Text(flow_hash), Arg::Int(user_id)], user_id, now, audit_for).await
-    }
-
+    /// Active accounts linked to the identity, in companies that enabled `provider`.
     async fn users_linked_to(&self, provider: Provider, subject: &str) -> StoreResult<Vec<User>>;
     /// Active accounts whose *verified* designated or additional email is `email_key`, in companies
     /// that enabled `provider`.
@@ -318,20 +308,8 @@ impl SsoStore for SqlStore {
     }
 
     async fn link_pending_sso(&self, id_hash: &str, browser_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query(&format!(
-            "UPDATE sso_pending SET used_at = $1 WHERE id_hash = $2 AND browser_hash = $3 AND used_at IS NULL AND expires_at > $1 RETURNING {PENDING_COLUMNS}"
-        ))
-        .bind(ts(now))
-        .bind(id_hash)
-        .bind(browser_hash)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let Some(pending) = row.as_ref().map(pending_from_row).transpose()? else { return Ok(None) };
-        insert_link(&mut *tx, user_id, pending.provider, &pending.subject, pending.email.as_deref(), now, &audit_for(&pending)).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(pending))
+        let take = "UPDATE sso_pending SET used_at = $1 WHERE id_hash = $2 AND browser_hash = $3 AND used_at IS NULL AND expires_at > $1";
+        self.take_and_link(take, &[Arg::Int(ts(now)), Arg::Text(id_hash), Arg::Text(browser_hash)], user_id, now, audit_for).await
     }
 
     async fn link_identity_of_flow(&self, flow_hash: &str, user_id: i64, now: OffsetDateTime, audit_for: &AuditOf<'_>) -> StoreResult<Option<PendingSso>> {
@@ -344,20 +322,8 @@ impl SsoStore for SqlStore {
                 return Ok(None);
             }
         }
-        let mut tx = self.begin().await?;
-        let row = sqlx::query(&format!(
-            "UPDATE sso_pending SET used_at = $1 WHERE flow_hash = $2 AND user_id = $3 AND used_at IS NULL RETURNING {PENDING_COLUMNS}"
-        ))
-        .bind(ts(now))
-        .bind(flow_hash)
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let Some(pending) = row.as_ref().map(pending_from_row).transpose()? else { return Ok(None) };
-        insert_link(&mut *tx, user_id, pending.provider, &pending.subject, pending.email.as_deref(), now, &audit_for(&pending)).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(pending))
+        let take = "UPDATE sso_pending SET used_at = $1 WHERE flow_hash = $2 AND user_id = $3 AND used_at IS NULL";
+        self.take_and_link(take, &[Arg::Int(ts(now)), Arg::Text(flow_hash), Arg::Int(user_id)], user_id, now, audit_for).await
     }
 
     async fn users_linked_to(&self, provider: Provider, subject: &str) -> StoreResult<Vec<User>> {

@@ -300,10 +300,11 @@ async fn sessions_are_listed_and_revoked_per_user(store: Arc<dyn Store>) {
     let s = store.session_by_token(&mine.hash()).await.unwrap().unwrap();
     assert_eq!((s.user_id, s.restricted), (alice.id, false));
     assert!(store.session_by_token(&other.hash()).await.unwrap().unwrap().restricted);
-    let enrolling = |session| Enabling { method: &totp_method(t0()), first_recovery_codes: &[], proof: None, promote_session: Some(session), wrong_code_key: None, audit: &audit("2fa_enabled") };
-    assert_eq!(store.enable_confirmed_method(bob.id, &enrolling(&other.hash())).await.unwrap(), Some(true));
+    let (method, enabled, other_hash) = (totp_method(t0()), audit("2fa_enabled"), other.hash());
+    let enrolling = Enabling { method: &method, first_recovery_codes: &[], proof: None, promote_session: Some(&other_hash), wrong_code_key: None, audit: &enabled };
+    assert_eq!(store.enable_confirmed_method(bob.id, &enrolling).await.unwrap(), Some(true));
     assert!(store.session_by_token(&other.hash()).await.unwrap().unwrap().restricted, "only the enrolling user's own session is promoted");
-    assert_eq!(store.enable_confirmed_method(alice.id, &enrolling(&other.hash())).await.unwrap(), Some(true));
+    assert_eq!(store.enable_confirmed_method(alice.id, &enrolling).await.unwrap(), Some(true));
     assert!(!store.session_by_token(&other.hash()).await.unwrap().unwrap().restricted, "enrolment turns it into a full session");
     store.touch_session(&mine.hash(), t0() + Duration::minutes(3)).await.unwrap();
     assert_eq!(store.session_by_token(&mine.hash()).await.unwrap().unwrap().last_seen_at, t0() + Duration::minutes(3));

@@ -3,7 +3,7 @@
 use latchkey_core::policy::{PasswordPolicy, PinPolicy};
 use latchkey_core::throttle::retry_after;
 use latchkey_core::FieldErrors;
-use latchkey_store::{Session, User};
+use latchkey_store::{AuditEntry, Session, User};
 
 use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates::{self, PasswordChange};
