@@ -80,6 +80,18 @@ impl PoolSettings {
 }
 
 impl SqlStore {
+    /// Runs one change (`sql` with `args`) and, if it changed a row, writes `audit` with it — one
+    /// transaction. `false` when it changed nothing (and nothing is written).
+    pub(crate) async fn change_audited(&self, sql: &str, args: &[Arg<'_>], audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        if crate::exec::bind(sqlx::query(sql), args).execute(&mut *tx).await.map_err(map_err)?.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
     /// `sqlite://path`, a bare file path, or `postgres://…`.
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         Self::connect_with(url, &PoolSettings::new(max_connections)).await
@@ -753,19 +765,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_session_by_handle(&self, user_id: i64, handle: &str, audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND handle = $2")
-            .bind(user_id)
-            .bind(handle)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if r.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut *tx, audit).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        self.change_audited("DELETE FROM sessions WHERE user_id = $1 AND handle = $2", &[Arg::Int(user_id), Arg::Text(handle)], audit).await
     }
 
     async fn delete_session(&self, token: &TokenHash) -> StoreResult<()> {

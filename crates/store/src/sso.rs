@@ -384,19 +384,7 @@ impl SsoStore for SqlStore {
     }
 
     async fn remove_sso_link(&self, user_id: i64, link_id: i64, audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM sso_links WHERE id = $1 AND user_id = $2")
-            .bind(link_id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if r.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut *tx, audit).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        self.change_audited("DELETE FROM sso_links WHERE id = $1 AND user_id = $2", &[Arg::Int(link_id), Arg::Int(user_id)], audit).await
     }
 
     async fn touch_sso_link(&self, user_id: i64, provider: Provider, subject: &str, now: OffsetDateTime) -> StoreResult<()> {
