@@ -316,13 +316,14 @@ impl Api {
 
     /// A request of the set-up or of the checks after the storm, sent again while the node says
     /// it is busy (503 `busy`, which a node with a one-second time limit answers when the machine
-    /// is loaded and a hash would wait too long), for up to [`BUSY_FOR_AT_MOST`]. A node that
-    /// leaked its hashing queue stays busy, and still fails.
+    /// is loaded and a hash would wait too long, or 503 `timeout` when one took longer than the
+    /// limit: a cut request changes nothing), for up to [`BUSY_FOR_AT_MOST`]. A node that leaked
+    /// its hashing queue stays busy, and still fails.
     async fn send(&self, req: &Raw) -> Result<Answer, String> {
         let deadline = Instant::now() + BUSY_FOR_AT_MOST;
         loop {
             let answer = self.once(req).await?;
-            if answer.status != StatusCode::SERVICE_UNAVAILABLE || answer.error() != "busy" || Instant::now() > deadline {
+            if answer.status != StatusCode::SERVICE_UNAVAILABLE || !["busy", "timeout"].contains(&answer.error()) || Instant::now() > deadline {
                 return Ok(answer);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
