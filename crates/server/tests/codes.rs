@@ -201,9 +201,7 @@ async fn twenty_racing_uses_of_one_texted_code_succeed_once(s: &TestServer, gate
     let mut ok = 0;
     for t in tasks {
         let status = t.await.unwrap();
-        // Attempts are counted before they are judged: past the lock's limit the rest are
-        // refused unjudged (429), however right their code.
-        assert!(matches!(status, StatusCode::OK | StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS), "{status}");
+        assert!(matches!(status, StatusCode::OK | StatusCode::UNAUTHORIZED), "{status}");
         ok += usize::from(status == StatusCode::OK);
     }
     assert_eq!(ok, 1, "one code, one sign-in");

@@ -24,7 +24,6 @@ on_both_stores!(
     a_totp_code_is_never_accepted_twice,
     recovery_codes_work_once,
     wrong_codes_lock_the_account_across_flows,
-    a_burst_of_wrong_codes_is_judged_at_most_up_to_the_limit,
     twenty_racing_uses_of_one_totp_code_succeed_once,
     twenty_racing_uses_of_one_recovery_code_succeed_once,
     different_recovery_codes_racing_on_one_flow_spend_one,
@@ -121,33 +120,6 @@ async fn wrong_codes_lock_the_account_across_flows(s: &TestServer) {
     s.clock.advance(Duration::minutes(15));
     let (mut w, flow4) = second_factor_flow(s, "101@organization.com").await;
     assert_eq!(verify(&mut w, &flow4, "totp", &oathtool(&secret, s.app.now())).await.status, StatusCode::OK);
-}
-
-/// 40 wrong authenticator codes sent at once on one flow: each is counted before it is judged, so
-/// at most the lock's limit (5) are judged (each judged wrong code is audited); the rest are
-/// refused unjudged (429). Before, every one was judged.
-async fn a_burst_of_wrong_codes_is_judged_at_most_up_to_the_limit(s: &TestServer) {
-    let mut b = user_with_2fa_feature(s, "101").await;
-    enrol_totp(s, &mut b).await;
-    s.clock.advance(Duration::seconds(60));
-    let (x, flow) = second_factor_flow(s, "101@organization.com").await;
-    let cookies = x.cookies.clone();
-    let tasks: Vec<_> = (0..40)
-        .map(|i| {
-            let (mut br, flow, cookies) = (s.browser(), flow.clone(), cookies.clone());
-            br.cookies = cookies;
-            tokio::spawn(async move { verify(&mut br, &flow, "totp", &format!("{:06}", 100_000 + i)).await.status })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
-    assert!(statuses.iter().all(|st| matches!(*st, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS)), "{statuses:?}");
-    let company = s.app.store.company_by_domain("organization.com").await.unwrap().unwrap();
-    let audit = s.app.store.audit_of_company(company.id, 500).await.unwrap();
-    let judged = audit.iter().filter(|a| a.kind == "second_factor_failed").count();
-    assert!((1..=5).contains(&judged), "{judged} wrong codes judged: {statuses:?}");
 }
 
 async fn twenty_racing_uses_of_one_totp_code_succeed_once(s: &TestServer) {

@@ -13,7 +13,6 @@ use latchkey_store::{FactorSpend, Proof, User};
 
 use super::codes::sent_code_of;
 use super::enrolment::enrolment_error;
-use super::second_factor::CodeGuess;
 use super::two_factor::method_label;
 use super::{Actor, AppError, Latchkey, RequestContext};
 use crate::mail::templates;
@@ -35,26 +34,26 @@ impl Latchkey {
     /// What proves the change is the owner's, to spend with it: the verification code sent to the
     /// designated email, or one from a method that stays (core's `verification_code_proves` and
     /// `authenticator_code_proves`). One wrong guess counts once against the lock.
-    async fn proof_for_change(&self, user: &User, code: &str, removing: Option<Method>, ctx: &RequestContext) -> Result<(FactorSpend, CodeGuess), AppError> {
+    async fn proof_for_change(&self, user: &User, code: &str, removing: Option<Method>, ctx: &RequestContext) -> Result<FactorSpend, AppError> {
+        self.ensure_not_locked(user).await?;
         if one_time_code::normalize(code).is_err() {
             return Err(AppError::field("code", "Enter the 6-digit verification code, or a code from your authenticator app."));
         }
-        let guess = self.reserve_code_guess(user).await?;
         let now = self.now();
         let sent = self.store.code(user.id, CodePurpose::Verification).await?;
         if let Some(stored) = sent.filter(|s| enrolment::verification_code_proves(s.target.as_ref(), removing)) {
             if let Ok(Spend::Code { purpose, hash }) = second_factor::sent_code(CodePurpose::Verification, Some(&sent_code_of(&stored)), code, now) {
-                return Ok((FactorSpend::Code { purpose, hash: hash.as_str().to_owned() }, guess));
+                return Ok(FactorSpend::Code { purpose, hash: hash.as_str().to_owned() });
             }
         }
         if enrolment::authenticator_code_proves(removing) {
             if let Some((secret, last)) = self.authenticator_of(user, &self.store.methods_of_user(user.id).await?)? {
                 if let Ok(Spend::TotpStep(step)) = second_factor::authenticator_app(Some((&secret, last)), code, now) {
-                    return Ok((FactorSpend::TotpStep(step), guess));
+                    return Ok(FactorSpend::TotpStep(step));
                 }
             }
         }
-        Err(self.wrong_code(user, &CodeError::Wrong.message(), &guess, ctx).await)
+        Err(self.wrong_code(user, &CodeError::Wrong.message(), ctx).await)
     }
 
     /// Removes one method after a proof. Where the company requires 2FA the last method stays
@@ -62,13 +61,12 @@ impl Latchkey {
     pub async fn remove_method(&self, user: &User, method: Method, code: &str, ctx: &RequestContext) -> Result<(), AppError> {
         let company = self.company_two_factor(user.company_id).await?;
         enrolment::may_remove(&company, &self.user_methods(user.id).await?, method).map_err(enrolment_error)?;
-        let (proof, guess) = self.proof_for_change(user, code, Some(method), ctx).await?;
+        let proof = self.proof_for_change(user, code, Some(method), ctx).await?;
         let mut audit = self.audit("two_factor_removed", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = method.as_str().into();
         let Some(left) = self.store.remove_confirmed_method(user.id, method, Some(Proof { factor: &proof, at: self.now() }), &audit).await? else {
-            return Err(self.spent_proof(user, &proof, &guess, ctx).await);
+            return Err(self.spent_proof(user, &proof, ctx).await);
         };
-        guess.give_back(self).await?;
         let change = if left == 0 {
             "Two-factor authentication was turned off: its last method and the recovery codes were removed".to_owned()
         } else {
@@ -82,15 +80,14 @@ impl Latchkey {
     /// "Get new recovery codes": after a proof the whole set is replaced.
     pub async fn new_recovery_codes(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<Vec<String>, AppError> {
         enrolment::may_renew_recovery_codes(&self.user_methods(user.id).await?).map_err(enrolment_error)?;
-        let (proof, guess) = self.proof_for_change(user, code, None, ctx).await?;
+        let proof = self.proof_for_change(user, code, None, ctx).await?;
         let codes = RecoveryCodes::generate();
         let hashes: Vec<String> = codes.hashes().iter().map(|h| h.as_str().to_owned()).collect();
         let audit = self.audit("recovery_codes_regenerated", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         let now = self.now();
         if !self.store.replace_confirmed_recovery_codes(user.id, &hashes, now, Some(Proof { factor: &proof, at: now }), &audit).await? {
-            return Err(self.spent_proof(user, &proof, &guess, ctx).await);
+            return Err(self.spent_proof(user, &proof, ctx).await);
         }
-        guess.give_back(self).await?;
         self.send(templates::security_notice(
             &user.designated_email,
             &user.company_name,
@@ -104,12 +101,12 @@ impl Latchkey {
     }
 
     /// A proof a racing request spent first, refused as the second-factor step refuses it.
-    async fn spent_proof(&self, user: &User, proof: &FactorSpend, guess: &CodeGuess, ctx: &RequestContext) -> AppError {
+    async fn spent_proof(&self, user: &User, proof: &FactorSpend, ctx: &RequestContext) -> AppError {
         let refusal = match proof {
             FactorSpend::TotpStep(step) => Spend::TotpStep(*step).refusal_when_spent(),
             _ => Refusal::Stale(CodeError::Used),
         };
-        self.refused(user, refusal, guess, ctx).await
+        self.refused(user, refusal, ctx).await
     }
 
     /// The user's own choice of pre-selected method, unless the company locked its default.

@@ -11,7 +11,6 @@ use latchkey_core::secret::TokenHash;
 use latchkey_core::two_factor::one_time_code::{Channel, CodePurpose, OneTimeCode};
 use latchkey_store::{FactorSpend, StoredCode, User};
 
-use super::second_factor::CodeGuess;
 use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates::{self, EmailCodePurpose};
 use crate::sms::{message_for_code, OutgoingSms, SmsPurpose};
@@ -106,19 +105,13 @@ impl Latchkey {
     /// in the transaction of the change it confirms, and the channel the code went over. A wrong
     /// code counts against the account's second-factor lock; a typo (not six digits), an expired
     /// or a used code say so without counting.
-    pub(super) async fn code_proof(
-        &self,
-        user: &User,
-        purpose: CodePurpose,
-        presented: &str,
-        ctx: &RequestContext,
-    ) -> Result<(FactorSpend, Option<Channel>, CodeGuess), AppError> {
-        let guess = self.reserve_code_guess(user).await?;
+    pub(super) async fn code_proof(&self, user: &User, purpose: CodePurpose, presented: &str, ctx: &RequestContext) -> Result<(FactorSpend, Option<Channel>), AppError> {
+        self.ensure_not_locked(user).await?;
         let stored = self.store.code(user.id, purpose).await?;
         match second_factor::sent_code(purpose, stored.as_ref().map(sent_code_of).as_ref(), presented, self.now()) {
-            Ok(Spend::Code { purpose, hash }) => Ok((FactorSpend::Code { purpose, hash: hash.as_str().to_owned() }, stored.and_then(|s| s.target), guess)),
+            Ok(Spend::Code { purpose, hash }) => Ok((FactorSpend::Code { purpose, hash: hash.as_str().to_owned() }, stored.and_then(|s| s.target))),
             Ok(_) => Err(AppError::internal()),
-            Err(refusal) => Err(self.refused(user, refusal, &guess, ctx).await),
+            Err(refusal) => Err(self.refused(user, refusal, ctx).await),
         }
     }
 }

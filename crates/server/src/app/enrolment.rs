@@ -8,7 +8,6 @@
 //! audit entry. A request cut off before it commits changes nothing and leaves the code unspent.
 
 use latchkey_core::flows::enrolment::{self, EnrolmentError};
-use latchkey_core::flows::second_factor::Refusal;
 use latchkey_core::flows::UserFacing;
 use latchkey_core::seal::Sealed;
 use latchkey_core::secret::{Token, TokenHash};
@@ -19,7 +18,6 @@ use latchkey_core::two_factor::{qr, Method, E164};
 use latchkey_core::LoginName;
 use latchkey_store::{EmailVerification, Enabling, FactorSpend, Proof, StoredMethod, User};
 
-use super::second_factor::CodeGuess;
 use super::two_factor::method_label;
 use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates;
@@ -125,10 +123,9 @@ impl Latchkey {
         self.confirm_password(user, current_password).await?;
         let (blob, key_id, _) = self.store.totp_enrollment(user.id).await?.ok_or_else(|| enrolment_error(EnrolmentError::NoPendingSecret))?;
         let secret = self.open_totp(user.id, &blob, &key_id)?;
-        let guess = self.reserve_code_guess(user).await?;
         let step = match enrolment::confirm_authenticator_app(&secret, code, self.now()) {
             Ok(step) => step,
-            Err(refusal) => return Err(self.refused(user, refusal, &guess, ctx).await),
+            Err(refusal) => return Err(self.refused(user, refusal, ctx).await),
         };
         let method = StoredMethod {
             method: Method::Totp,
@@ -139,7 +136,7 @@ impl Latchkey {
             totp_last_step: Some(step),
             enabled_at: self.now(),
         };
-        self.enable(user, session, &method, None, &guess, ctx).await
+        self.enable(user, session, &method, None, ctx).await
     }
 
     /// Step one of SMS: the number gets a code; it becomes a method only once the code comes back.
@@ -155,12 +152,12 @@ impl Latchkey {
 
     pub async fn confirm_sms(&self, user: &User, session: &EnrollingSession, code: &str, ctx: &RequestContext) -> Result<Option<Vec<String>>, AppError> {
         self.require_allowed(user, Method::Sms).await?;
-        let (proof, channel, guess) = self.code_proof(user, CodePurpose::EnrollSms, code, ctx).await?;
+        let (proof, channel) = self.code_proof(user, CodePurpose::EnrollSms, code, ctx).await?;
         let Some(Channel::Sms(number)) = channel else {
             return Err(AppError::internal());
         };
         let method = StoredMethod { detail: Some(number.as_str().to_owned()), ..self.new_method(Method::Sms) };
-        self.enable(user, session, &method, Some(&proof), &guess, ctx).await
+        self.enable(user, session, &method, Some(&proof), ctx).await
     }
 
     /// Email codes go to the designated email, and only once it is verified.
@@ -172,17 +169,14 @@ impl Latchkey {
 
     pub async fn confirm_email_method(&self, user: &User, session: &EnrollingSession, code: &str, ctx: &RequestContext) -> Result<Option<Vec<String>>, AppError> {
         self.require_allowed(user, Method::Email).await?;
-        let (proof, channel, guess) = self.code_proof(user, CodePurpose::EnrollEmail, code, ctx).await?;
+        let (proof, channel) = self.code_proof(user, CodePurpose::EnrollEmail, code, ctx).await?;
         let Some(Channel::Email(address)) = channel else {
             return Err(AppError::internal());
         };
         let verified = user.designated_email_verified_at.is_some();
-        if let Err(e) = enrolment::email_codes_reach(&user.designated_email, verified, Some(&address)) {
-            guess.give_back(self).await?;
-            return Err(enrolment_error(e));
-        }
+        enrolment::email_codes_reach(&user.designated_email, verified, Some(&address)).map_err(enrolment_error)?;
         let method = StoredMethod { detail: Some(address), ..self.new_method(Method::Email) };
-        self.enable(user, session, &method, Some(&proof), &guess, ctx).await
+        self.enable(user, session, &method, Some(&proof), ctx).await
     }
 
     /// Pending → Enabled: the method, its proof spent, the first method's recovery codes and the
@@ -193,7 +187,6 @@ impl Latchkey {
         session: &EnrollingSession,
         method: &StoredMethod,
         proof: Option<&FactorSpend>,
-        guess: &CodeGuess,
         ctx: &RequestContext,
     ) -> Result<Option<Vec<String>>, AppError> {
         let codes = RecoveryCodes::generate();
@@ -212,7 +205,7 @@ impl Latchkey {
         };
         let Some(first) = self.store.enable_confirmed_method(user.id, &enabling).await? else {
             // A racing request spent the code first: it enabled the method.
-            return Err(self.refused(user, Refusal::Stale(CodeError::Used), guess, ctx).await);
+            return Err(AppError::from_flow(ErrorKind::Unauthorized, &CodeError::Used));
         };
         self.send(templates::security_notice(
             &user.designated_email,
@@ -241,17 +234,14 @@ impl Latchkey {
 
     /// The code proves the address it went to, spent with the verification and its audit entry.
     pub async fn confirm_email_verification(&self, user: &User, code: &str, ctx: &RequestContext) -> Result<(), AppError> {
-        let (proof, channel, guess) = self.code_proof(user, CodePurpose::VerifyEmail, code, ctx).await?;
+        let (proof, channel) = self.code_proof(user, CodePurpose::VerifyEmail, code, ctx).await?;
         let Some(Channel::Email(address)) = channel else {
             return Err(AppError::internal());
         };
         let mut audit = self.audit("email_verified", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = address.clone();
         let now = self.now();
-        let verified = self.store.verify_designated_email(user.id, &address, now, Some(Proof { factor: &proof, at: now }), Some(&audit)).await?;
-        // A right code, whatever became of it, was no guess.
-        guess.give_back(self).await?;
-        match verified {
+        match self.store.verify_designated_email(user.id, &address, now, Some(Proof { factor: &proof, at: now }), Some(&audit)).await? {
             EmailVerification::Verified => Ok(()),
             // The office manager changed the designated email after the code was sent.
             EmailVerification::EmailChanged => {

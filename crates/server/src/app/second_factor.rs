@@ -13,8 +13,7 @@ use latchkey_core::throttle::retry_after;
 use latchkey_core::two_factor::one_time_code::{Channel, CodePurpose};
 use latchkey_core::two_factor::totp::TotpSecret;
 use latchkey_core::two_factor::{Method, E164};
-use latchkey_store::{AuditEntry, FactorSpend, FlowCompletion, Reservation, SignInFlow, SignInStart, StoredMethod, User};
-use time::OffsetDateTime;
+use latchkey_store::{AuditEntry, FactorSpend, FlowCompletion, SignInFlow, SignInStart, StoredMethod, User};
 
 use super::auth::SignedIn;
 use super::codes::sent_code_of;
@@ -28,25 +27,6 @@ pub(super) fn flow_expired() -> AppError {
 
 fn method_unavailable() -> AppError {
     AppError::new(ErrorKind::Invalid, "method_unavailable", "This method is not enabled for your account.")
-}
-
-fn codes_locked(secs: u64) -> AppError {
-    AppError::throttled(secs, format!("Too many wrong codes. Two-factor sign-in is locked for {} minute(s).", secs.div_ceil(60)))
-}
-
-/// A code attempt counted against the account's lock before it is judged.
-pub(super) struct CodeGuess {
-    key: String,
-    /// The lock this attempt set by reaching the limit: in force if it turns out wrong.
-    locks_until: Option<OffsetDateTime>,
-    now: OffsetDateTime,
-}
-
-impl CodeGuess {
-    /// The attempt was no guess (a typo, a stale code) or was right: it does not count.
-    pub(super) async fn give_back(&self, app: &Latchkey) -> Result<(), AppError> {
-        Ok(app.store.throttle_release(&self.key, &app.limits.second_factor_per_user.policy).await?)
-    }
 }
 
 fn invalid_code(message: &str) -> AppError {
@@ -119,19 +99,14 @@ impl Latchkey {
     /// Success starts the session; `recovery_codes_left` is returned when a recovery code was used.
     pub async fn verify_second_factor(&self, flow_token: &str, method: &str, code: &str, ctx: &RequestContext) -> Result<(SignedIn, Option<i64>), AppError> {
         let (flow_hash, user) = self.live_flow(flow_token).await?;
+        self.ensure_not_locked(&user).await?;
         let answer = match Answer::parse(method, code) {
             Ok(answer) => answer,
-            Err(Refusal::Malformed { field, message }) => return Err(AppError::field(field, message)),
-            Err(_) => return Err(AppError::internal()),
+            Err(refusal) => return Err(self.refused(&user, refusal, ctx).await),
         };
-        let guess = self.reserve_code_guess(&user).await?;
-        let spend = match self.judge(&user, &answer).await {
-            Ok(Ok(spend)) => spend,
-            Ok(Err(refusal)) => return Err(self.refused(&user, refusal, &guess, ctx).await),
-            Err(e) => {
-                guess.give_back(self).await?;
-                return Err(e);
-            }
+        let spend = match self.judge(&user, &answer).await? {
+            Ok(spend) => spend,
+            Err(refusal) => return Err(self.refused(&user, refusal, ctx).await),
         };
         let factor = factor_of(&spend, || self.audit("recovery_code_used", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx));
         let (token, session, audit) = self.new_session(&user, false, method, ctx);
@@ -139,11 +114,8 @@ impl Latchkey {
         let recovery_left = match self.store.complete_sign_in(flow_hash.as_str(), user.id, &factor, &then).await? {
             FlowCompletion::Completed { recovery_codes_left } => recovery_codes_left,
             // Another request completed it since `live_flow`: this one's code stays unspent.
-            FlowCompletion::FlowGone => {
-                guess.give_back(self).await?;
-                return Err(flow_expired());
-            }
-            FlowCompletion::FactorSpent => return Err(self.refused(&user, spend.refusal_when_spent(), &guess, ctx).await),
+            FlowCompletion::FlowGone => return Err(flow_expired()),
+            FlowCompletion::FactorSpent => return Err(self.refused(&user, spend.refusal_when_spent(), ctx).await),
         };
         if let Some(left) = recovery_left {
             self.tell_recovery_code_used(&user, left).await;
@@ -229,58 +201,48 @@ impl Latchkey {
         Ok(self.store.code(user.id, purpose).await?.as_ref().map(sent_code_of))
     }
 
-    /// The answer to a refusal. A guess was counted when it was reserved; a typo, a stale code or
-    /// an unavailable method was no guess, and gives its attempt back.
-    pub(super) async fn refused(&self, user: &User, refusal: Refusal, guess: &CodeGuess, ctx: &RequestContext) -> AppError {
-        if !matches!(refusal, Refusal::Wrong(_)) {
-            if let Err(e) = guess.give_back(self).await {
-                return e;
-            }
-        }
+    /// The answer to a refusal: a guess is counted against the account's lock first; a typo, a
+    /// stale code or an unavailable method is only told.
+    pub(super) async fn refused(&self, user: &User, refusal: Refusal, ctx: &RequestContext) -> AppError {
         match refusal {
-            Refusal::Wrong(message) => self.wrong_code(user, &message, guess, ctx).await,
+            Refusal::Wrong(message) => self.wrong_code(user, &message, ctx).await,
             Refusal::Malformed { field, message } => AppError::field(field, message),
             Refusal::Stale(e) => AppError::from_flow(ErrorKind::Unauthorized, &e),
             Refusal::Unavailable(message) => AppError::new(ErrorKind::Invalid, "method_unavailable", message),
         }
     }
 
-    /// Refuses at once when the account's codes are locked (a read, no write): a locked account
-    /// gets no codes sent either.
     pub(super) async fn ensure_not_locked(&self, user: &User) -> Result<(), AppError> {
         let now = self.now();
         let key = self.limits.second_factor_per_user.key(user.id);
         if let Some(secs) = retry_after(self.store.throttle_locked_until(std::slice::from_ref(&key), now).await?, now) {
-            return Err(codes_locked(secs));
+            return Err(AppError::throttled(
+                secs,
+                format!("Too many wrong codes. Two-factor sign-in is locked for {} minute(s).", secs.div_ceil(60)),
+            ));
         }
         Ok(())
     }
 
-    /// Counts a code attempt against the account's lock (all its flows share it) *before* the code
-    /// is judged, so a burst of guesses is judged at most up to the limit; refused unjudged (429)
-    /// over it. A right code gives the attempt back: the transaction it completes clears the count,
-    /// or [`CodeGuess::give_back`].
-    pub(super) async fn reserve_code_guess(&self, user: &User) -> Result<CodeGuess, AppError> {
-        self.ensure_not_locked(user).await?;
+    /// Counts a wrong code against the account (all flows share it) and answers 401, or 429 when
+    /// that was the code that locked it. Counted before it is audited: a request cut off between
+    /// the two writes leaves the wrong code counted, never uncounted.
+    pub(super) async fn wrong_code(&self, user: &User, message: &str, ctx: &RequestContext) -> AppError {
         let now = self.now();
         let key = self.limits.second_factor_per_user.key(user.id);
-        match self.store.throttle_reserve(&key, &self.limits.second_factor_per_user.policy, now).await? {
-            Reservation::Refused { locked_until } => Err(codes_locked(retry_after(Some(locked_until), now).unwrap_or(1))),
-            Reservation::Judge { locked_until } => Ok(CodeGuess { key, locks_until: locked_until, now }),
-        }
-    }
-
-    /// A wrong code (counted when it was reserved) is audited and answered 401, or 429 when it was
-    /// the attempt that locked the account.
-    pub(super) async fn wrong_code(&self, user: &User, message: &str, guess: &CodeGuess, ctx: &RequestContext) -> AppError {
+        let counted = self.store.throttle_fail(&key, &self.limits.second_factor_per_user.policy, now).await;
         let mut audit = self.audit("second_factor_failed", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = "wrong code".into();
         if let Err(e) = self.store.append_audit(&audit).await {
             return e.into();
         }
-        match retry_after(guess.locks_until, guess.now) {
-            Some(secs) => codes_locked(secs),
-            None => invalid_code(message),
+        match counted {
+            Ok(Some(until)) => match retry_after(Some(until), now) {
+                Some(secs) => AppError::throttled(secs, format!("Too many wrong codes. Two-factor sign-in is locked for {} minute(s).", secs.div_ceil(60))),
+                None => invalid_code(message),
+            },
+            Ok(None) => invalid_code(message),
+            Err(e) => e.into(),
         }
     }
 
