@@ -29,8 +29,6 @@ on_both_stores!(
     reset_links_expire_after_3_hours,
     forgot_login_name_lists_the_login_names,
     wrong_passwords_are_throttled_per_account,
-    a_burst_of_guesses_is_judged_at_most_up_to_the_limit,
-    a_burst_at_my_accounts_password_check_is_judged_at_most_up_to_the_limit,
     cookie_authenticated_changes_need_the_csrf_token,
     changing_password_and_pin_checks_the_current_password,
     office_managers_create_users_in_their_own_company_only,
@@ -324,56 +322,6 @@ async fn wrong_passwords_are_throttled_per_account(s: &TestServer) {
     assert!(s.app.store.throttle_locked_until(&["sign_in:login:101@organization.com".into()], now).await.unwrap().is_some());
     s.clock.advance(Duration::minutes(15));
     assert_eq!(b.sign_in("101@organization.com", "Welcome2Sonar").await.status, StatusCode::OK);
-}
-
-/// 79 wrong passwords and the right one sent at the same moment for one login name: each attempt
-/// is counted before its password is judged, so at most the limit (5) are judged — answered 401,
-/// or 200 for the right one — and the rest are refused unjudged (429). Before the count came first,
-/// 65 were judged and the right one signed in.
-async fn a_burst_of_guesses_is_judged_at_most_up_to_the_limit(s: &TestServer) {
-    activate(s, &invite(s, "organization.com", "101", "alice@example.com").await).await;
-    let statuses = burst(s, 80, |i, mut b| async move {
-        let password = if i == 40 { "Welcome2Sonar" } else { "Wrong2Password" };
-        b.sign_in("101@organization.com", password).await.status
-    })
-    .await;
-    let judged = statuses.iter().filter(|st| [StatusCode::UNAUTHORIZED, StatusCode::OK].contains(st)).count();
-    assert!(judged <= 5, "{judged} judged: {statuses:?}");
-    assert!(statuses.iter().all(|st| [StatusCode::UNAUTHORIZED, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS, StatusCode::SERVICE_UNAVAILABLE].contains(st)), "{statuses:?}");
-    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "the rest are refused: {statuses:?}");
-}
-
-/// The same at My Account's checks of the current password, which share the login name's count.
-async fn a_burst_at_my_accounts_password_check_is_judged_at_most_up_to_the_limit(s: &TestServer) {
-    activate(s, &invite(s, "organization.com", "101", "alice@example.com").await).await;
-    let mut owner = s.browser();
-    assert_eq!(owner.sign_in("101@organization.com", "Welcome2Sonar").await.status, StatusCode::OK);
-    let (cookies, csrf) = (owner.cookies.clone(), owner.csrf.clone());
-    let statuses = burst(s, 40, move |_, mut b| {
-        b.cookies = cookies.clone();
-        b.csrf = csrf.clone();
-        async move {
-            b.post("/api/v1/me/pin", json!({"current_password": "Wrong2Password", "pin": "4827"})).await.status
-        }
-    })
-    .await;
-    let judged = statuses.iter().filter(|st| **st == StatusCode::UNAUTHORIZED).count();
-    assert!(judged <= 5, "{judged} judged: {statuses:?}");
-    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
-}
-
-/// `n` requests at once, each from a browser of its own.
-async fn burst<F, Fut>(s: &TestServer, n: usize, request: F) -> Vec<StatusCode>
-where
-    F: Fn(usize, server::Browser) -> Fut,
-    Fut: std::future::Future<Output = StatusCode> + Send + 'static,
-{
-    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(request(i, s.browser()))).collect();
-    let mut statuses = Vec::with_capacity(n);
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
-    statuses
 }
 
 async fn cookie_authenticated_changes_need_the_csrf_token(s: &TestServer) {

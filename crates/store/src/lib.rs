@@ -51,16 +51,6 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// An attempt counted before it is judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reservation {
-    /// Within the limit: judge it. `locks` when this attempt reached the limit (so a wrong answer
-    /// leaves the key locked until `locked_until`).
-    Judge { locked_until: Option<OffsetDateTime> },
-    /// The key is locked, or this attempt is over the limit: refuse it unjudged.
-    Refused { locked_until: OffsetDateTime },
-}
-
 /// How verifying the designated email with a code ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmailVerification {
@@ -174,14 +164,6 @@ pub trait Store: AccountStore + TwoFactorStore + SsoStore + EmailStore + ApiToke
     /// Counts one failure against `key` (atomically) and returns the lock it now carries.
     async fn throttle_fail(&self, key: &str, policy: &ThrottlePolicy, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
     async fn throttle_clear(&self, key: &str) -> StoreResult<()>;
-    /// Counts an attempt against `key` *before* it is judged — one statement, so attempts racing on
-    /// any node are counted one by one and at most `policy.max_failures` are judged in a window.
-    /// A right answer gives its attempt back ([`throttle_clear`](Self::throttle_clear), or
-    /// [`throttle_release`](Self::throttle_release) for a key shared with others).
-    async fn throttle_reserve(&self, key: &str, policy: &ThrottlePolicy, now: OffsetDateTime) -> StoreResult<Reservation>;
-    /// Gives back one attempt reserved and found right (or not a guess): the count goes down by one
-    /// and a lock that attempt set is lifted.
-    async fn throttle_release(&self, key: &str, policy: &ThrottlePolicy) -> StoreResult<()>;
 
     // Operator.
     async fn set_user_state(&self, user_id: i64, state: UserState, audit: &AuditEntry) -> StoreResult<()>;

@@ -859,57 +859,6 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn throttle_reserve(&self, key: &str, policy: &ThrottlePolicy, now: OffsetDateTime) -> StoreResult<crate::Reservation> {
-        // One statement. A locked key is marked over the limit and refused; otherwise the attempt
-        // is counted (a fresh window when the old one or its lock is over) and the key locked when
-        // the count reaches the limit. Judged are the attempts counted at or under the limit.
-        let row = sqlx::query(
-            "INSERT INTO throttle (key, window_start, failures, locked_until) VALUES ($1, $2, 1, CASE WHEN 1 >= $4 THEN $5 ELSE NULL END) \
-             ON CONFLICT (key) DO UPDATE SET \
-               failures = CASE \
-                 WHEN throttle.locked_until > $2 THEN CASE WHEN throttle.failures > $4 THEN throttle.failures ELSE $4 + 1 END \
-                 WHEN throttle.window_start <= $3 OR throttle.locked_until <= $2 THEN 1 \
-                 ELSE throttle.failures + 1 END, \
-               window_start = CASE \
-                 WHEN throttle.locked_until > $2 THEN throttle.window_start \
-                 WHEN throttle.window_start <= $3 OR throttle.locked_until <= $2 THEN $2 \
-                 ELSE throttle.window_start END, \
-               locked_until = CASE \
-                 WHEN throttle.locked_until > $2 THEN throttle.locked_until \
-                 WHEN (CASE WHEN throttle.window_start <= $3 OR throttle.locked_until <= $2 THEN 1 ELSE throttle.failures + 1 END) >= $4 THEN $5 \
-                 ELSE NULL END \
-             RETURNING failures, locked_until",
-        )
-        .bind(key)
-        .bind(ts(now))
-        .bind(ts(now - policy.window))
-        .bind(i64::from(policy.max_failures))
-        .bind(ts(now + policy.lockout))
-        .fetch_one(&self.writer)
-        .await
-        .map_err(map_err)?;
-        let failures: i64 = get(&row, "failures")?;
-        let until = get::<Option<i64>>(&row, "locked_until")?.map(to_time).filter(|u| *u > now);
-        Ok(match until {
-            Some(until) if failures > i64::from(policy.max_failures) => crate::Reservation::Refused { locked_until: until },
-            _ => crate::Reservation::Judge { locked_until: until },
-        })
-    }
-
-    async fn throttle_release(&self, key: &str, policy: &ThrottlePolicy) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE throttle SET failures = failures - 1, \
-               locked_until = CASE WHEN failures - 1 < $2 THEN NULL ELSE locked_until END \
-             WHERE key = $1 AND failures > 0",
-        )
-        .bind(key)
-        .bind(i64::from(policy.max_failures))
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
     async fn set_user_state(&self, user_id: i64, state: UserState, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         update_user(&mut *tx, "UPDATE users SET state = $1 WHERE id = $2", &[Arg::Text(state.as_str()), Arg::Int(user_id)]).await?;

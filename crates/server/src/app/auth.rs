@@ -9,8 +9,7 @@ use latchkey_core::flows::UserFacing;
 use latchkey_core::secret::{random_handle, Token, TokenHash};
 use latchkey_core::throttle::retry_after;
 use latchkey_core::{LoginName, UserState};
-use latchkey_store::{AuditEntry, NewSession, Reservation, Session, User};
-use time::OffsetDateTime;
+use latchkey_store::{AuditEntry, NewSession, Session, User};
 
 use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 
@@ -27,29 +26,6 @@ pub enum SignInOutcome {
     SecondFactor { flow: Token, methods: Vec<Method>, default: Method },
     /// 2FA is required and the user has none: `session` is restricted to enrolment.
     EnrollmentRequired { session: SignedIn, allowed: Vec<Method> },
-}
-
-fn throttled(secs: u64) -> AppError {
-    metrics::counter!("latchkey_sign_ins_total", "outcome" => "throttled").increment(1);
-    sign_in_error(SignInError::Throttled { retry_after_secs: secs })
-}
-
-/// A password attempt counted against the login name and the client address before it is judged.
-struct ReservedAttempt {
-    account_key: String,
-    client_key: Option<String>,
-}
-
-impl ReservedAttempt {
-    /// A right password: the login name's failures are forgiven, the client's attempt given back
-    /// (an office behind one address signs in all day).
-    async fn give_back(&self, app: &Latchkey) -> Result<(), AppError> {
-        app.store.throttle_clear(&self.account_key).await?;
-        if let Some(client) = &self.client_key {
-            app.store.throttle_release(client, &app.limits.sign_in_per_client.policy).await?;
-        }
-        Ok(())
-    }
 }
 
 fn sign_in_error(e: SignInError) -> AppError {
@@ -73,13 +49,10 @@ impl Latchkey {
         let account_key = self.limits.sign_in_per_login.key(login.as_str());
         let client = ctx.client_ip.as_deref().map(|ip| self.limits.sign_in_per_client.key(ip));
         let keys: Vec<String> = std::iter::once(account_key.clone()).chain(client.clone()).collect();
-        // A lock in force is refused on a read, before any write.
         if let Some(secs) = retry_after(self.store.throttle_locked_until(&keys, now).await?, now) {
-            return Err(throttled(secs));
+            metrics::counter!("latchkey_sign_ins_total", "outcome" => "throttled").increment(1);
+            return Err(sign_in_error(SignInError::Throttled { retry_after_secs: secs }));
         }
-        // The attempt is counted before the password is judged, so a burst of guesses sent at
-        // once is judged at most up to the limit; a right password gives its attempt back.
-        let reserved = self.reserve_sign_in(&account_key, client.as_deref(), now).await?;
 
         let user = self.store.user_by_login_name(&login).await?;
         let verified = admitted.verify(password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
@@ -93,9 +66,11 @@ impl Latchkey {
         let next = match sign_in::after_password(&facts) {
             Ok(next) => next,
             Err(e) => {
-                if e != SignInError::InvalidCredentials {
-                    // A right password for a disabled account was no guess.
-                    reserved.give_back(self).await?;
+                if e == SignInError::InvalidCredentials {
+                    self.store.throttle_fail(&account_key, &self.limits.sign_in_per_login.policy, now).await?;
+                    if let Some(client) = &client {
+                        self.store.throttle_fail(client, &self.limits.sign_in_per_client.policy, now).await?;
+                    }
                 }
                 if let Some(u) = &user {
                     let mut audit = self.audit("sign_in_failed", Some(u.company_id), Actor::User(u.id), Some(u.id), ctx);
@@ -110,29 +85,13 @@ impl Latchkey {
         let Some(user) = user.filter(|u| u.state == UserState::Active) else {
             return Err(AppError::internal());
         };
-        reserved.give_back(self).await?;
+        self.store.throttle_clear(&account_key).await?;
         if verified.needs_rehash {
             let old = user.password_hash.clone().unwrap_or_default();
             let new = self.hasher.hash(password).await?;
             self.store.upgrade_password_hash(user.id, &old, &new).await?;
         }
         self.continue_sign_in(user, next, "password", ctx).await
-    }
-
-    /// Counts the attempt against the login name, then the client address; refused unjudged when
-    /// either is over its limit (the other's count given back).
-    async fn reserve_sign_in(&self, account_key: &str, client_key: Option<&str>, now: OffsetDateTime) -> Result<ReservedAttempt, AppError> {
-        let l = &self.limits;
-        if let Reservation::Refused { locked_until } = self.store.throttle_reserve(account_key, &l.sign_in_per_login.policy, now).await? {
-            return Err(throttled(retry_after(Some(locked_until), now).unwrap_or(1)));
-        }
-        if let Some(client) = client_key {
-            if let Reservation::Refused { locked_until } = self.store.throttle_reserve(client, &l.sign_in_per_client.policy, now).await? {
-                self.store.throttle_release(account_key, &l.sign_in_per_login.policy).await?;
-                return Err(throttled(retry_after(Some(locked_until), now).unwrap_or(1)));
-            }
-        }
-        Ok(ReservedAttempt { account_key: account_key.to_owned(), client_key: client_key.map(str::to_owned) })
     }
 
     /// The step after the first factor (a password, or a single sign-on identity): a session, the

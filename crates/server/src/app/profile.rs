@@ -3,7 +3,7 @@
 use latchkey_core::policy::{PasswordPolicy, PinPolicy};
 use latchkey_core::throttle::retry_after;
 use latchkey_core::FieldErrors;
-use latchkey_store::{AuditEntry, Reservation, Session, User};
+use latchkey_store::{AuditEntry, Session, User};
 
 use super::{Actor, AppError, ErrorKind, Latchkey, RequestContext};
 use crate::mail::templates::{self, PasswordChange};
@@ -13,20 +13,13 @@ impl Latchkey {
     /// same per-account throttle as sign-in, so a stolen session cannot guess the password.
     pub(super) async fn confirm_password(&self, user: &User, current: &str) -> Result<(), AppError> {
         let key = self.limits.sign_in_per_login.key(&user.login_name);
-        let policy = &self.limits.sign_in_per_login.policy;
         let now = self.now();
-        let too_many = |until| AppError::throttled(retry_after(Some(until), now).unwrap_or(1), "Too many wrong passwords. Try again later.".into());
-        if let Some(until) = self.store.throttle_locked_until(std::slice::from_ref(&key), now).await? {
-            return Err(too_many(until));
-        }
-        // Counted before it is judged, as at sign-in: a burst is judged at most up to the limit.
-        if let Reservation::Refused { locked_until } = self.store.throttle_reserve(&key, policy, now).await? {
-            return Err(too_many(locked_until));
+        if let Some(secs) = retry_after(self.store.throttle_locked_until(std::slice::from_ref(&key), now).await?, now) {
+            return Err(AppError::throttled(secs, "Too many wrong passwords. Try again later.".into()));
         }
         let ok = current.len() <= 1024 && self.hasher.verify(current, user.password_hash.as_deref()).await?.matches;
-        if ok {
-            self.store.throttle_release(&key, policy).await?;
-        } else {
+        if !ok {
+            self.store.throttle_fail(&key, &self.limits.sign_in_per_login.policy, now).await?;
             let mut e = AppError::new(ErrorKind::Unauthorized, "invalid_credentials", "Your current password is not right.");
             e.fields.add("current_password", "Your current password is not right.");
             return Err(e);
