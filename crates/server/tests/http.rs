@@ -28,6 +28,7 @@ on_both_stores!(
     a_completed_reset_ends_every_session,
     reset_links_expire_after_3_hours,
     forgot_login_name_lists_the_login_names,
+    a_look_alike_address_gets_no_mail,
     wrong_passwords_are_throttled_per_account,
     cookie_authenticated_changes_need_the_csrf_token,
     changing_password_and_pin_checks_the_current_password,
@@ -243,7 +244,8 @@ async fn forgot_password_answers_the_same_and_lists_every_account_of_an_address(
     assert_eq!((unknown.status, &unknown.body), (known.status, &known.body));
     let mails = s.mails(3).await;
     let reset = &mails[2];
-    assert_eq!(reset.to, vec!["FRONT.DESK@example.com".to_owned()]);
+    // To the address as the accounts store it (the first account's spelling), not as typed.
+    assert_eq!(reset.to, vec!["front.desk@example.com".to_owned()]);
     assert!(reset.text.contains("101@organization.com") && reset.text.contains("102@organization.com"));
     let links = links_in(&reset.text);
     assert_eq!(links.len(), 2, "one link per login name");
@@ -261,6 +263,22 @@ async fn forgot_password_answers_the_same_and_lists_every_account_of_an_address(
     let mails = s.mails(4).await;
     assert_eq!(links_in(&mails[3].text).len(), 1);
     assert_eq!(b.post("/api/v1/password/forgot", json!({})).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Issue 18 item 3: "mi\u{212A}e@…" (a Kelvin sign, which lower-cases to "k") finds mike's accounts;
+/// the reset link and the login names still go only to the address the account stores.
+async fn a_look_alike_address_gets_no_mail(s: &TestServer) {
+    activate(s, &invite(s, "organization.com", "101", "mike@a.example").await).await;
+    let mut b = s.browser();
+    let look_alike = "mi\u{212A}e@a.example";
+    assert_eq!(b.post("/api/v1/password/forgot", json!({"email": look_alike})).await.status, StatusCode::ACCEPTED);
+    assert_eq!(b.post("/api/v1/login-name/forgot", json!({"email": look_alike})).await.status, StatusCode::ACCEPTED);
+    let mails = s.mails(3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(s.smtp.messages().await.len(), 3, "the welcome email, then a reset email and a login-name email, nothing else");
+    for mail in &mails[1..] {
+        assert_eq!(mail.to, vec!["mike@a.example".to_owned()], "{}", mail.subject);
+    }
 }
 
 async fn a_completed_reset_ends_every_session(s: &TestServer) {

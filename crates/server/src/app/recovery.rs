@@ -37,16 +37,23 @@ impl Latchkey {
     }
 
     async fn send_reset_links(&self, request: ResetRequest, ctx: &RequestContext) -> Result<(), AppError> {
-        let (to, accounts): (String, Vec<User>) = match request {
-            ResetRequest::ByEmail(email) => (email.as_str().to_owned(), self.store.users_by_designated_email(&email).await?),
-            ResetRequest::ByLoginName(name) => match self.store.user_by_login_name(&name).await? {
-                Some(u) => (u.designated_email.clone(), vec![u]),
-                None => return Ok(()),
-            },
+        let accounts: Vec<User> = match request {
+            ResetRequest::ByEmail(email) => self.store.users_by_designated_email(&email).await?,
+            ResetRequest::ByLoginName(name) => self.store.user_by_login_name(&name).await?.into_iter().collect(),
         };
+        // Mail goes only to the addresses the accounts hold, never to what was typed: a look-alike
+        // (`mi\u{212A}e@…`, a Kelvin sign) finds the same accounts but gets nothing.
+        for (to, accounts) in by_stored_address(accounts) {
+            self.send_reset_email(&to, &accounts, ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// One email to `to` with a link for each of its accounts that may have one.
+    async fn send_reset_email(&self, to: &str, accounts: &[User], ctx: &RequestContext) -> Result<(), AppError> {
         let now = self.now();
         let mut entries = Vec::new();
-        for user in &accounts {
+        for user in accounts {
             let (purpose, kind, path) = match offer_for(user.state) {
                 ResetOffer::ResetLink => (LinkPurpose::PasswordReset, LinkKind::PasswordReset, "reset-password"),
                 ResetOffer::WelcomeLink => (LinkPurpose::Welcome, LinkKind::CompleteSetup, "complete-setup"),
@@ -64,7 +71,7 @@ impl Latchkey {
             });
         }
         if !entries.is_empty() {
-            self.send(templates::password_reset(&to, &entries)).await;
+            self.send(templates::password_reset(to, &entries)).await;
         }
         Ok(())
     }
@@ -77,13 +84,11 @@ impl Latchkey {
                 Ok(a) => a,
                 Err(e) => return tracing::error!(error = %e, "forgot login name: store"),
             };
-            let names: Vec<(String, String)> = accounts
-                .into_iter()
-                .filter(|u| u.state != UserState::Disabled)
-                .map(|u| (u.login_name, u.company_name))
-                .collect();
-            if !names.is_empty() {
-                app.send(templates::forgot_login_name(email.as_str(), &names, &app.url("/sign-in"))).await;
+            let usable = accounts.into_iter().filter(|u| u.state != UserState::Disabled).collect();
+            // To the stored addresses only, never to what was typed (see `send_reset_links`).
+            for (to, accounts) in by_stored_address(usable) {
+                let names: Vec<(String, String)> = accounts.into_iter().map(|u| (u.login_name, u.company_name)).collect();
+                app.send(templates::forgot_login_name(&to, &names, &app.url("/sign-in"))).await;
             }
         });
         Ok(())
@@ -122,4 +127,19 @@ impl Latchkey {
         .await;
         Ok(user)
     }
+}
+
+/// Accounts grouped by their designated email's key (one mailbox, whatever the case), each group
+/// with the address as its first account stores it: mail goes to a stored address, never to what
+/// was typed.
+fn by_stored_address(accounts: Vec<User>) -> Vec<(String, Vec<User>)> {
+    let mut grouped: Vec<(String, String, Vec<User>)> = Vec::new();
+    for user in accounts {
+        let key = user.designated_email.to_lowercase();
+        match grouped.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, _, users)) => users.push(user),
+            None => grouped.push((key, user.designated_email.clone(), vec![user])),
+        }
+    }
+    grouped.into_iter().map(|(_, to, users)| (to, users)).collect()
 }
