@@ -26,6 +26,7 @@ on_both_stores!(
     the_csv_quotes_disarms_formulas_and_holds_every_row,
     only_the_company_s_managers_supervisors_and_tokens_read_it,
     bad_filters_are_refused_with_a_message_each,
+    the_filter_accepts_the_kinds_staff_changes_write,
     the_console_page_shows_pages_and_exports_the_events,
     retention_purges_only_events_past_it,
 );
@@ -164,6 +165,22 @@ async fn security_events_name_actor_target_address_and_browser(s: &TestServer) {
     assert_eq!((&by_token["actor"], &by_token["user_agent"]), (&json!("API token provisioning"), &json!("provisioning-script/1.0")));
     let by_operator = created.iter().find(|e| target(e) == alice).unwrap();
     assert_eq!(by_operator["actor"], "operator", "made at the CLI");
+}
+
+/// Issue 18 item 11: disabling and enabling a user are audited as `user_disabled` and
+/// `user_enabled`, and the filter refused those kinds (400) although the log held them.
+async fn the_filter_accepts_the_kinds_staff_changes_write(s: &TestServer) {
+    let (om_login, om_password) = s.company_with_office_manager(DOMAIN).await;
+    let alice = member(s, DOMAIN, "101", Role::User).await;
+    let mut om = signed_in(s, &om_login, &om_password).await;
+    let users = "/api/v1/companies/organization.com/users/101";
+    assert_eq!(om.post(&format!("{users}/disable"), json!({})).await.status, StatusCode::OK);
+    assert_eq!(om.post(&format!("{users}/enable"), json!({})).await.status, StatusCode::OK);
+    for kind in ["user_disabled", "user_enabled"] {
+        let (found, _) = events(&mut om, &format!("{AUDIT}?kind={kind}")).await;
+        assert_eq!(kinds(&found), vec![kind], "{kind}");
+        assert_eq!((&found[0]["actor"], &found[0]["target"]), (&json!(om_login), &json!(alice)), "{kind}");
+    }
 }
 
 async fn filters_and_pages_through_the_api(s: &TestServer) {

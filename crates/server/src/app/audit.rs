@@ -40,6 +40,8 @@ pub const AUDIT_KINDS: &[(&str, &str)] = &[
     ("two_factor_feature_changed", "Two-factor pilot switched"),
     ("sso_feature_changed", "Single sign-on pilot switched"),
     ("user_created", "User created"),
+    ("user_disabled", "User disabled"),
+    ("user_enabled", "User enabled"),
     ("welcome_resent", "Welcome email resent"),
     ("additional_email_added", "Additional email added"),
     ("additional_email_removed", "Additional email removed"),
