@@ -155,7 +155,12 @@ impl Email {
 
     /// The form addresses are compared in: one address, whatever its case.
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        Self::key_of(&self.0)
+    }
+
+    /// [`Self::key`] of an address as stored (it was parsed when it was written).
+    pub fn key_of(address: &str) -> String {
+        address.to_lowercase()
     }
 
     /// "n***@example.com": the owner recognises the address; someone reading another mailbox (the

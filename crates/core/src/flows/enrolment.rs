@@ -118,23 +118,6 @@ pub fn confirm_authenticator_app(secret: &TotpSecret, code: &str, now: OffsetDat
     totp::verify(secret, code, now, None).map_err(|e| Refusal::Wrong(e.message()))
 }
 
-/// Enabled: what the enabling writes beside the method, all in one transaction with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Enabled {
-    /// A session restricted to enrolment (the company requires 2FA) becomes a full one: the
-    /// sign-in that required the method completes.
-    pub promote_session: bool,
-    /// The account's wrong-code count is cleared: the right code proved the owner.
-    pub clear_wrong_codes: bool,
-}
-
-/// What enabling a method from a session (`restricted` or not) writes. The first method also
-/// brings recovery codes, shown once; only the store's transaction can tell which is first (two
-/// confirmations may race), so that part is decided there.
-pub fn enabled(session_restricted: bool) -> Enabled {
-    Enabled { promote_session: session_restricted, clear_wrong_codes: true }
-}
-
 /// Removing `method` from `enabled`: it must be set up, and where the company requires 2FA the last
 /// method stays. (When the last one goes, so do the recovery codes: the store does that.)
 pub fn may_remove(company: &CompanyTwoFactor, enabled: &[Method], method: Method) -> Result<(), EnrolmentError> {
@@ -221,12 +204,6 @@ mod tests {
         let right = totp::code_at(secret.as_bytes(), totp::step_at(NOW), 6).unwrap();
         assert_eq!(confirm_authenticator_app(&secret, &right, NOW), Ok(totp::step_at(NOW)));
         assert!(matches!(confirm_authenticator_app(&secret, "12", NOW), Err(Refusal::Wrong(_))));
-    }
-
-    #[test]
-    fn enabling_ends_the_restriction_and_clears_the_wrong_codes() {
-        assert_eq!(enabled(true), Enabled { promote_session: true, clear_wrong_codes: true });
-        assert_eq!(enabled(false), Enabled { promote_session: false, clear_wrong_codes: true });
     }
 
     #[test]

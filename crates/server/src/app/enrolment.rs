@@ -180,7 +180,7 @@ impl Latchkey {
     }
 
     /// Pending → Enabled: the method, its proof spent, the first method's recovery codes and the
-    /// session's promotion in one transaction (core's `enabled`). Notifies the owner.
+    /// session's promotion in one transaction. Notifies the owner.
     async fn enable(
         &self,
         user: &User,
@@ -194,13 +194,14 @@ impl Latchkey {
         let mut audit = self.audit("two_factor_enrolled", Some(user.company_id), Actor::User(user.id), Some(user.id), ctx);
         audit.detail = method.method.as_str().to_owned();
         let wrong_code_key = self.limits.second_factor_per_user.key(user.id);
-        let writes = enrolment::enabled(session.restricted);
         let enabling = Enabling {
             method,
             first_recovery_codes: &hashes,
             proof: proof.map(|factor| Proof { factor, at: self.now() }),
-            promote_session: writes.promote_session.then_some(&session.hash),
-            wrong_code_key: writes.clear_wrong_codes.then_some(wrong_code_key.as_str()),
+            // Enrolment from a session restricted to it completes the sign-in that required it.
+            promote_session: session.restricted.then_some(&session.hash),
+            // The right code proved the owner.
+            wrong_code_key: Some(&wrong_code_key),
             audit: &audit,
         };
         let Some(first) = self.store.enable_confirmed_method(user.id, &enabling).await? else {

@@ -135,7 +135,7 @@ impl Latchkey {
 fn by_stored_address(accounts: Vec<User>) -> Vec<(String, Vec<User>)> {
     let mut grouped: Vec<(String, String, Vec<User>)> = Vec::new();
     for user in accounts {
-        let key = user.designated_email.to_lowercase();
+        let key = Email::key_of(&user.designated_email);
         match grouped.iter_mut().find(|(k, _, _)| *k == key) {
             Some((_, _, users)) => users.push(user),
             None => grouped.push((key, user.designated_email.clone(), vec![user])),
